@@ -1,0 +1,147 @@
+"""SQLModel tables. No business logic lives here; queries are in briefing/store.
+
+No `from __future__ import annotations` in this module: SQLModel needs real annotations.
+Schema changes go through Alembic (briefing/migrations); a test checks models and migrations agree.
+"""
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import JSON, Column, Field, SQLModel, UniqueConstraint
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, also on SQLite (which silently drops tzinfo)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; attach a time zone first")
+        aware = value.astimezone(UTC)
+        # SQLite stores text; keep it naive-UTC so comparisons in SQL order correctly.
+        return aware.replace(tzinfo=None) if dialect.name == "sqlite" else aware
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Article(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000, sa_column_kwargs={"unique": True}, index=False)
+    guid: str = Field(default="", max_length=2000, index=True)
+    title: str = Field(max_length=300)
+    summary: str = Field(default="", max_length=5000)
+    author: str = Field(default="", max_length=200)
+    section: str = Field(default="", max_length=100)
+    image_url: str = Field(default="", max_length=2000)
+    image_alt: str = Field(default="", max_length=300)
+    published_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    source: str = Field(default="manual", max_length=20)
+    feed_id: int | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Story(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int | None = Field(default=None, foreign_key="article.id", index=True, ondelete="SET NULL")
+    headline: str = Field(max_length=300)
+    url: str = Field(max_length=2000)
+    blurb: str = Field(default="", max_length=5000)
+    section: str = Field(default="", max_length=100)
+    position: int = Field(default=0)
+    edition_date: date | None = Field(default=None, index=True)
+    status: str = Field(default="draft", max_length=20, index=True)
+    lead: bool = Field(default=False)
+    automatic: bool = Field(default=False)
+    image_url: str = Field(default="", max_length=2000)
+    image_alt: str = Field(default="", max_length=300)
+    embargo_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_by: str = Field(default="", max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
+    # Lower-cased whole address: duplicates that differ only in case collapse to one row.
+    email_key: str = Field(max_length=320, sa_column_kwargs={"unique": True})
+    name: str = Field(default="", max_length=200)
+    status: str = Field(default="pending", max_length=20, index=True)
+    source: str = Field(default="", max_length=50)
+    consent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    unsubscribed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    soft_bounce_count: int = Field(default=0)
+    token_version: int = Field(default=1)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Edition(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    edition_date: date = Field(sa_column_kwargs={"unique": True})
+    status: str = Field(default="scheduled", max_length=20, index=True)
+    held: bool = Field(default=False)
+    note: str = Field(default="", max_length=5000)
+    subject: str = Field(default="", max_length=300)
+    preheader: str = Field(default="", max_length=300)
+    html_template: str = Field(default="", sa_type=sa.Text)
+    text_template: str = Field(default="", sa_type=sa.Text)
+    story_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    frozen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    snapshot_size: int = Field(default=0)
+    sent_count: int = Field(default=0)
+    failed_count: int = Field(default=0)
+    last_error: str = Field(default="", max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
+        sa.Index("ix_delivery_queue", "edition_id", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    edition_id: int = Field(foreign_key="edition.id", ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    email: str = Field(max_length=320)
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_owner: str = Field(default="", max_length=100)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    smtp_code: int | None = Field(default=None)
+    smtp_reply: str = Field(default="", max_length=1000)
+    message_id: str = Field(default="", max_length=300)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Editor(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
+    password_hash: str = Field(max_length=200)
+    role: str = Field(default="editor", max_length=20)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
