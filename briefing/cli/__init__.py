@@ -1,0 +1,31 @@
+"""The `briefing` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from briefing.cli import articles, database, stories, subscribers
+from briefing.cli.common import reset_state
+
+app = typer.Typer(
+    name="briefing",
+    help="Compose and send the morning briefing.\n\nExample: briefing stories list",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root() -> None:
+    reset_state()
+
+
+database.register(app)
+app.add_typer(articles.app, name="articles")
+app.add_typer(stories.app, name="stories")
+app.add_typer(subscribers.app, name="subscribers")
+
+
+def main() -> None:
+    app()

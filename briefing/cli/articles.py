@@ -1,0 +1,108 @@
+"""`briefing articles ...`: the site's stored articles."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from briefing import files, service
+from briefing.cli.common import console, handle_errors, local, parse_moment, print_json, state
+from briefing.config import parse_duration
+from briefing.db import session_scope
+from briefing.errors import InvalidInput
+from briefing.store import articles as article_store
+
+app = typer.Typer(
+    help="Stored articles from the site.\n\nExample: briefing articles list", no_args_is_help=True
+)
+
+
+@app.command("add")
+@handle_errors
+def add(
+    url: Annotated[str, typer.Option(help="The article's address on the site (http or https).")],
+    title: Annotated[str, typer.Option(help="Headline as published.")],
+    summary: Annotated[str, typer.Option(help="Standfirst or summary.")] = "",
+    author: Annotated[str, typer.Option()] = "",
+    section: Annotated[str, typer.Option(help="Section, such as Politics.")] = "",
+    image: Annotated[str, typer.Option(help="Image URL.")] = "",
+    image_alt: Annotated[str, typer.Option("--image-alt", help="Text describing the image.")] = "",
+    published: Annotated[str, typer.Option(help="Publication time, YYYY-MM-DD HH:MM in local time.")] = "",
+) -> None:
+    """Store one article.
+
+    Example: briefing articles add --url https://news.example.com/2026/budget --title "Budget passes"
+    """
+    item = files.article_input(
+        {
+            "url": url,
+            "title": title,
+            "summary": summary,
+            "author": author,
+            "section": section,
+            "image_url": image,
+            "image_alt": image_alt,
+        },
+        source="manual",
+    )
+    published_at = parse_moment(published, "--published")
+    if published_at is not None:
+        item = dataclasses.replace(item, published_at=published_at)
+    with session_scope(state().engine) as session:
+        article = article_store.add_article(session, item)
+    console.print(f"Stored article {article.id}: {article.title}")
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    since: Annotated[str, typer.Option(help="Only articles newer than this, such as 1d or 12h.")] = "",
+    not_queued: Annotated[
+        bool, typer.Option("--not-queued", help="Only articles no story uses yet.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List stored articles, newest first.
+
+    Example: briefing articles list --since 1d --not-queued
+    """
+    after = None
+    if since:
+        try:
+            after = datetime.now(UTC) - parse_duration(since)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="--since") from None
+    with session_scope(state().engine) as session:
+        found = article_store.list_articles(session, since=after, not_queued=not_queued, limit=limit)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("id", "published", "section", "title", "url", title=f"{len(found)} articles")
+    for a in found:
+        table.add_row(str(a.id), local(a.published_at), a.section, a.title, a.url)
+    console.print(table)
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    file: Annotated[Path, typer.Argument(help="A .jsonl file (one JSON object per line) or a .csv file.")],
+) -> None:
+    """Import articles from JSON lines or CSV; an article with a stored URL is updated.
+
+    Example: briefing articles import articles.jsonl
+    """
+    report = service.import_articles(state().engine, file)
+    table = Table("added", "updated", "unchanged", "rejected", title=f"Imported {file.name}")
+    table.add_row(str(report.added), str(report.updated), str(report.unchanged), str(len(report.rejected)))
+    console.print(table)
+    for r in report.rejected[:20]:
+        console.print(f"[red]line {r.line}[/red]: {r.reason}")
+    if report.rejected:
+        raise typer.Exit(1)

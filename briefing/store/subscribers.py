@@ -1,0 +1,288 @@
+"""Subscribers: one row per address, keyed case-insensitively; suppression is never undone by an import."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberStatus
+from briefing.errors import Conflict, NotFound
+from briefing.models import Delivery, Subscriber, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberInput:
+    email: str  # already normalised by briefing.inputs.email_address
+    name: str = ""
+    attributes: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class ImportCounts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    suppressed: int = 0  # present but unsubscribed/bounced/complained: left alone
+    duplicates: int = 0  # the same address earlier in the same file
+    rejected: int = 0
+
+
+def to_data(row: Subscriber) -> SubscriberData:
+    assert row.id is not None
+    return SubscriberData(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        status=row.status,
+        source=row.source,
+        created_at=row.created_at,
+        consent_at=row.consent_at,
+        confirmed_at=row.confirmed_at,
+        unsubscribed_at=row.unsubscribed_at,
+        soft_bounce_count=row.soft_bounce_count,
+        attributes=dict(row.attributes or {}),
+    )
+
+
+def add_subscriber(
+    session: Session,
+    item: SubscriberInput,
+    *,
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    source: str = "manual",
+) -> SubscriberData:
+    key = item.email.casefold()
+    if session.exec(select(Subscriber.id).where(Subscriber.email_key == key)).first() is not None:
+        raise Conflict(f"{item.email} is already on the list", field="email")
+    now = utcnow()
+    row = Subscriber(
+        email=item.email,
+        email_key=key,
+        name=item.name,
+        status=status.value,
+        source=source,
+        consent_at=now,
+        confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
+        attributes=dict(item.attributes or {}),
+    )
+    session.add(row)
+    session.flush()
+    return to_data(row)
+
+
+def get_subscriber(session: Session, subscriber_id: int) -> SubscriberData:
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        raise NotFound(f"no subscriber with id {subscriber_id}", field="subscriber")
+    return to_data(row)
+
+
+def find_by_email(session: Session, email: str) -> SubscriberData | None:
+    row = session.exec(select(Subscriber).where(Subscriber.email_key == email.casefold())).first()
+    return to_data(row) if row else None
+
+
+def get_by_email(session: Session, email: str) -> SubscriberData:
+    found = find_by_email(session, email)
+    if found is None:
+        raise NotFound(f"{email} is not on the list", field="email")
+    return found
+
+
+def iter_subscribers(
+    session: Session,
+    *,
+    status: str | None = None,
+    search: str = "",
+    batch: int = 1000,
+    limit: int | None = None,
+) -> Iterator[SubscriberData]:
+    """Stream subscribers by id in batches, so an export of a million rows stays small in memory."""
+    last_id = 0
+    yielded = 0
+    while True:
+        stmt = select(Subscriber).where(col(Subscriber.id) > last_id)
+        if status:
+            stmt = stmt.where(Subscriber.status == status)
+        if search:
+            like = f"%{search.casefold()}%"
+            stmt = stmt.where(
+                sa.or_(col(Subscriber.email_key).like(like), sa.func.lower(Subscriber.name).like(like))
+            )
+        rows = session.exec(stmt.order_by(col(Subscriber.id)).limit(batch)).all()
+        if not rows:
+            return
+        for row in rows:
+            yield to_data(row)
+            yielded += 1
+            if limit is not None and yielded >= limit:
+                return
+        last_id = rows[-1].id or last_id
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    counts = {s.value: 0 for s in SubscriberStatus}
+    stmt = select(Subscriber.status, sa.func.count()).group_by(Subscriber.status)
+    for status, n in session.exec(stmt).all():
+        counts[status] = n
+    return counts
+
+
+def unsubscribe(
+    session: Session, subscriber_id: int, *, at: datetime | None = None
+) -> tuple[SubscriberData, bool]:
+    """Idempotent: returns (subscriber, changed). A bounced or complained address keeps its status."""
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        raise NotFound(f"no subscriber with id {subscriber_id}", field="subscriber")
+    if row.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
+        return to_data(row), False
+    row.status = SubscriberStatus.UNSUBSCRIBED.value
+    row.unsubscribed_at = at or utcnow()
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    return to_data(row), True
+
+
+def confirm(session: Session, subscriber_id: int) -> tuple[SubscriberData, bool]:
+    """Pending -> active. Anything else is left as it is (a confirm replayed after unsubscribing)."""
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        raise NotFound(f"no subscriber with id {subscriber_id}", field="subscriber")
+    if row.status != SubscriberStatus.PENDING:
+        return to_data(row), False
+    now = utcnow()
+    row.status = SubscriberStatus.ACTIVE.value
+    row.confirmed_at = now
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return to_data(row), True
+
+
+def set_status(session: Session, subscriber_id: int, status: SubscriberStatus) -> SubscriberData:
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        raise NotFound(f"no subscriber with id {subscriber_id}", field="subscriber")
+    row.status = status.value
+    row.updated_at = utcnow()
+    if status == SubscriberStatus.UNSUBSCRIBED and row.unsubscribed_at is None:
+        row.unsubscribed_at = row.updated_at
+    session.add(row)
+    session.flush()
+    return to_data(row)
+
+
+def record_soft_bounce(session: Session, subscriber_id: int, *, limit: int) -> bool:
+    """Count one edition with a soft bounce; returns True when the subscriber is now bounced."""
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        return False
+    row.soft_bounce_count += 1
+    if row.soft_bounce_count >= limit and row.status == SubscriberStatus.ACTIVE:
+        row.status = SubscriberStatus.BOUNCED.value
+    row.updated_at = utcnow()
+    session.add(row)
+    return row.status == SubscriberStatus.BOUNCED
+
+
+def delete_subscriber(session: Session, subscriber_id: int) -> None:
+    """Erase the person (privacy request): the row and their delivery records."""
+    session.execute(sa.delete(Delivery).where(col(Delivery.subscriber_id) == subscriber_id))
+    session.execute(sa.delete(Subscriber).where(col(Subscriber.id) == subscriber_id))
+
+
+def import_batch(
+    session: Session,
+    items: Sequence[SubscriberInput],
+    *,
+    status: SubscriberStatus,
+    source: str,
+    first_new_id: int,
+    counts: ImportCounts,
+) -> None:
+    """Upsert one batch of validated rows.
+
+    `first_new_id` is the first id this import could have created: a stored row at or above it
+    came from earlier in the same file, which makes the row a duplicate, not an update.
+    """
+    if not items:
+        return
+    unique: dict[str, SubscriberInput] = {}
+    for item in items:
+        key = item.email.casefold()
+        if key in unique:
+            counts.duplicates += 1
+            continue
+        unique[key] = item
+    existing = {
+        row.email_key: row
+        for row in session.exec(select(Subscriber).where(col(Subscriber.email_key).in_(list(unique)))).all()
+    }
+    now = utcnow()
+    new_rows: list[dict[str, Any]] = []
+    for key, item in unique.items():
+        row = existing.get(key)
+        if row is None:
+            new_rows.append(
+                {
+                    "email": item.email,
+                    "email_key": key,
+                    "name": item.name,
+                    "status": status.value,
+                    "source": source,
+                    "consent_at": now,
+                    "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
+                    "soft_bounce_count": 0,
+                    "token_version": 1,
+                    "attributes": dict(item.attributes or {}),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            continue
+        if row.id is not None and row.id >= first_new_id:
+            counts.duplicates += 1
+            continue
+        if row.status in SUPPRESSED_STATUSES:
+            counts.suppressed += 1
+            continue
+        changed = False
+        if item.name and item.name != row.name:
+            row.name = item.name
+            changed = True
+        if row.status == SubscriberStatus.PENDING and status == SubscriberStatus.ACTIVE:
+            row.status = SubscriberStatus.ACTIVE.value
+            row.confirmed_at = now
+            changed = True
+        if item.attributes:
+            merged = {**(row.attributes or {}), **item.attributes}
+            if merged != row.attributes:
+                row.attributes = merged
+                changed = True
+        if changed:
+            row.updated_at = now
+            session.add(row)
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+    if new_rows:
+        session.execute(sa.insert(Subscriber), new_rows)
+        counts.added += len(new_rows)
+    session.flush()
+
+
+def next_id(session: Session) -> int:
+    current = session.exec(select(sa.func.max(Subscriber.id))).one()
+    return int(current or 0) + 1
+
+
+def active_ids(session: Session) -> list[int]:
+    stmt = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE.value)
+    return [int(i) for i in session.exec(stmt).all() if i is not None]
