@@ -125,18 +125,19 @@ def _subscriber_rows(handle: IO[str], progress: ProgressCallback | None) -> Iter
             if i not in (email_col, name_col) and h and h not in ("status", "created", "created_at")
         }
     while True:
+        start = reader.line_num + 1  # a quoted cell may span lines; report where the row begins
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield Row(reader.line_num, rejected=Rejected(reader.line_num, f"unreadable CSV: {exc}"))
+            yield Row(start, rejected=Rejected(start, f"unreadable CSV: {exc}"))
             continue
-        if progress is not None and reader.line_num % 2000 == 0:
+        if progress is not None and start % 2000 == 0:
             progress(_bytes_read(handle))
         if not any(c.strip() for c in cells):
             continue
-        yield _subscriber_row(reader.line_num, cells, email_col, name_col, extra_cols)
+        yield _subscriber_row(start, cells, email_col, name_col, extra_cols)
 
 
 def _bytes_read(handle: IO[str]) -> int:
