@@ -92,7 +92,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/London)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/London)"
+            ) from None
         return value
 
     @field_validator("database_url")

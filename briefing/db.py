@@ -56,7 +56,9 @@ def make_engine(url: str, *, echo: bool = False) -> sa.Engine:
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, echo=echo, pool_pre_ping=True)
-    raise ConfigError("unsupported database URL (use sqlite:/// or postgresql+psycopg://)", field="database_url")
+    raise ConfigError(
+        "unsupported database URL (use sqlite:/// or postgresql+psycopg://)", field="database_url"
+    )
 
 
 @contextmanager
