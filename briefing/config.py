@@ -8,13 +8,14 @@ test keeps the two in step.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from briefing.calendar import parse_local_time
 from briefing.errors import ConfigError
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
@@ -31,6 +32,19 @@ def parse_duration(value: str) -> timedelta:
         raise ValueError(f"not a duration: {value!r} (write for example 3h, 90m or 1d 2h)")
     d, h, m, s = (int(g) if g else 0 for g in match.groups())
     return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+def parse_dates(value: str) -> frozenset[date]:
+    """A comma-separated list of YYYY-MM-DD dates (holidays with no edition)."""
+    found: set[date] = set()
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            found.add(date.fromisoformat(part))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a date; write YYYY-MM-DD") from None
+    return frozenset(found)
 
 
 def parse_send_days(value: str) -> tuple[int, ...]:
@@ -86,6 +100,86 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
     secret_key_previous: SecretStr = SecretStr("")
 
+    # --- the edition's content and look
+    templates_dir: str = "templates"
+    section_order: str = ""
+    more_from_count: int = Field(default=5, ge=0, le=20)
+    more_from_exclude_editions: int = Field(default=3, ge=0, le=30)
+    subject_template: str = "{lead} | {newsletter}"
+    preheader_template: str = "Also today: {also}"
+    brand_colour: str = "#14213d"
+    accent_colour: str = "#b3261e"
+    logo_url: str = ""
+    tip_contact: str = ""
+    support_url: str = ""
+    partner_name: str = ""
+    partner_text: str = ""
+    partner_url: str = ""
+    postal_address: str = ""
+
+    # --- outgoing mail
+    smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:1025")
+    smtp_pool_size: int = Field(default=2, ge=1, le=64)
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_rate_limit: float = Field(default=0.0, ge=0)
+    smtp_ca_file: str = ""
+    dkim_key_file: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_algorithm: str = "rsa-sha256"
+
+    # --- delivery
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    retry_backoff: str = "1m"
+    ambiguous_policy: str = "resend"
+    soft_bounce_limit: int = Field(default=3, ge=1, le=50)
+
+    # --- schedule
+    send_days: str = "mon-fri"
+    send_time: str = "06:00"
+    skip_dates: str = ""
+    max_lateness: str = "3h"
+    preflight_lead: str = "30m"
+    alert_email: str = ""
+
+    @field_validator("max_lateness", "preflight_lead", "retry_backoff")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("send_days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        parse_send_days(value)
+        return value
+
+    @field_validator("send_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        parse_local_time(value)
+        return value
+
+    @field_validator("skip_dates")
+    @classmethod
+    def _skip(cls, value: str) -> str:
+        parse_dates(value)
+        return value
+
+    @field_validator("ambiguous_policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value not in ("resend", "report"):
+            raise ValueError("must be resend or report")
+        return value
+
+    @field_validator("dkim_algorithm")
+    @classmethod
+    def _dkim_algorithm(cls, value: str) -> str:
+        if value not in ("rsa-sha256", "ed25519-sha256"):
+            raise ValueError("must be rsa-sha256 or ed25519-sha256")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -139,5 +233,3 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     return load_settings()
 
-
-_ = Field  # re-exported for modules that add fields with metadata

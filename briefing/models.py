@@ -104,6 +104,10 @@ class Edition(SQLModel, table=True):
     html_template: str = Field(default="", sa_type=sa.Text)
     text_template: str = Field(default="", sa_type=sa.Text)
     story_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Every URL the edition linked as a story or in "More from", for the "not featured recently" rule.
+    featured_urls: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default=sa.text("'[]'"))
+    )
     scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
     frozen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -133,6 +137,8 @@ class Delivery(SQLModel, table=True):
     smtp_code: int | None = Field(default=None)
     smtp_reply: str = Field(default="", max_length=1000)
     message_id: str = Field(default="", max_length=300)
+    # DATA went out and no reply came at least once; kept after a resend so the report can list it.
+    was_ambiguous: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -145,3 +151,23 @@ class Editor(SQLModel, table=True):
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SkipDate(SQLModel, table=True):
+    """A weekday with no edition (holiday, recess)."""
+
+    __tablename__ = "skip_date"
+    skip_date: date = Field(primary_key=True)
+    reason: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SchedulerHeartbeat(SQLModel, table=True):
+    """Written by the running scheduler so `briefing status` can tell whether it is alive."""
+
+    __tablename__ = "scheduler_heartbeat"
+    id: int = Field(default=1, primary_key=True)
+    owner: str = Field(default="", max_length=200)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    beat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from briefing.cli import articles, database, stories, subscribers
+from briefing.cli import articles, database, editions, stories, subscribers
 from briefing.cli.common import reset_state
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ def _root() -> None:
 
 
 database.register(app)
+editions.register(app)
 app.add_typer(articles.app, name="articles")
 app.add_typer(stories.app, name="stories")
 app.add_typer(subscribers.app, name="subscribers")

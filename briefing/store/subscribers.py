@@ -286,3 +286,15 @@ def next_id(session: Session) -> int:
 def active_ids(session: Session) -> list[int]:
     stmt = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE.value)
     return [int(i) for i in session.exec(stmt).all() if i is not None]
+
+
+def reset_soft_bounces(session: Session, edition_id: int) -> None:
+    """Any delivered copy clears the soft-bounce count (three editions in a row make a bounce)."""
+    delivered = sa.select(col(Delivery.subscriber_id)).where(
+        col(Delivery.edition_id) == edition_id, col(Delivery.status) == "sent"
+    )
+    session.execute(
+        sa.update(Subscriber)
+        .where(col(Subscriber.soft_bounce_count) > 0, col(Subscriber.id).in_(delivered))
+        .values(soft_bounce_count=0)
+    )

@@ -1,0 +1,345 @@
+"""The ledger-driven send loop: claim, send, record, retry, report.
+
+Each worker holds at most one claimed row. Recording the previous result and claiming the next row
+happen in one transaction, right after the SMTP reply: a `sent` row is committed before the next
+message starts, and a crash leaves at most one claimed row per connection, which the next run
+treats as ambiguous (it may or may not have been delivered).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from briefing.db import session_scope
+from briefing.domain import LedgerCounts, SubscriberStatus
+from briefing.errors import AuthFailed, InvalidInput, TransportError
+from briefing.store import deliveries as ledger
+from briefing.store import subscribers as subscriber_store
+from briefing.transport import Outcome, SendResult, Transport
+
+log = logging.getLogger(__name__)
+
+BuildMessage = Callable[[ledger.Claim], tuple[bytes, str]]  # -> (message bytes, Message-ID)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    workers: int = 2
+    lease: timedelta = timedelta(minutes=15)  # longer than SMTP's 10-minute end-of-data timeout
+    max_attempts: int = 5
+    backoff_base: timedelta = timedelta(minutes=1)
+    backoff_max: timedelta = timedelta(minutes=15)
+    window_end: datetime | None = None  # no attempt after this; deferred rows then fail
+    resend_ambiguous: bool = True
+    reconnect_delays: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    soft_bounce_limit: int = 3
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Doubling delay after each temporary failure, bounded (Postfix's queue manager does the same)."""
+        seconds = self.backoff_base.total_seconds() * (2 ** max(0, attempts - 1))
+        return timedelta(seconds=min(seconds, self.backoff_max.total_seconds()))
+
+
+@dataclass(slots=True)
+class RunTally:
+    """Counts of what this run did (the ledger holds the totals)."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    ambiguous: int = 0
+    ambiguous_emails: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    counts: LedgerCounts
+    snapshot_size: int
+    run: RunTally
+    elapsed: float
+    paused_reason: str = ""
+    stopped: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.counts.settled == self.snapshot_size
+
+    @property
+    def rate(self) -> float:
+        return self.run.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def make_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when the owner ran on this host and its process is gone (its claims were in flight)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class DeliveryRun:
+    """One pass over an edition's ledger with N workers sharing a transport."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        edition_id: int,
+        *,
+        envelope_from: str,
+        build: BuildMessage,
+        transport: Transport,
+        policy: DeliveryPolicy,
+        stop: threading.Event | None = None,
+        on_progress: Callable[[RunTally], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.edition_id = edition_id
+        self.envelope_from = envelope_from
+        self.build = build
+        self.transport = transport
+        self.policy = policy
+        self.stop = stop or threading.Event()
+        self.on_progress = on_progress
+        self.clock = clock
+        self.owner = make_owner()
+        self.tally = RunTally()
+        self._lock = threading.Lock()
+        self._paused = threading.Event()
+        self.paused_reason = ""
+        self._connection_failures = 0
+
+    # ------------------------------------------------------------------ public
+
+    def run(self) -> DeliveryReport:
+        started = time.monotonic()
+        self.recover_stale_claims()
+        while not self.stop.is_set() and not self._paused.is_set():
+            self._run_workers()
+            if self.stop.is_set() or self._paused.is_set():
+                break
+            if not self._wait_for_deferred():
+                break
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            if self.policy.window_end is not None and now >= self.policy.window_end:
+                for subscriber_id in ledger.give_up_deferred(session, self.edition_id, now=now):
+                    subscriber_store.record_soft_bounce(
+                        session, subscriber_id, limit=self.policy.soft_bounce_limit
+                    )
+            counts = ledger.counts(session, self.edition_id)
+            size = ledger.ledger_size(session, self.edition_id)
+        return DeliveryReport(
+            counts=counts,
+            snapshot_size=size,
+            run=self.tally,
+            elapsed=time.monotonic() - started,
+            paused_reason=self.paused_reason,
+            stopped=self.stop.is_set(),
+        )
+
+    def recover_stale_claims(self) -> None:
+        """Rows left claimed by a crashed sender: in flight at the crash, so ambiguous."""
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            dead = [o for o in ledger.claim_owners(session, self.edition_id) if owner_is_dead(o)]
+            stale = ledger.stale_claims(session, self.edition_id, now=now, dead_owners=dead)
+            for delivery_id in stale:
+                resend = self.policy.resend_ambiguous and self._window_open(now)
+                ledger.record_ambiguous(
+                    session,
+                    delivery_id,
+                    reply="interrupted while sending: delivery unknown"
+                    + ("; sent again with the same Message-ID" if resend else ""),
+                    resend=resend,
+                    now=now,
+                )
+            if stale:
+                log.warning("%d message(s) were in flight when a previous send stopped", len(stale))
+                with self._lock:
+                    self.tally.ambiguous += len(stale)
+
+    # ------------------------------------------------------------------ workers
+
+    def _run_workers(self) -> None:
+        threads = [
+            threading.Thread(target=self._worker, name=f"send-{i}", daemon=True)
+            for i in range(self.policy.workers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _worker(self) -> None:
+        pending: tuple[ledger.Claim, SendResult, str] | None = None
+        while True:
+            now = self.clock()
+            with session_scope(self.engine) as session:
+                if pending is not None:
+                    self._record(session, *pending, now=now)
+                    pending = None
+                if self.stop.is_set() or self._paused.is_set():
+                    return
+                claim, skipped = ledger.claim_next(
+                    session, self.edition_id, self.owner, self.policy.lease, now
+                )
+            if skipped:
+                with self._lock:
+                    self.tally.skipped += skipped
+            if claim is None:
+                return
+            try:
+                data, message_id = self.build(claim)
+            except InvalidInput as exc:
+                pending = (claim, SendResult(Outcome.REJECTED, None, f"not sent: {exc}", "local"), "")
+                continue
+            try:
+                result = self.transport.send(self.envelope_from, claim.email, data)
+            except AuthFailed as exc:
+                self._release(claim)
+                self._pause(f"SMTP authentication failed: {exc}")
+                return
+            except TransportError as exc:
+                result = SendResult(Outcome.CONNECTION, None, str(exc), "connect")
+            if result.outcome is Outcome.CONNECTION:
+                self._release(claim)
+                if not self._connection_trouble(result):
+                    return
+                continue
+            with self._lock:
+                self._connection_failures = 0
+            pending = (claim, result, message_id)
+
+    def _record(
+        self,
+        session: Session,
+        claim: ledger.Claim,
+        result: SendResult,
+        message_id: str,
+        *,
+        now: datetime,
+    ) -> None:
+        code, reply = result.code, result.reply
+        with self._lock:
+            tally = self.tally
+            if result.outcome is Outcome.ACCEPTED:
+                ledger.record_sent(
+                    session, claim.delivery_id, code=code or 250, reply=reply, message_id=message_id, now=now
+                )
+                tally.sent += 1
+            elif result.outcome is Outcome.DEFERRED:
+                attempts = claim.attempts + 1
+                next_at = now + self.policy.backoff(attempts)
+                if attempts >= self.policy.max_attempts or not self._window_open(next_at):
+                    ledger.record_failed(
+                        session,
+                        claim.delivery_id,
+                        code=code,
+                        reply=f"gave up after {attempts} attempts: {reply}",
+                        now=now,
+                    )
+                    subscriber_store.record_soft_bounce(
+                        session, claim.subscriber_id, limit=self.policy.soft_bounce_limit
+                    )
+                    tally.failed += 1
+                else:
+                    ledger.record_deferred(
+                        session, claim.delivery_id, code=code, reply=reply, next_attempt_at=next_at, now=now
+                    )
+                    tally.deferred += 1
+            elif result.outcome is Outcome.REJECTED:
+                ledger.record_failed(session, claim.delivery_id, code=code, reply=reply, now=now)
+                if result.stage == "rcpt" and code is not None and 500 <= code < 600:
+                    subscriber_store.set_status(session, claim.subscriber_id, SubscriberStatus.BOUNCED)
+                tally.failed += 1
+            elif result.outcome is Outcome.AMBIGUOUS:
+                resend = self.policy.resend_ambiguous and not claim.was_ambiguous and self._window_open(now)
+                ledger.record_ambiguous(
+                    session,
+                    claim.delivery_id,
+                    reply=f"no reply after the message was sent ({reply})"
+                    + ("; will be sent again with the same Message-ID" if resend else ""),
+                    resend=resend,
+                    now=now,
+                )
+                tally.ambiguous += 1
+                tally.ambiguous_emails.append(claim.email)
+        if self.on_progress is not None:
+            self.on_progress(self.tally)
+
+    def _release(self, claim: ledger.Claim) -> None:
+        with session_scope(self.engine) as session:
+            ledger.release(session, claim.delivery_id, now=self.clock())
+
+    def _connection_trouble(self, result: SendResult) -> bool:
+        """Back off before reconnecting; pause the edition after repeated failures. False = stop."""
+        with self._lock:
+            self._connection_failures += 1
+            failures = self._connection_failures
+        delays = self.policy.reconnect_delays
+        if failures > len(delays):
+            detail = f"{result.code} " if result.code else ""
+            self._pause(
+                f"the SMTP server kept failing ({failures} times in a row; last: {detail}{result.reply}); "
+                "no recipient was marked failed. Run the send again when the server is back."
+            )
+            return False
+        log.warning(
+            "SMTP trouble (%s %s); reconnecting in %.0f s",
+            result.code or "",
+            result.reply,
+            delays[failures - 1],
+        )
+        self.stop.wait(delays[failures - 1])
+        return not self.stop.is_set()
+
+    def _pause(self, reason: str) -> None:
+        with self._lock:
+            if not self.paused_reason:
+                self.paused_reason = reason
+        self._paused.set()
+        log.error("sending paused: %s", reason)
+
+    # ------------------------------------------------------------------ deferred rows
+
+    def _window_open(self, at: datetime) -> bool:
+        return self.policy.window_end is None or at < self.policy.window_end
+
+    def _wait_for_deferred(self) -> bool:
+        """Sleep until the next deferred row is due; False when nothing more can be tried in this run."""
+        with session_scope(self.engine) as session:
+            due = ledger.next_due(session, self.edition_id)
+        if due is None or not self._window_open(due):
+            return False
+        delay = (due - self.clock()).total_seconds()
+        if delay > 0:
+            log.info("waiting %.0f s for temporarily refused messages", delay)
+            self.stop.wait(delay)
+        return not self.stop.is_set()

@@ -1,0 +1,494 @@
+"""Use cases for an edition: prepare, preview, test send, the real send, holds and expiry.
+
+Preview, test send and the real send all build messages through `MailFactory`, from the same
+rendered (or frozen) content, so what editors approved is what readers get.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from briefing import calendar as cal
+from briefing.compose import compose_briefing
+from briefing.db import session_scope
+from briefing.delivery import DeliveryPolicy, DeliveryReport, DeliveryRun, RunTally
+from briefing.domain import (
+    ArticleData,
+    Briefing,
+    ComposeOptions,
+    EditionData,
+    EditionStatus,
+    LedgerCounts,
+    Recipient,
+    RenderedEdition,
+    SubscriberStatus,
+)
+from briefing.errors import Conflict, NotFound, PreflightFailed
+from briefing.message import DkimSigner, MessageTemplate
+from briefing.models import utcnow
+from briefing.preflight import PreflightReport, preflight
+from briefing.render import Renderer, personalise
+from briefing.store import articles as article_store
+from briefing.store import deliveries as ledger
+from briefing.store import editions as edition_store
+from briefing.store import stories as story_store
+from briefing.store import subscribers as subscriber_store
+from briefing.store.deliveries import Claim
+from briefing.tokens import TokenSigner, preferences_url, unsubscribe_url
+from briefing.transport import Outcome, SendResult, Transport
+
+SAMPLE_SUBSCRIBER_ID = 2**31 - 1  # no real row has it; a sample's links lead to "not valid"
+MORE_FROM_CANDIDATES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Mailing:
+    """Who the mail is from and where its links point."""
+
+    from_name: str
+    from_address: str
+    public_base_url: str
+    list_id: str
+    unsubscribe_mailto: str
+    reply_to: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.from_address.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class EditionSetup:
+    """Everything the edges read from settings, passed inward as plain values."""
+
+    compose: ComposeOptions
+    renderer: Renderer
+    mailing: Mailing
+    signer: TokenSigner
+    plan: cal.SendPlan
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    dkim: DkimSigner | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    briefing: Briefing
+    rendered: RenderedEdition
+    report: PreflightReport
+    frozen: bool = False  # content came from the frozen edition, not a fresh render
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    edition: EditionData
+    message: str
+    report: DeliveryReport | None = None
+    preflight: PreflightReport | None = None
+
+
+class MailFactory:
+    """Per-edition message skeleton plus per-reader links; microseconds per message."""
+
+    def __init__(self, setup: EditionSetup, edition_date: date, subject: str, html: str, text: str) -> None:
+        m = setup.mailing
+        self.setup = setup
+        self.template = MessageTemplate(
+            from_name=m.from_name,
+            from_address=m.from_address,
+            subject=subject,
+            html=html,
+            text=text,
+            list_id=m.list_id,
+            unsubscribe_mailto=m.unsubscribe_mailto,
+            message_id_domain=m.domain,
+            edition_key=edition_date.isoformat(),
+            reply_to=m.reply_to,
+            list_name=setup.compose.newsletter_name,
+        )
+
+    def recipient(self, subscriber_id: int, email: str, name: str, token_version: int = 1) -> Recipient:
+        base = self.setup.mailing.public_base_url
+        return Recipient(
+            subscriber_id=subscriber_id,
+            email=email,
+            name=name,
+            unsubscribe_url=unsubscribe_url(
+                base, self.setup.signer.unsubscribe_token(subscriber_id, token_version)
+            ),
+            preferences_url=preferences_url(
+                base, self.setup.signer.preferences_token(subscriber_id, token_version)
+            ),
+        )
+
+    def message(self, recipient: Recipient, when: datetime | None = None) -> tuple[bytes, str]:
+        data = self.template.render(recipient, date=when)
+        if self.setup.dkim is not None:
+            data = self.setup.dkim.sign(data)
+        return data, self.template.message_id(recipient.subscriber_id)
+
+    def for_claim(self, claim: Claim) -> tuple[bytes, str]:
+        return self.message(self.recipient(claim.subscriber_id, claim.email, claim.name, claim.token_version))
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def prepare(
+    session: Session, setup: EditionSetup, edition_date: date, now: datetime | None = None
+) -> Prepared:
+    """Compose, render and check the edition as it would go out at its send time.
+
+    A frozen edition is shown as frozen: that content, not today's queue, is what will be sent.
+    """
+    edition = edition_store.find_edition(session, edition_date)
+    send_at = now or cal.send_time_for(edition_date, setup.plan)
+    briefing = _compose(session, setup, edition_date, send_at, note=edition.note if edition else "")
+    if edition is not None and edition.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+        html, text = edition_store.frozen_content(session, edition.id)
+        rendered = RenderedEdition(
+            edition_date=edition_date,
+            subject=edition.subject,
+            preheader=edition.preheader,
+            html=html,
+            text=text,
+        )
+        if edition.story_ids:
+            briefing = replace(briefing, subject=edition.subject, preheader=edition.preheader)
+        return Prepared(briefing, rendered, _check(briefing, rendered, setup), frozen=True)
+    rendered = setup.renderer.render_edition(briefing)
+    return Prepared(briefing, rendered, _check(briefing, rendered, setup))
+
+
+def _compose(
+    session: Session, setup: EditionSetup, edition_date: date, send_at: datetime, *, note: str
+) -> Briefing:
+    stories = story_store.list_stories(session, edition_date=edition_date)
+    articles: list[ArticleData] = article_store.recent_articles(session, limit=MORE_FROM_CANDIDATES)
+    recent_urls = edition_store.recent_featured_urls(
+        session, before=edition_date, editions=setup.compose.more_from_exclude_editions
+    )
+    options = replace(setup.compose, editor_note=note) if note else setup.compose
+    return compose_briefing(stories, articles, edition_date, send_at, options, recent_urls=recent_urls)
+
+
+def _check(briefing: Briefing, rendered: RenderedEdition, setup: EditionSetup) -> PreflightReport:
+    sample = sample_recipient(setup)
+    html, _ = personalise(rendered, sample)
+    return preflight(briefing, rendered, personalised_html=html)
+
+
+def sample_recipient(
+    setup: EditionSetup, email: str = "reader@example.com", name: str = "Alex Reader"
+) -> Recipient:
+    base = setup.mailing.public_base_url
+    sid = SAMPLE_SUBSCRIBER_ID
+    return Recipient(
+        subscriber_id=sid,
+        email=email,
+        name=name,
+        unsubscribe_url=unsubscribe_url(base, setup.signer.unsubscribe_token(sid)),
+        preferences_url=preferences_url(base, setup.signer.preferences_token(sid)),
+    )
+
+
+def featured_urls(briefing: Briefing) -> list[str]:
+    return [s.url for s in briefing.stories] + [a.url for a in briefing.more_from]
+
+
+# --------------------------------------------------------------------------- preview and test
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    prepared: Prepared
+    html: str
+    text: str
+    eml: bytes
+    recipient: Recipient
+
+
+def preview(engine: sa.Engine, setup: EditionSetup, edition_date: date, *, as_email: str = "") -> Preview:
+    """The exact message one reader (or a sample reader) would get, without touching the ledger."""
+    with Session(engine) as session:
+        prepared = prepare(session, setup, edition_date)
+        factory = MailFactory(
+            setup, edition_date, prepared.rendered.subject, prepared.rendered.html, prepared.rendered.text
+        )
+        if as_email:
+            sub = subscriber_store.find_by_email(session, as_email)
+            if sub is None:
+                raise NotFound(f"{as_email} is not on the list", field="--as")
+            recipient = factory.recipient(sub.id, sub.email, sub.name)
+        else:
+            recipient = sample_recipient(setup)
+    html, text = personalise(prepared.rendered, recipient)
+    eml, _ = factory.message(recipient)
+    return Preview(prepared=prepared, html=html, text=text, eml=eml, recipient=recipient)
+
+
+def write_preview(result: Preview, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "html": out_dir / "briefing.html",
+        "text": out_dir / "briefing.txt",
+        "eml": out_dir / "briefing.eml",
+    }
+    paths["html"].write_text(result.html, encoding="utf-8")
+    paths["text"].write_text(result.text, encoding="utf-8")
+    paths["eml"].write_bytes(result.eml)
+    return paths
+
+
+def send_test(
+    engine: sa.Engine, setup: EditionSetup, edition_date: date, to_address: str, transport: Transport
+) -> SendResult:
+    """One copy to one address, marked as a test; the ledger is not touched."""
+    with Session(engine) as session:
+        prepared = prepare(session, setup, edition_date)
+        sub = subscriber_store.find_by_email(session, to_address)
+    subject = f"[Test] {prepared.rendered.subject}"
+    factory = MailFactory(setup, edition_date, subject, prepared.rendered.html, prepared.rendered.text)
+    if sub is not None:
+        recipient = factory.recipient(sub.id, sub.email, sub.name)
+    else:
+        recipient = replace(sample_recipient(setup), email=to_address, name="")
+    data, _ = factory.message(recipient)
+    result = transport.send(setup.mailing.from_address, to_address, data)
+    if result.outcome is not Outcome.ACCEPTED:
+        raise Conflict(
+            f"the test copy was not accepted: {result.code or ''} {result.reply}".strip(), field="--to"
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- the real send
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    prepared: Prepared | None
+    edition: EditionData | None
+    recipients: int
+    message: str
+
+
+def dry_run(engine: sa.Engine, setup: EditionSetup, edition_date: date) -> DryRun:
+    with Session(engine) as session:
+        edition = edition_store.find_edition(session, edition_date)
+        prepared = prepare(session, setup, edition_date)
+        if edition is not None and edition.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+            c = ledger.counts(session, edition.id)
+            waiting = c.pending + c.deferred + c.claimed
+            return DryRun(
+                prepared, edition, waiting, f"the edition is {edition.status}; {waiting} copies still to send"
+            )
+        active = subscriber_store.count_by_status(session)[SubscriberStatus.ACTIVE.value]
+    return DryRun(prepared, edition, active, f"{active} active subscribers would get it")
+
+
+def send_edition(
+    engine: sa.Engine,
+    setup: EditionSetup,
+    edition_date: date,
+    transport: Transport,
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[RunTally], None] | None = None,
+) -> SendOutcome:
+    """Send (or resume) the edition of a date: freeze, snapshot, deliver, report.
+
+    Safe to run any number of times, from any number of processes: the edition date is unique,
+    the ledger has one row per reader, and `sent` rows are never sent again.
+    """
+    now = now or datetime.now(UTC)
+    send_at = cal.send_time_for(edition_date, setup.plan)
+    window_end = send_at + setup.plan.max_lateness
+    with session_scope(engine) as session:
+        edition = edition_store.ensure_edition(session, edition_date, scheduled_for=send_at)
+        blocked = _refusal(session, edition, now, send_at, window_end, force=force, retry_failed=retry_failed)
+        if blocked is not None:
+            return blocked
+        if retry_failed:
+            n = ledger.retry_failed(session, edition.id, now=now)
+            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING)
+            if n == 0:
+                return SendOutcome(edition, "nothing to retry: no failed or deferred copies")
+    prepared: Prepared | None = None
+    with session_scope(engine) as session:
+        edition = edition_store.get_edition(session, edition_date)
+        if edition.status == EditionStatus.SCHEDULED:
+            prepared = prepare(session, setup, edition_date, now=max(now, send_at) if not force else now)
+            if not prepared.report.ok:
+                raise PreflightFailed(
+                    f"the edition of {edition_date} has preflight errors and was not sent",
+                    [str(p) for p in prepared.report.errors],
+                )
+            # Freeze and snapshot in one transaction: a crash leaves either nothing or both.
+            edition_store.freeze(
+                session,
+                edition.id,
+                subject=prepared.rendered.subject,
+                preheader=prepared.rendered.preheader,
+                html=prepared.rendered.html,
+                text=prepared.rendered.text,
+                story_ids=[s.id for s in prepared.briefing.stories if s.id > 0],
+                featured_urls=featured_urls(prepared.briefing),
+            )
+            size = ledger.snapshot(session, edition.id)
+            edition_store.set_snapshot_size(session, edition.id, size)
+            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING, started=True)
+        elif edition.status in (EditionStatus.FROZEN,):
+            size = ledger.snapshot(session, edition.id)
+            edition_store.set_snapshot_size(session, edition.id, size)
+            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING, started=True)
+        elif edition.status in (EditionStatus.PAUSED, EditionStatus.PARTIAL):
+            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING)
+        html, text = edition_store.frozen_content(session, edition.id)
+
+    factory = MailFactory(setup, edition_date, edition.subject, html, text)
+    policy = replace(setup.policy, window_end=None if force else window_end)
+    run = DeliveryRun(
+        engine,
+        edition.id,
+        envelope_from=setup.mailing.from_address,
+        build=factory.for_claim,
+        transport=transport,
+        policy=policy,
+        stop=stop,
+        on_progress=on_progress,
+    )
+    report = run.run()
+    return _finish(engine, edition, report)
+
+
+def _refusal(
+    session: Session,
+    edition: EditionData,
+    now: datetime,
+    send_at: datetime,
+    window_end: datetime,
+    *,
+    force: bool,
+    retry_failed: bool,
+) -> SendOutcome | None:
+    status = EditionStatus(edition.status)
+    day = edition.edition_date.isoformat()
+    if status == EditionStatus.SENT and not retry_failed:
+        counts = ledger.counts(session, edition.id)
+        return SendOutcome(
+            edition,
+            f"the edition of {day} was already sent ({counts.sent} copies); nothing to do. "
+            "briefing never sends a second edition for one date; use --retry-failed to retry failed copies",
+        )
+    if status == EditionStatus.CANCELLED:
+        raise Conflict(f"the edition of {day} was cancelled")
+    if status == EditionStatus.HELD or edition.held:
+        raise Conflict(f"the edition of {day} is on hold; release it with `briefing release {day}`")
+    if status == EditionStatus.EXPIRED and not force:
+        raise Conflict(
+            f"the edition of {day} expired (not started by {_hhmm(window_end)}); "
+            f"send it late on purpose with `briefing send --date {day} --force`"
+        )
+    if retry_failed:
+        if status not in (
+            EditionStatus.SENT,
+            EditionStatus.PARTIAL,
+            EditionStatus.PAUSED,
+            EditionStatus.SENDING,
+        ):
+            raise Conflict(f"the edition of {day} has not been sent yet; there is nothing to retry")
+        return None
+    if force:
+        return None
+    if now < send_at and status == EditionStatus.SCHEDULED:
+        raise Conflict(
+            f"the edition of {day} is due at {_hhmm(send_at)}; it is too early to send it. "
+            "Use --force to send it now, or let the scheduler send it"
+        )
+    if now > window_end:
+        if status == EditionStatus.SCHEDULED:
+            edition_store.set_status(
+                session, edition.id, EditionStatus.EXPIRED, error=f"not started by {window_end.isoformat()}"
+            )
+            session.commit()
+        raise Conflict(
+            f"the edition of {day} is past its window (send time {_hhmm(send_at)} + max lateness); "
+            f"nothing was sent late. Use `briefing send --date {day} --force` to send it anyway"
+        )
+    return None
+
+
+def _hhmm(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _finish(engine: sa.Engine, edition: EditionData, report: DeliveryReport) -> SendOutcome:
+    day = edition.edition_date.isoformat()
+    with session_scope(engine) as session:
+        counts = report.counts
+        edition_store.set_counts(session, edition.id, sent=counts.sent, failed=counts.failed)
+        if report.complete:
+            updated = edition_store.set_status(
+                session, edition.id, EditionStatus.SENT, finished=True, error=""
+            )
+            story_store.mark_used(session, list(edition.story_ids), edition.edition_date)
+            subscriber_store.reset_soft_bounces(session, edition.id)
+            message = f"the edition of {day} is sent: {counts.sent} delivered, {counts.failed} failed"
+        elif report.paused_reason:
+            updated = edition_store.set_status(
+                session, edition.id, EditionStatus.PAUSED, error=report.paused_reason
+            )
+            message = f"sending paused: {report.paused_reason}"
+        else:
+            updated = edition_store.set_status(session, edition.id, EditionStatus.PARTIAL)
+            waiting = counts.pending + counts.deferred + counts.claimed
+            why = "stopped" if report.stopped else "some copies are still waiting"
+            message = (
+                f"the edition of {day} is partly sent ({why}); {waiting} copies remain. Run the send again"
+            )
+    return SendOutcome(updated, message, report=report)
+
+
+# --------------------------------------------------------------------------- editions' state
+
+
+def edition_counts(session: Session, edition_date: date) -> tuple[EditionData, LedgerCounts, int]:
+    edition = edition_store.get_edition(session, edition_date)
+    return edition, ledger.counts(session, edition.id), ledger.ambiguous_count(session, edition.id)
+
+
+def hold(session: Session, edition_date: date, held: bool) -> EditionData:
+    edition = edition_store.ensure_edition(session, edition_date)
+    return edition_store.set_hold(session, edition.id, held)
+
+
+def expire_if_unsent(session: Session, edition_date: date, reason: str) -> EditionData | None:
+    edition = edition_store.find_edition(session, edition_date)
+    if edition is None:
+        edition = edition_store.ensure_edition(session, edition_date)
+    if edition.status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+        return edition_store.set_status(session, edition.id, EditionStatus.EXPIRED, error=reason)
+    return None
+
+
+def check_window(edition_date: date, plan: cal.SendPlan, now: datetime) -> cal.Decision:
+    return cal.decide(edition_date, now, plan)
+
+
+def default_edition_date(plan: cal.SendPlan, now: datetime | None = None) -> date:
+    """Today's edition while its window is open, otherwise the next one."""
+    now = now or utcnow()
+    previous = cal.previous_send_time(now, plan, plan.max_lateness)
+    if previous is not None:
+        return previous.edition_date
+    return cal.next_send_times(now, plan, 1)[0].edition_date

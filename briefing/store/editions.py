@@ -1,0 +1,215 @@
+"""Editions: one row per newsletter date, carrying the frozen content that every copy is built from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from briefing.domain import EditionData, EditionStatus
+from briefing.errors import Conflict, NotFound
+from briefing.models import Edition, utcnow
+
+# Statuses in which the content is fixed and a send may (re)start.
+FROZEN_STATUSES = (EditionStatus.FROZEN, EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.PARTIAL)
+FINAL_STATUSES = (EditionStatus.SENT, EditionStatus.EXPIRED, EditionStatus.CANCELLED)
+
+
+def to_data(row: Edition) -> EditionData:
+    assert row.id is not None
+    return EditionData(
+        id=row.id,
+        edition_date=row.edition_date,
+        status=row.status,
+        subject=row.subject,
+        preheader=row.preheader,
+        story_ids=tuple(row.story_ids or ()),
+        scheduled_for=row.scheduled_for,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        frozen_at=row.frozen_at,
+        held=row.held,
+        snapshot_size=row.snapshot_size,
+        note=row.note,
+    )
+
+
+def find_edition(session: Session, edition_date: date) -> EditionData | None:
+    row = _find(session, edition_date)
+    return to_data(row) if row else None
+
+
+def get_edition(session: Session, edition_date: date) -> EditionData:
+    row = _find(session, edition_date)
+    if row is None:
+        raise NotFound(f"no edition for {edition_date.isoformat()}", field="date")
+    return to_data(row)
+
+
+def ensure_edition(
+    session: Session, edition_date: date, *, scheduled_for: datetime | None = None
+) -> EditionData:
+    """Return the edition for a date, creating it if needed.
+
+    The date is unique in the database, so two processes racing here end up with one row: the
+    loser's INSERT fails inside a savepoint and it reads the winner's row.
+    """
+    row = _find(session, edition_date)
+    if row is not None:
+        if scheduled_for is not None and row.scheduled_for is None:
+            row.scheduled_for = scheduled_for
+            session.add(row)
+            session.flush()
+        return to_data(row)
+    try:
+        with session.begin_nested():
+            row = Edition(edition_date=edition_date, scheduled_for=scheduled_for)
+            session.add(row)
+    except sa.exc.IntegrityError:
+        row = _find(session, edition_date)
+        assert row is not None
+    session.flush()
+    return to_data(row)
+
+
+def list_editions(session: Session, *, limit: int = 30, statuses: Sequence[str] = ()) -> list[EditionData]:
+    stmt = select(Edition)
+    if statuses:
+        stmt = stmt.where(col(Edition.status).in_(list(statuses)))
+    rows = session.exec(stmt.order_by(col(Edition.edition_date).desc()).limit(limit)).all()
+    return [to_data(r) for r in rows]
+
+
+def frozen_content(session: Session, edition_id: int) -> tuple[str, str]:
+    """(html template, text template) as frozen; a restart sends exactly these."""
+    row = session.get(Edition, edition_id)
+    if row is None:
+        raise NotFound(f"no edition with id {edition_id}", field="edition")
+    return row.html_template, row.text_template
+
+
+def freeze(
+    session: Session,
+    edition_id: int,
+    *,
+    subject: str,
+    preheader: str,
+    html: str,
+    text: str,
+    story_ids: Sequence[int],
+    featured_urls: Sequence[str] = (),
+) -> EditionData:
+    """Fix the content before the first message. Only a scheduled edition can be frozen."""
+    row = _row(session, edition_id)
+    if row.status != EditionStatus.SCHEDULED:
+        raise Conflict(f"the edition of {row.edition_date} is {row.status}; its content is already fixed")
+    if row.held:
+        raise Conflict(f"the edition of {row.edition_date} is on hold; release it first (briefing release)")
+    now = utcnow()
+    row.subject = subject
+    row.preheader = preheader
+    row.html_template = html
+    row.text_template = text
+    row.story_ids = list(story_ids)
+    row.featured_urls = list(featured_urls)
+    row.status = EditionStatus.FROZEN.value
+    row.frozen_at = now
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return to_data(row)
+
+
+def set_status(
+    session: Session,
+    edition_id: int,
+    status: EditionStatus,
+    *,
+    error: str | None = None,
+    started: bool = False,
+    finished: bool = False,
+) -> EditionData:
+    row = _row(session, edition_id)
+    now = utcnow()
+    row.status = status.value
+    if error is not None:
+        row.last_error = error[:2000]
+    if started and row.started_at is None:
+        row.started_at = now
+    if finished:
+        row.finished_at = now
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return to_data(row)
+
+
+def set_snapshot_size(session: Session, edition_id: int, size: int) -> None:
+    row = _row(session, edition_id)
+    row.snapshot_size = size
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+def set_counts(session: Session, edition_id: int, *, sent: int, failed: int) -> None:
+    row = _row(session, edition_id)
+    row.sent_count = sent
+    row.failed_count = failed
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+def set_hold(session: Session, edition_id: int, held: bool) -> EditionData:
+    row = _row(session, edition_id)
+    if row.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+        raise Conflict(f"the edition of {row.edition_date} is already {row.status}; it can no longer be held")
+    row.held = held
+    row.status = (EditionStatus.HELD if held else EditionStatus.SCHEDULED).value
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    return to_data(row)
+
+
+def set_note(session: Session, edition_id: int, note: str) -> EditionData:
+    row = _row(session, edition_id)
+    if row.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+        raise Conflict(f"the edition of {row.edition_date} is {row.status}; its content is fixed")
+    row.note = note
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    return to_data(row)
+
+
+def last_error(session: Session, edition_id: int) -> str:
+    return _row(session, edition_id).last_error
+
+
+def recent_featured_urls(session: Session, *, before: date, editions: int) -> list[str]:
+    """URLs the last N editions before a date linked (for the "not featured recently" rule)."""
+    if editions <= 0:
+        return []
+    rows = session.exec(
+        select(Edition)
+        .where(
+            col(Edition.edition_date) < before,
+            col(Edition.status).in_(["sent", "partial", "sending", "paused"]),
+        )
+        .order_by(col(Edition.edition_date).desc())
+        .limit(editions)
+    ).all()
+    return [url for r in rows for url in (r.featured_urls or [])]
+
+
+def _find(session: Session, edition_date: date) -> Edition | None:
+    return session.exec(select(Edition).where(Edition.edition_date == edition_date)).first()
+
+
+def _row(session: Session, edition_id: int) -> Edition:
+    row = session.get(Edition, edition_id)
+    if row is None:
+        raise NotFound(f"no edition with id {edition_id}", field="edition")
+    return row

@@ -1,0 +1,129 @@
+"""Turn Settings into the plain values the stages take. Used by the edges only (CLI, web, scheduler).
+
+Keeping this in one place means the CLI, the web app and the scheduler build exactly the same
+edition setup, so a preview in the browser matches what `briefing send` sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+from briefing import calendar as cal
+from briefing.config import Settings, parse_dates, parse_duration, parse_send_days
+from briefing.delivery import DeliveryPolicy
+from briefing.domain import ComposeOptions
+from briefing.errors import ConfigError
+from briefing.message import DkimSigner
+from briefing.publishing import EditionSetup, Mailing
+from briefing.render import Renderer
+from briefing.tokens import TokenSigner
+from briefing.transport import ConnectionPool, MaildirTransport, MemoryTransport, open_transport
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def templates_dir(settings: Settings) -> Path:
+    """The configured folder, relative to the working directory, else the one shipped with the project."""
+    configured = Path(settings.templates_dir)
+    if configured.is_dir():
+        return configured.resolve()
+    shipped = PACKAGE_ROOT / settings.templates_dir
+    if shipped.is_dir():
+        return shipped
+    raise ConfigError(f"no templates folder at {configured}", field="BRIEFING_TEMPLATES_DIR")
+
+
+def compose_options(settings: Settings) -> ComposeOptions:
+    order = tuple(s.strip() for s in settings.section_order.split(",") if s.strip())
+    base = ComposeOptions()
+    return replace(
+        base,
+        newsletter_name=settings.newsletter_name,
+        site_name=settings.site_name,
+        site_url=settings.site_url,
+        section_order=order,
+        more_from_count=settings.more_from_count,
+        more_from_exclude_editions=settings.more_from_exclude_editions,
+        subject_template=settings.subject_template,
+        preheader_template=settings.preheader_template,
+        brand_colour=settings.brand_colour,
+        accent_colour=settings.accent_colour,
+        logo_url=settings.logo_url,
+        web_url_template=settings.public_base_url.rstrip("/") + "/archive/{date}",
+        tip_contact=settings.tip_contact,
+        support_url=settings.support_url,
+        partner_name=settings.partner_name,
+        partner_text=settings.partner_text,
+        partner_url=settings.partner_url,
+        postal_address=settings.postal_address,
+    )
+
+
+def mailing(settings: Settings) -> Mailing:
+    domain = settings.sender_address.rpartition("@")[2].lower()
+    return Mailing(
+        from_name=settings.sender_name or settings.newsletter_name,
+        from_address=settings.sender_address,
+        public_base_url=settings.public_base_url.rstrip("/"),
+        list_id=settings.list_id or f"briefing.{domain}",
+        unsubscribe_mailto=settings.unsubscribe_mailto or f"unsubscribe@{domain}",
+        reply_to=settings.reply_to,
+    )
+
+
+def send_plan(settings: Settings, extra_skips: frozenset[date] | None = None) -> cal.SendPlan:
+    return cal.SendPlan(
+        send_days=parse_send_days(settings.send_days),
+        send_time=cal.parse_local_time(settings.send_time),
+        zone=settings.zone,
+        skip_dates=parse_dates(settings.skip_dates) | (extra_skips or frozenset()),
+        max_lateness=parse_duration(settings.max_lateness),
+    )
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        workers=settings.smtp_pool_size,
+        max_attempts=settings.max_attempts,
+        backoff_base=parse_duration(settings.retry_backoff),
+        resend_ambiguous=settings.ambiguous_policy == "resend",
+        soft_bounce_limit=settings.soft_bounce_limit,
+    )
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    if not settings.dkim_key_file:
+        return None
+    if not settings.dkim_selector or not settings.dkim_domain:
+        raise ConfigError(
+            "set BRIEFING_DKIM_SELECTOR and BRIEFING_DKIM_DOMAIN too", field="BRIEFING_DKIM_KEY_FILE"
+        )
+    try:
+        key = Path(settings.dkim_key_file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the key: {exc.strerror}", field="BRIEFING_DKIM_KEY_FILE") from None
+    return DkimSigner(key, settings.dkim_selector, settings.dkim_domain, settings.dkim_algorithm)
+
+
+def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None) -> EditionSetup:
+    return EditionSetup(
+        compose=compose_options(settings),
+        renderer=Renderer(templates_dir(settings) / "email"),
+        mailing=mailing(settings),
+        signer=TokenSigner(settings.secret_keys()),
+        plan=send_plan(settings, extra_skips),
+        policy=delivery_policy(settings),
+        dkim=dkim_signer(settings),
+    )
+
+
+def transport(settings: Settings) -> ConnectionPool | MaildirTransport | MemoryTransport:
+    return open_transport(
+        settings.smtp_url.get_secret_value(),
+        pool_size=settings.smtp_pool_size,
+        timeout=settings.smtp_timeout,
+        ca_file=settings.smtp_ca_file or None,
+        rate_limit=settings.smtp_rate_limit,
+    )
