@@ -130,6 +130,7 @@ class EditionData:
     held: bool = False
     snapshot_size: int = 0
     note: str = ""
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,13 @@ class LedgerCounts:
     @property
     def total(self) -> int:
         return (
-            self.pending + self.claimed + self.sent + self.deferred + self.failed + self.ambiguous + self.skipped
+            self.pending
+            + self.claimed
+            + self.sent
+            + self.deferred
+            + self.failed
+            + self.ambiguous
+            + self.skipped
         )
 
     @property
@@ -186,3 +193,104 @@ class RenderedEdition:
     html: str
     text: str
     web_url: str = ""  # the "view in browser" address
+
+
+# --- The composed edition -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeOptions:
+    """Everything an operator configures about the edition's content and look.
+
+    The edges build this from settings and pass it inward, so compose and render never read settings.
+    The editor's note is for one day; the rest is standing configuration.
+    """
+
+    newsletter_name: str = "The Morning Briefing"
+    site_name: str = "Example News"
+    site_url: str = "https://www.example.com/"
+    section_order: tuple[str, ...] = ()
+    default_section: str = "More news"
+    more_from_count: int = 5
+    more_from_exclude_editions: int = 3
+    subject_template: str = "{lead} | {newsletter}"
+    preheader_template: str = "Also today: {also}"
+    subject_max_length: int = 78
+    preheader_max_length: int = 140
+    brand_name: str = ""  # defaults to site_name
+    brand_colour: str = "#14213d"
+    accent_colour: str = "#b3261e"
+    logo_url: str = ""
+    web_url_template: str = ""  # "view in browser" address; "{date}" becomes the ISO date
+    greeting: bool = True
+    editor_note: str = ""  # Markdown, for one day only
+    tip_heading: str = "Got a tip?"
+    tip_text: str = "Know something we should look into? Tell our reporters in confidence."
+    tip_contact: str = ""  # an email address or an https URL
+    support_heading: str = "Support our journalism"
+    support_text: str = "Our reporting is free to read. Members keep it that way."
+    support_label: str = "Become a member"
+    support_url: str = ""
+    partner_name: str = ""
+    partner_text: str = ""
+    partner_url: str = ""
+    partner_label: str = "Partner"
+    postal_address: str = ""
+    why_text: str = "You are getting this email because you signed up for {newsletter} at {site}."
+
+
+@dataclass(frozen=True, slots=True)
+class StandingBlocks:
+    """The blocks around the stories; an empty string means "leave this block out"."""
+
+    editor_note: str = ""
+    tip_heading: str = ""
+    tip_text: str = ""
+    tip_contact: str = ""
+    support_heading: str = ""
+    support_text: str = ""
+    support_label: str = ""
+    support_url: str = ""
+    partner_name: str = ""
+    partner_text: str = ""
+    partner_url: str = ""
+    partner_label: str = ""
+    postal_address: str = ""
+    why_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BriefingSection:
+    name: str
+    stories: tuple[StoryItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Briefing:
+    """One day's edition as data: what to say, in which order, and how it should look."""
+
+    edition_date: date
+    date_label: str  # "Saturday 28 November 2026"
+    subject: str
+    preheader: str
+    newsletter_name: str
+    site_name: str
+    site_url: str
+    lead: StoryItem | None
+    sections: tuple[BriefingSection, ...]
+    more_from: tuple[ArticleData, ...]
+    blocks: StandingBlocks
+    brand_name: str = ""
+    brand_colour: str = "#14213d"
+    accent_colour: str = "#b3261e"
+    logo_url: str = ""
+    web_url: str = ""
+    greeting: bool = True
+    configured_sections: tuple[str, ...] = ()  # section_order, for preflight's empty-section warning
+    subject_trimmed: bool = False  # the lead was shortened to fit subject_max_length
+
+    @property
+    def stories(self) -> tuple[StoryItem, ...]:
+        """Every story in reading order, lead first, so checks and counts see what readers see."""
+        lead = (self.lead,) if self.lead is not None else ()
+        return lead + tuple(s for section in self.sections for s in section.stories)

@@ -33,6 +33,7 @@ def to_data(row: Edition) -> EditionData:
         held=row.held,
         snapshot_size=row.snapshot_size,
         note=row.note,
+        updated_at=row.updated_at,
     )
 
 
