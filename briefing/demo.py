@@ -1,24 +1,43 @@
 """`make demo`: the main job end to end on embedded defaults, in a throwaway folder `demo/`.
 
-It builds a fresh demo database from the sample data shipped with the package, through the same
-service functions the CLI uses, and shows the queue for the next edition.
+It builds a fresh demo database from the sample data shipped with the package, starts the local
+SMTP server on a free loopback port, previews the next edition and sends it to the sample
+subscribers over real SMTP, through the same functions the CLI and the scheduler use.
 """
 
 from __future__ import annotations
 
 import json
+import mailbox
 import shutil
 import sys
 from pathlib import Path
 
-from briefing import service
+import sqlalchemy as sa
+
+from briefing import publishing, service
 from briefing.cli.common import console
+from briefing.cli.editions import print_preflight, print_report
 from briefing.cli.stories import print_queue
+from briefing.config import load_settings
 from briefing.db import make_engine, session_scope, upgrade
+from briefing.devsmtp import DevSmtpServer
 from briefing.store import stories as story_store
+from briefing.wiring import edition_setup, transport
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 ROOT = Path.cwd()
+DEMO_SECRET = "demo-only-secret-not-for-production"
+
+
+def load_sample_data(engine: sa.Engine, root: Path) -> None:
+    articles = service.import_articles(engine, SAMPLE_DIR / "articles.jsonl")
+    console.print(f"Loaded {articles.added} sample articles.")
+    with session_scope(engine) as session:
+        for raw in json.loads((SAMPLE_DIR / "stories.json").read_text(encoding="utf-8")):
+            service.add_story(session, service.StoryRequest(**raw))
+    subscribers = service.import_subscribers(engine, root / "subscribers" / "example.csv")
+    console.print(f"Loaded {subscribers.counts.added} sample subscribers from subscribers/example.csv.")
 
 
 def main(folder: Path = ROOT / "demo") -> int:
@@ -26,23 +45,56 @@ def main(folder: Path = ROOT / "demo") -> int:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     db_path = folder / "briefing.db"
-    engine = make_engine(f"sqlite:///{db_path}")
+    maildir = folder / "maildir"
+    database_url = f"sqlite:///{db_path}"
+    engine = make_engine(database_url)
     upgrade(engine)
+    load_sample_data(engine, ROOT)
 
-    articles = service.import_articles(engine, SAMPLE_DIR / "articles.jsonl")
-    console.print(f"Loaded {articles.added} sample articles.")
+    with DevSmtpServer(maildir, 0) as server:
+        settings = load_settings(
+            _env_file=None,
+            database_url=database_url,
+            smtp_url=server.url,
+            secret_key=DEMO_SECRET,
+            section_order="Politics,Economy,World,Climate",
+            tip_contact="tips@news.example.com",
+            support_url="https://news.example.com/support",
+            postal_address="Example News, 1 Market Street, Exampletown EX1 2AB",
+        )
+        setup = edition_setup(settings)
+        day = publishing.default_edition_date(setup.plan)
 
-    with session_scope(engine) as session:
-        for raw in json.loads((SAMPLE_DIR / "stories.json").read_text(encoding="utf-8")):
-            service.add_story(session, service.StoryRequest(**raw))
-    subscribers = service.import_subscribers(engine, ROOT / "subscribers" / "example.csv")
-    console.print(f"Loaded {subscribers.counts.added} sample subscribers from subscribers/example.csv.")
+        with session_scope(engine) as session:
+            queue = story_store.list_stories(session, edition_date=day)
+        print_queue(queue, day)
 
-    with session_scope(engine) as session:
-        queue = story_store.list_stories(session)
-    print_queue(queue, None)
-    console.print(f"\nDemo database: {db_path}")
-    console.print(f"Try: BRIEFING_DATABASE_URL=sqlite:///{db_path} .venv/bin/briefing stories list")
+        result = publishing.preview(engine, setup, day)
+        paths = publishing.write_preview(result, folder / "preview")
+        console.print(f"\n[bold]Edition of {day}[/bold]: {result.prepared.rendered.subject}")
+        print_preflight(result.prepared.report)
+
+        console.print(
+            f"\nSending over SMTP to the local server at {server.url} "
+            "(with --force, because the demo runs outside the 06:00 send window)."
+        )
+        mail = transport(settings)
+        try:
+            outcome = publishing.send_edition(engine, setup, day, mail, force=True)
+        finally:
+            mail.close()
+        if outcome.report is not None:
+            print_report(outcome.report)
+        console.print(outcome.message)
+        received = len(mailbox.Maildir(str(maildir), create=False))
+
+    console.print(f"\nThe SMTP server received {received} messages; they are in {maildir}/new")
+    console.print(f"Preview: {paths['html']}  (text: {paths['text']}, message: {paths['eml']})")
+    console.print(f"Demo database: {db_path}")
+    console.print(
+        f"Try: BRIEFING_DATABASE_URL={database_url} BRIEFING_SECRET_KEY={DEMO_SECRET} "
+        ".venv/bin/briefing editions show " + day.isoformat()
+    )
     return 0
 
 

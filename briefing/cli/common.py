@@ -23,7 +23,8 @@ from briefing.config import Settings, load_settings
 from briefing.db import make_engine, upgrade
 from briefing.errors import BriefingError
 
-console = Console(highlight=False)
+# Piped output (logs, CI, scripts) gets a wide fixed width instead of rich's 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 P = ParamSpec("P")
