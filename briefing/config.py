@@ -232,4 +232,3 @@ def load_settings(**overrides: object) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
-

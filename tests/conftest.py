@@ -6,4 +6,5 @@ Each fixture group lives in its own module under tests/fixtures so that they sta
 pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.browser",
+    "tests.fixtures.smtp",
 ]

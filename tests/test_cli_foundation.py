@@ -196,8 +196,9 @@ def test_article_import_upserts_by_url_and_reports_lines(env: dict[str, str], tm
 
 
 def test_every_command_help_has_an_example(env: dict[str, str]) -> None:
-    from briefing.cli import app as root
     import typer.main
+
+    from briefing.cli import app as root
 
     group = typer.main.get_command(root)
     missing = []

@@ -57,7 +57,9 @@ def test_import_never_reactivates_suppressed_addresses(engine: sa.Engine, tmp_pa
             subscriber_store.add_subscriber(s, subscriber_store.SubscriberInput(email=email), status=status)
         s.commit()
     f = tmp_path / "list.csv"
-    f.write_text("email,name\nGONE@example.com,Gone\nbounce@example.com,B\nangry@example.com,A\n", encoding="utf-8")
+    f.write_text(
+        "email,name\nGONE@example.com,Gone\nbounce@example.com,B\nangry@example.com,A\n", encoding="utf-8"
+    )
 
     report = service.import_subscribers(engine, f)
 

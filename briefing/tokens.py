@@ -1,0 +1,149 @@
+"""Signed, purpose-scoped tokens for the links a reader clicks (unsubscribe, preferences, confirm).
+
+Each purpose has its own salt, so a token minted for one purpose is worthless for another. Keys are
+given oldest first: the newest signs, every key verifies, which lets an operator rotate the secret
+without breaking links already sitting in inboxes. Unsubscribe and preferences tokens never expire
+(opt-out links must keep working long after the send); confirm tokens do.
+
+The URL shapes below are a contract with the web app and with every email already sent: they must
+not change.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from briefing.errors import InvalidInput, TokenExpired, TokenInvalid
+
+UNSUBSCRIBE_SALT = "unsubscribe-v1"
+PREFERENCES_SALT = "preferences-v1"
+CONFIRM_SALT = "confirm-v1"
+
+# Longer than any token we mint (an email of 254 characters gives ~400); anything bigger is junk and
+# is refused before any decoding or HMAC work.
+MAX_TOKEN_LENGTH = 600
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_\-.]{8,600}")
+_MAX_ID = 2**63 - 1
+
+
+def _is_id(value: object) -> bool:
+    # bool is an int subclass; a payload of [true, 1] must not pass as subscriber 1.
+    return type(value) is int and 0 < value <= _MAX_ID
+
+
+class TokenSigner:
+    """Mints and reads every signed token; one instance per process is enough (it is immutable)."""
+
+    def __init__(self, secret_keys: list[str]) -> None:
+        keys = [k for k in secret_keys if k]
+        if not keys:
+            raise InvalidInput("at least one non-empty secret key is needed", field="secret_keys")
+        # itsdangerous signs with the last key and tries all of them when reading.
+        self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)
+        self._preferences = URLSafeSerializer(keys, salt=PREFERENCES_SALT)
+        self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM_SALT)
+
+    def __repr__(self) -> str:
+        return "TokenSigner(<secret keys hidden>)"
+
+    # --- unsubscribe (never expires)
+
+    def unsubscribe_token(self, subscriber_id: int, token_version: int = 1) -> str:
+        """A token for the one-click unsubscribe link; bumping token_version revokes older links."""
+        _check_id(subscriber_id, "subscriber_id")
+        _check_id(token_version, "token_version")
+        return str(self._unsubscribe.dumps([subscriber_id, token_version]))
+
+    def read_unsubscribe(self, token: str) -> tuple[int, int]:
+        """Return (subscriber_id, token_version); the caller compares the version with the stored one."""
+        return _read_pair(self._unsubscribe, token)
+
+    # --- preferences (never expires)
+
+    def preferences_token(self, subscriber_id: int, token_version: int = 1) -> str:
+        """A token for the preferences page; its own salt, so it cannot stand in for an unsubscribe token."""
+        _check_id(subscriber_id, "subscriber_id")
+        _check_id(token_version, "token_version")
+        return str(self._preferences.dumps([subscriber_id, token_version]))
+
+    def read_preferences(self, token: str) -> tuple[int, int]:
+        return _read_pair(self._preferences, token)
+
+    # --- confirm (expires)
+
+    def confirm_token(self, subject: str | int) -> str:
+        """A double opt-in token for an email address or a subscriber id.
+
+        The payload is signed, not encrypted: prefer the subscriber id so that the address does not
+        travel in URLs (and proxy logs).
+        """
+        if isinstance(subject, bool) or not isinstance(subject, str | int):
+            raise InvalidInput("confirm token subject must be an email or a subscriber id", field="subject")
+        if isinstance(subject, int):
+            _check_id(subject, "subscriber_id")
+        elif not subject or len(subject) > 320:
+            raise InvalidInput("email must be 1 to 320 characters", field="email")
+        return str(self._confirm.dumps(subject))
+
+    def read_confirm(self, token: str, max_age: int | float | timedelta) -> str | int:
+        """Return the email or subscriber id; TokenExpired when genuine but older than max_age."""
+        seconds = max_age.total_seconds() if isinstance(max_age, timedelta) else float(max_age)
+        _precheck(token)
+        try:
+            value: Any = self._confirm.loads(token, max_age=int(seconds))
+        except SignatureExpired:
+            raise TokenExpired("this confirmation link has expired") from None
+        except (BadSignature, ValueError, TypeError):
+            raise TokenInvalid("this confirmation link is not valid") from None
+        if _is_id(value) or (isinstance(value, str) and 0 < len(value) <= 320):
+            return value
+        raise TokenInvalid("this confirmation link is not valid")
+
+
+def _check_id(value: int, field: str) -> None:
+    if not _is_id(value):
+        raise InvalidInput("must be a positive integer", field=field)
+
+
+def _precheck(token: object) -> None:
+    # Junk (empty, huge, SQL, non-ASCII) fails here in microseconds, before base64 or HMAC work.
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_RE.fullmatch(token):
+        raise TokenInvalid("this link is not valid")
+
+
+def _read_pair(serializer: URLSafeSerializer, token: str) -> tuple[int, int]:
+    _precheck(token)
+    try:
+        value: Any = serializer.loads(token)
+    except (BadSignature, ValueError, TypeError):
+        raise TokenInvalid("this link is not valid") from None
+    if isinstance(value, list) and len(value) == 2 and _is_id(value[0]) and _is_id(value[1]):
+        return int(value[0]), int(value[1])
+    raise TokenInvalid("this link is not valid")
+
+
+def _join(base_url: str, kind: str, token: str) -> str:
+    _precheck(token)
+    base = base_url.rstrip("/")
+    if not base.startswith(("https://", "http://")):
+        raise InvalidInput("base URL must start with https:// or http://", field="base_url")
+    return f"{base}/{kind}/{token}"
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """`{base}/unsubscribe/{token}`: the RFC 8058 one-click target and the in-body link."""
+    return _join(base_url, "unsubscribe", token)
+
+
+def preferences_url(base_url: str, token: str) -> str:
+    """`{base}/preferences/{token}`."""
+    return _join(base_url, "preferences", token)
+
+
+def confirm_url(base_url: str, token: str) -> str:
+    """`{base}/confirm/{token}`: GET shows a page, POST confirms (link scanners only GET)."""
+    return _join(base_url, "confirm", token)

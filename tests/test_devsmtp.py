@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import mailbox
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from briefing.devsmtp import DevSmtpServer, ReceivedMessage, free_port
+from briefing.domain import Recipient
+from briefing.message import DkimSigner, MessageTemplate
+from briefing.transport import open_transport
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TEMPLATE = MessageTemplate(
+    from_name="The Morning Briefing",
+    from_address="briefing@news.example.com",
+    subject="Caf\u00e9 news\r\nBcc: someone@example.net",
+    html='<p>Hi %%FIRST_NAME%%</p><a href="%%UNSUBSCRIBE_URL%%">unsubscribe</a>',
+    text="Hi %%FIRST_NAME%%\nUnsubscribe: %%UNSUBSCRIBE_URL%%\n",
+    list_id="morning.news.example.com",
+    unsubscribe_mailto="unsubscribe@news.example.com",
+    message_id_domain="news.example.com",
+    edition_key="2026-11-28",
+)
+
+
+def _message(sid: int) -> bytes:
+    r = Recipient(sid, f"reader{sid}@example.com", "Reader", f"https://news.example.com/unsubscribe/t{sid}.s")
+    return TEMPLATE.render(r, date=datetime(2026, 11, 28, 6, tzinfo=UTC))
+
+
+def test_stores_every_message_and_reports_it(tmp_path: Path) -> None:
+    seen: list[ReceivedMessage] = []
+    with DevSmtpServer(tmp_path / "mail", port=0, on_message=seen.append) as server:
+        assert server.host == "127.0.0.1" and server.port > 0
+        transport = open_transport(server.url, timeout=5)
+        for sid in (1, 2, 3):
+            assert transport.send(
+                "bounces@news.example.com", f"reader{sid}@example.com", _message(sid)
+            ).accepted
+        transport.close()
+        assert server.count == 3
+    box = mailbox.Maildir(str(tmp_path / "mail"), create=False)
+    assert len(box) == 3
+    ids = sorted(str(m["Message-ID"]) for m in box)
+    assert ids == sorted(TEMPLATE.message_id(s) for s in (1, 2, 3))
+    assert [m.rcpt_tos for m in seen] == [
+        ("reader1@example.com",),
+        ("reader2@example.com",),
+        ("reader3@example.com",),
+    ]
+    line = seen[0].summary()
+    assert "bounces@news.example.com -> reader1@example.com: Caf\u00e9 news Bcc: someone@example.net" in line
+    assert "\n" not in line
+
+
+def test_stored_bytes_keep_dkim_valid(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(65537, 2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    signer = DkimSigner(pem, "brief", "news.example.com")
+    record = signer.dns_record().encode()
+    with DevSmtpServer(tmp_path / "mail", port=0, on_message=lambda m: None) as server:
+        with smtplib.SMTP(server.host, server.port, timeout=5) as client:
+            client.sendmail("bounces@news.example.com", ["reader1@example.com"], signer.sign(_message(1)))
+    box = mailbox.Maildir(str(tmp_path / "mail"), create=False)
+    [raw] = [box.get_bytes(k) for k in box.keys()]
+    assert raw.startswith(b"Return-Path: <bounces@news.example.com>\r\nX-RcptTo: reader1@example.com\r\n")
+    assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_start_stop_is_idempotent(tmp_path: Path) -> None:
+    server = DevSmtpServer(tmp_path / "mail", port=0, on_message=lambda m: None)
+    server.start()
+    server.start()
+    port = server.port
+    server.stop()
+    server.stop()
+    with smtplib.SMTP() as client:
+        try:
+            client.connect("127.0.0.1", port)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("server still listening after stop()")
+
+
+def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    maildir = tmp_path / "mail"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"from briefing.devsmtp import run; run({port}, {str(maildir)!r})"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        client = None
+        while time.monotonic() < deadline:
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=5)
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert client is not None, "dev SMTP server did not start"
+        client.sendmail("bounces@news.example.com", ["reader1@example.com"], _message(1))
+        client.quit()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert f"smtp://127.0.0.1:{port}" in text
+    assert "bounces@news.example.com -> reader1@example.com" in text
+    assert b"stopped after 1 message(s)" in err
+    assert len(mailbox.Maildir(str(maildir), create=False)) == 1
