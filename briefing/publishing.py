@@ -326,6 +326,10 @@ def send_edition(
     prepared: Prepared | None = None
     with session_scope(engine) as session:
         edition = edition_store.get_edition(session, edition_date)
+        if edition.status == EditionStatus.EXPIRED and force:
+            # Sent late on purpose: pick up where it stopped, or start it if it never began.
+            reopened = EditionStatus.PARTIAL if edition.frozen_at else EditionStatus.SCHEDULED
+            edition = edition_store.set_status(session, edition.id, reopened)
         if edition.status == EditionStatus.SCHEDULED:
             prepared = prepare(session, setup, edition_date, now=max(now, send_at) if not force else now)
             if not prepared.report.ok:

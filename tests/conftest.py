@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.browser",
     "tests.fixtures.smtp",
+    "tests.fixtures.newsroom",
 ]
