@@ -48,7 +48,7 @@ DEFAULT_MAX_LATENESS = timedelta(hours=3)
 # below therefore needs at most ~17 halvings to reach one second.
 _MAX_GAP = timedelta(days=1, hours=1)
 _MAX_LOOKBACK = timedelta(days=400)
-_TIME_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
+_TIME_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 
 DecisionState = Literal["too_early", "due", "expired"]
 
@@ -107,14 +107,14 @@ class Decision:
 
 
 def parse_local_time(value: str) -> time:
-    """Read "06:00" or "6:00"; a typo here would silently move the whole newsletter."""
+    """Read "06:00", "6:00" or "06:00:30"; a typo here would silently move the whole newsletter."""
     match = _TIME_RE.match(value or "")
     if not match:
         raise ValueError(f"not a time of day: {value!r} (write HH:MM in 24-hour form, for example 06:00)")
-    hour, minute = int(match.group(1)), int(match.group(2))
-    if hour > 23 or minute > 59:
+    hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+    if hour > 23 or minute > 59 or second > 59:
         raise ValueError(f"not a time of day: {value!r} (hours 00-23, minutes 00-59)")
-    return time(hour, minute)
+    return time(hour, minute, second)
 
 
 def is_send_day(edition_date: date, plan: SendPlan) -> bool:

@@ -240,7 +240,11 @@ def test_parse_local_time_ok(text: str) -> None:
     assert parse_local_time(text) == time(hour, minute)
 
 
-@pytest.mark.parametrize("text", ["", "6", "24:00", "06:60", "6am", "06:00:00", "-1:00", "06.00"])
+def test_parse_local_time_with_seconds() -> None:
+    assert parse_local_time("06:00:30") == time(6, 0, 30)
+
+
+@pytest.mark.parametrize("text", ["", "6", "24:00", "06:60", "06:00:60", "6am", "-1:00", "06.00"])
 def test_parse_local_time_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="time of day"):
         parse_local_time(text)

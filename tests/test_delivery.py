@@ -39,7 +39,9 @@ def ledger_rows(room: Newsroom) -> dict[str, ledger.LedgerRow]:
         return {r.email: r for r in ledger.rows(s, edition.id, limit=100_000)}
 
 
-def test_every_active_subscriber_gets_exactly_one_copy(newsroom: Newsroom, smtp_server: SmtpTestServer) -> None:
+def test_every_active_subscriber_gets_exactly_one_copy(
+    newsroom: Newsroom, smtp_server: SmtpTestServer
+) -> None:
     emails = newsroom.readers(25)
     newsroom.subscribe("left@example.com")
     with session_scope(newsroom.engine) as s:
@@ -57,7 +59,9 @@ def test_every_active_subscriber_gets_exactly_one_copy(newsroom: Newsroom, smtp_
     assert smtp_server.sessions <= 2  # connections are reused for many messages
 
 
-def test_running_send_twice_sends_nothing_the_second_time(newsroom: Newsroom, smtp_server: SmtpTestServer) -> None:
+def test_running_send_twice_sends_nothing_the_second_time(
+    newsroom: Newsroom, smtp_server: SmtpTestServer
+) -> None:
     newsroom.readers(5)
     send(newsroom, smtp_server.url())
     before = len(smtp_server.messages)
@@ -127,7 +131,9 @@ def test_a_refusal_that_never_lifts_fails_as_a_soft_bounce(
     assert Counter(r for m in smtp_server.messages for r in m.rcpt_tos)["ok@example.com"] == 1
 
 
-def test_permanent_refusals_fail_and_bounce_the_subscriber(newsroom: Newsroom, smtp_server: SmtpTestServer) -> None:
+def test_permanent_refusals_fail_and_bounce_the_subscriber(
+    newsroom: Newsroom, smtp_server: SmtpTestServer
+) -> None:
     newsroom.readers(4)
     newsroom.subscribe("perm1@example.com")
 
@@ -160,7 +166,9 @@ def test_dropped_connections_mid_session_lose_nothing_and_double_nothing(
     assert server.sessions >= 7  # 20 messages, at most 3 per connection
 
 
-def test_a_connection_closed_without_reply_mid_session_is_retried(newsroom: Newsroom, smtp_server_factory) -> None:
+def test_a_connection_closed_without_reply_mid_session_is_retried(
+    newsroom: Newsroom, smtp_server_factory
+) -> None:
     server = smtp_server_factory(FaultPlan(drop_after=2, drop_mode="close"))
     emails = newsroom.readers(9)
     send(newsroom, server.url())
@@ -278,7 +286,11 @@ def test_outside_the_window_nothing_is_sent_without_force(
 
     room = sqlite_newsroom
     room.readers(2)
-    moment = datetime(2026, 11, 30, 5, 0, tzinfo=UTC) if when == "too early" else datetime(2026, 11, 30, 9, 1, tzinfo=UTC)
+    moment = (
+        datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+        if when == "too early"
+        else datetime(2026, 11, 30, 9, 1, tzinfo=UTC)
+    )
     mail = open_transport(smtp_server.url())
     with pytest.raises(Conflict):
         publishing.send_edition(room.engine, room.setup, EDITION, mail, now=moment)

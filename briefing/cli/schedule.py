@@ -28,7 +28,6 @@ from briefing.wiring import edition_setup, send_plan, transport
 
 LOCK_HELD_EXIT = 73  # EX_CANTCREAT: the systemd unit does not restart on it
 HEARTBEAT_STALE_AFTER = timedelta(minutes=2)
-WATCH_EVERY = timedelta(minutes=1)
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +49,9 @@ def schedule(
     lock_dir: Annotated[
         Path, typer.Option(help="Where the lock file goes for an in-memory database.")
     ] = Path("var"),
+    watch_every: Annotated[
+        str, typer.Option(help="How often to look for a released or paused edition within its window.")
+    ] = "1m",
 ) -> None:
     """Run the daily send: each send day at the configured local time, once, never late.
 
@@ -65,6 +67,10 @@ def schedule(
     settings = state().settings
     engine = state().engine
     settings.secret_keys()  # fail now, not at 06:00
+    try:
+        watch_interval = parse_duration(watch_every)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="--watch-every") from None
     try:
         lock = acquire_scheduler_lock(settings.database_url, lock_dir)
     except LockHeld as exc:
@@ -109,7 +115,7 @@ def schedule(
             preflight_job=sender.preflight_job,
             preflight_lead=parse_duration(settings.preflight_lead),
             heartbeat=heartbeat,
-            extra_jobs=[PeriodicJob("watch", sender.watch_job, WATCH_EVERY)],
+            extra_jobs=[PeriodicJob("watch", sender.watch_job, watch_interval)],
             stop_event=stop,
             log=log,
         )
