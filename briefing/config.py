@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     partner_url: str = ""
     postal_address: str = ""
 
+    # --- feeds and the CMS push API
+    feed_timeout: float = Field(default=10.0, gt=0, le=300)
+    feed_max_bytes: int = Field(default=5_000_000, ge=10_000)
+    feed_min_interval: str = "10m"
+    feed_max_backoff: str = "6h"
+    feed_poll_every: str = "15m"
+    api_max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    min_stories: int = Field(default=0, ge=0, le=50)
+
     # --- outgoing mail
     smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:1025")
     smtp_pool_size: int = Field(default=2, ge=1, le=64)
@@ -142,7 +151,14 @@ class Settings(BaseSettings):
     preflight_lead: str = "30m"
     alert_email: str = ""
 
-    @field_validator("max_lateness", "preflight_lead", "retry_backoff")
+    @field_validator(
+        "max_lateness",
+        "preflight_lead",
+        "retry_backoff",
+        "feed_min_interval",
+        "feed_max_backoff",
+        "feed_poll_every",
+    )
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)

@@ -42,6 +42,7 @@ class DailyContext:
     stop: threading.Event
     log: logging.Logger
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    poll_feeds: Callable[[], object] | None = None  # refresh stored articles before the edition is built
 
 
 class DailySender:
@@ -55,7 +56,17 @@ class DailySender:
 
     def send_job(self, edition_date: date, scheduled_utc: datetime) -> str:
         with self._lock:
+            self.refresh_articles()
             return self._send(edition_date, reason=f"scheduled for {scheduled_utc:%Y-%m-%d %H:%M} UTC")
+
+    def refresh_articles(self) -> None:
+        """Poll the site's feeds; a feed problem is logged by the poller and never blocks a send."""
+        if self.ctx.poll_feeds is None:
+            return
+        try:
+            self.ctx.poll_feeds()
+        except Exception:
+            self.ctx.log.exception("polling the feeds failed")
 
     def watch_job(self) -> str:
         """Every minute: send an edition released from hold, or paused by SMTP trouble, within its window."""
@@ -90,6 +101,7 @@ class DailySender:
         setup = ctx.setup()
         if edition_date in setup.plan.skip_dates:
             return "skipped date"
+        self.refresh_articles()
         try:
             with Session(ctx.engine) as session:
                 prepared = publishing.prepare(session, setup, edition_date)

@@ -8,21 +8,22 @@ treats as ambiguous (it may or may not have been delivered).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from briefing.db import session_scope
-from briefing.domain import LedgerCounts, SubscriberStatus
+from briefing.domain import LedgerCounts
 from briefing.errors import AuthFailed, InvalidInput, TransportError
 from briefing.store import deliveries as ledger
 from briefing.store import subscribers as subscriber_store
@@ -44,6 +45,7 @@ class DeliveryPolicy:
     resend_ambiguous: bool = True
     reconnect_delays: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
     soft_bounce_limit: int = 3
+    claim_batch: int = 20  # rows a connection leases at once; each is still recorded on its own
 
     def backoff(self, attempts: int) -> timedelta:
         """Doubling delay after each temporary failure, bounded (Postfix's queue manager does the same)."""
@@ -134,6 +136,11 @@ class DeliveryRun:
         self._paused = threading.Event()
         self.paused_reason = ""
         self._connection_failures = 0
+        # SQLite allows one writer; queueing our own workers on a Python lock avoids SQLite's
+        # busy-handler sleeps (milliseconds each) between them. PostgreSQL needs no such lock.
+        self._db_lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -165,31 +172,28 @@ class DeliveryRun:
         )
 
     def recover_stale_claims(self) -> None:
-        """Rows left claimed by a crashed sender: in flight at the crash, so ambiguous."""
+        """Rows left claimed by a crashed sender: the one in flight per connection is ambiguous."""
         now = self.clock()
         with session_scope(self.engine) as session:
             dead = [o for o in ledger.claim_owners(session, self.edition_id) if owner_is_dead(o)]
-            stale = ledger.stale_claims(session, self.edition_id, now=now, dead_owners=dead)
-            for delivery_id in stale:
-                resend = self.policy.resend_ambiguous and self._window_open(now)
-                ledger.record_ambiguous(
-                    session,
-                    delivery_id,
-                    reply="interrupted while sending: delivery unknown"
-                    + ("; sent again with the same Message-ID" if resend else ""),
-                    resend=resend,
-                    now=now,
-                )
-            if stale:
-                log.warning("%d message(s) were in flight when a previous send stopped", len(stale))
-                with self._lock:
-                    self.tally.ambiguous += len(stale)
+            in_flight = ledger.recover_claims(
+                session,
+                self.edition_id,
+                now=now,
+                dead_owners=dead,
+                resend=self.policy.resend_ambiguous and self._window_open(now),
+            )
+        if in_flight:
+            log.warning("%d message(s) were in flight when a previous send stopped", len(in_flight))
+            with self._lock:
+                self.tally.ambiguous += len(in_flight)
+                self.tally.ambiguous_emails.extend(in_flight)
 
     # ------------------------------------------------------------------ workers
 
     def _run_workers(self) -> None:
         threads = [
-            threading.Thread(target=self._worker, name=f"send-{i}", daemon=True)
+            threading.Thread(target=self._worker, args=(i,), name=f"send-{i}", daemon=True)
             for i in range(self.policy.workers)
         ]
         for t in threads:
@@ -197,49 +201,70 @@ class DeliveryRun:
         for t in threads:
             t.join()
 
-    def _worker(self) -> None:
-        pending: tuple[ledger.Claim, SendResult, str] | None = None
-        while True:
-            now = self.clock()
-            with session_scope(self.engine) as session:
-                if pending is not None:
-                    self._record(session, *pending, now=now)
-                    pending = None
+    def _worker(self, index: int) -> None:
+        """One connection's loop: claim a small batch, then send and record each message in id order.
+
+        Each result is committed before the next message starts, so after a crash the lowest row
+        this worker still has claimed is the one that was in flight (see ledger.recover_claims).
+        """
+        owner = f"{self.owner}:w{index}"
+        writer = ledger.LedgerWriter(self.engine)
+        batch: deque[ledger.Claim] = deque()
+        try:
+            while True:
                 if self.stop.is_set() or self._paused.is_set():
                     return
-                claim, skipped = ledger.claim_next(
-                    session, self.edition_id, self.owner, self.policy.lease, now
-                )
-            if skipped:
+                if not batch:
+                    batch.extend(self._claim(writer, owner))
+                    if not batch:
+                        return
+                claim = batch.popleft()
+                result, message_id = self._send_one(claim)
+                if result.outcome is Outcome.CONNECTION:
+                    with self._db_lock, writer.transaction():
+                        writer.release([claim.delivery_id], now=self.clock())
+                    if result.stage == "auth" or not self._connection_trouble(result):
+                        return
+                    continue
                 with self._lock:
-                    self.tally.skipped += skipped
-            if claim is None:
-                return
-            try:
-                data, message_id = self.build(claim)
-            except InvalidInput as exc:
-                pending = (claim, SendResult(Outcome.REJECTED, None, f"not sent: {exc}", "local"), "")
-                continue
-            try:
-                result = self.transport.send(self.envelope_from, claim.email, data)
-            except AuthFailed as exc:
-                self._release(claim)
-                self._pause(f"SMTP authentication failed: {exc}")
-                return
-            except TransportError as exc:
-                result = SendResult(Outcome.CONNECTION, None, str(exc), "connect")
-            if result.outcome is Outcome.CONNECTION:
-                self._release(claim)
-                if not self._connection_trouble(result):
-                    return
-                continue
+                    self._connection_failures = 0
+                with self._db_lock, writer.transaction():
+                    self._record(writer, claim, result, message_id, now=self.clock())
+                if self.on_progress is not None:
+                    self.on_progress(self.tally)
+        finally:
+            if batch:  # claimed but never attempted: straight back to the queue
+                with self._db_lock, writer.transaction():
+                    writer.release([c.delivery_id for c in batch], now=self.clock())
+            writer.close()
+
+    def _claim(self, writer: ledger.LedgerWriter, owner: str) -> list[ledger.Claim]:
+        now = self.clock()
+        with self._db_lock, writer.transaction():
+            claims, skipped = writer.claim_batch(
+                self.edition_id, owner, now + self.policy.lease, now, self.policy.claim_batch
+            )
+        if skipped:
             with self._lock:
-                self._connection_failures = 0
-            pending = (claim, result, message_id)
+                self.tally.skipped += skipped
+        return claims
+
+    def _send_one(self, claim: ledger.Claim) -> tuple[SendResult, str]:
+        try:
+            data, message_id = self.build(claim)
+        except InvalidInput as exc:
+            return SendResult(Outcome.REJECTED, None, f"not sent: {exc}", "local"), ""
+        try:
+            return self.transport.send(self.envelope_from, claim.email, data), message_id
+        except AuthFailed as exc:
+            self._pause(f"SMTP authentication failed: {exc}")
+            return SendResult(Outcome.CONNECTION, None, str(exc), "auth"), message_id
+        except TransportError as exc:
+            return SendResult(Outcome.CONNECTION, None, str(exc), "connect"), message_id
 
     def _record(
         self,
-        session: Session,
+        writer: ledger.LedgerWriter,
         claim: ledger.Claim,
         result: SendResult,
         message_id: str,
@@ -250,39 +275,33 @@ class DeliveryRun:
         with self._lock:
             tally = self.tally
             if result.outcome is Outcome.ACCEPTED:
-                ledger.record_sent(
-                    session, claim.delivery_id, code=code or 250, reply=reply, message_id=message_id, now=now
-                )
+                writer.sent(claim.delivery_id, code=code or 250, reply=reply, message_id=message_id, now=now)
                 tally.sent += 1
             elif result.outcome is Outcome.DEFERRED:
                 attempts = claim.attempts + 1
                 next_at = now + self.policy.backoff(attempts)
                 if attempts >= self.policy.max_attempts or not self._window_open(next_at):
-                    ledger.record_failed(
-                        session,
+                    writer.failed(
                         claim.delivery_id,
                         code=code,
                         reply=f"gave up after {attempts} attempts: {reply}",
                         now=now,
                     )
-                    subscriber_store.record_soft_bounce(
-                        session, claim.subscriber_id, limit=self.policy.soft_bounce_limit
-                    )
+                    writer.soft_bounce(claim.subscriber_id, limit=self.policy.soft_bounce_limit, now=now)
                     tally.failed += 1
                 else:
-                    ledger.record_deferred(
-                        session, claim.delivery_id, code=code, reply=reply, next_attempt_at=next_at, now=now
+                    writer.deferred(
+                        claim.delivery_id, code=code, reply=reply, next_attempt_at=next_at, now=now
                     )
                     tally.deferred += 1
             elif result.outcome is Outcome.REJECTED:
-                ledger.record_failed(session, claim.delivery_id, code=code, reply=reply, now=now)
+                writer.failed(claim.delivery_id, code=code, reply=reply, now=now)
                 if result.stage == "rcpt" and code is not None and 500 <= code < 600:
-                    subscriber_store.set_status(session, claim.subscriber_id, SubscriberStatus.BOUNCED)
+                    writer.bounce(claim.subscriber_id, now=now)
                 tally.failed += 1
             elif result.outcome is Outcome.AMBIGUOUS:
                 resend = self.policy.resend_ambiguous and not claim.was_ambiguous and self._window_open(now)
-                ledger.record_ambiguous(
-                    session,
+                writer.ambiguous(
                     claim.delivery_id,
                     reply=f"no reply after the message was sent ({reply})"
                     + ("; will be sent again with the same Message-ID" if resend else ""),
@@ -291,12 +310,6 @@ class DeliveryRun:
                 )
                 tally.ambiguous += 1
                 tally.ambiguous_emails.append(claim.email)
-        if self.on_progress is not None:
-            self.on_progress(self.tally)
-
-    def _release(self, claim: ledger.Claim) -> None:
-        with session_scope(self.engine) as session:
-            ledger.release(session, claim.delivery_id, now=self.clock())
 
     def _connection_trouble(self, result: SendResult) -> bool:
         """Back off before reconnecting; pause the edition after repeated failures. False = stop."""

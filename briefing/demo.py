@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from briefing import publishing, service
+from briefing import feeds, publishing, service
 from briefing.cli.common import console
 from briefing.cli.editions import print_preflight, print_report
 from briefing.cli.stories import print_queue
@@ -31,8 +31,8 @@ DEMO_SECRET = "demo-only-secret-not-for-production"
 
 
 def load_sample_data(engine: sa.Engine, root: Path) -> None:
-    articles = service.import_articles(engine, SAMPLE_DIR / "articles.jsonl")
-    console.print(f"Loaded {articles.added} sample articles.")
+    result = feeds.load_feed_file(engine, SAMPLE_DIR / "feed.xml", name="Example News")
+    console.print(f"Loaded {result.added} sample articles through the site's feed (sample_data/feed.xml).")
     with session_scope(engine) as session:
         for raw in json.loads((SAMPLE_DIR / "stories.json").read_text(encoding="utf-8")):
             service.add_story(session, service.StoryRequest(**raw))

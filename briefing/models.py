@@ -123,7 +123,7 @@ class Edition(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
-        sa.Index("ix_delivery_queue", "edition_id", "status", "next_attempt_at"),
+        sa.Index("ix_delivery_queue", "edition_id", "status", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     edition_id: int = Field(foreign_key="edition.id", ondelete="CASCADE")
@@ -171,3 +171,34 @@ class SchedulerHeartbeat(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     beat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Feed(SQLModel, table=True):
+    """A feed of the site's articles, polled on a schedule; the poll state lives on the row."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
+    url: str = Field(max_length=2000)  # http(s) URL, or file:// URI for a local file given at `feeds add`
+    section: str = Field(default="", max_length=100)  # overrides the entries' categories when set
+    allow_private: bool = Field(default=False)
+    etag: str = Field(default="", max_length=500)
+    last_modified: str = Field(default="", max_length=100)
+    last_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    last_status: str = Field(default="", max_length=20)
+    last_error: str = Field(default="", max_length=2000)
+    consecutive_errors: int = Field(default=0)
+    articles_seen: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the CMS push API; only its SHA-256 is stored, never the token."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

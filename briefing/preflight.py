@@ -155,6 +155,11 @@ def preflight(
             error(f"{name} (url)", f"the link {url!r} is not an http(s) address")
         elif _scheme(url) == "http":
             warn(f"{name} (url)", f"the link {url} is not https")
+        if story.automatic:
+            warn(
+                name,
+                "added automatically to reach the minimum number of stories; queue another to replace it",
+            )
         if story.image_url.strip() and not story.image_alt.strip():
             error(f"{name} (image_alt)", "the image has no alt text; describe it for screen readers")
 

@@ -28,6 +28,7 @@ from briefing.domain import (
     LedgerCounts,
     Recipient,
     RenderedEdition,
+    StoryStatus,
     SubscriberStatus,
 )
 from briefing.errors import Conflict, NotFound, PreflightFailed
@@ -42,10 +43,12 @@ from briefing.store import stories as story_store
 from briefing.store import subscribers as subscriber_store
 from briefing.store.deliveries import Claim
 from briefing.tokens import TokenSigner, preferences_url, unsubscribe_url
+from briefing.topup import top_up
 from briefing.transport import Outcome, SendResult, Transport
 
 SAMPLE_SUBSCRIBER_ID = 2**31 - 1  # no real row has it; a sample's links lead to "not valid"
 MORE_FROM_CANDIDATES = 50
+ALL_STORY_STATUSES = tuple(s.value for s in StoryStatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class EditionSetup:
     plan: cal.SendPlan
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     dkim: DkimSigner | None = None
+    min_stories: int = 0  # top a thin edition up with recent articles (0 = off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +173,21 @@ def prepare(
 def _compose(
     session: Session, setup: EditionSetup, edition_date: date, send_at: datetime, *, note: str
 ) -> Briefing:
-    stories = story_store.list_stories(session, edition_date=edition_date)
+    # Every status, so an article an editor dropped is not brought back by the top-up.
+    stories = story_store.list_stories(session, edition_date=edition_date, statuses=ALL_STORY_STATUSES)
     articles: list[ArticleData] = article_store.recent_articles(session, limit=MORE_FROM_CANDIDATES)
     recent_urls = edition_store.recent_featured_urls(
         session, before=edition_date, editions=setup.compose.more_from_exclude_editions
     )
+    if setup.min_stories:
+        stories += top_up(
+            stories,
+            articles,
+            minimum=setup.min_stories,
+            now=send_at,
+            recent_urls=recent_urls,
+            edition_date=edition_date,
+        )
     options = replace(setup.compose, editor_note=note) if note else setup.compose
     return compose_briefing(stories, articles, edition_date, send_at, options, recent_urls=recent_urls)
 

@@ -278,6 +278,7 @@ class SmtpConnection:
         self.ca_file = ca_file
         self.local_hostname = local_hostname
         self._smtp: smtplib.SMTP | None = None
+        self._pipelining = False
         self.messages_sent = 0  # in the current session
         self.sessions_opened = 0
 
@@ -367,6 +368,7 @@ class SmtpConnection:
             reason = _text(str(exc)) or type(exc).__name__
             raise TransportError(self._scrub(f"cannot talk to {where}: {reason}")) from None
         self._smtp = smtp
+        self._pipelining = bool(smtp.has_extn("pipelining"))
         self.messages_sent = 0
         self.sessions_opened += 1
         log.debug("SMTP session opened to %s", where)
@@ -413,6 +415,12 @@ class SmtpConnection:
         smtp = self._smtp
         assert smtp is not None
 
+        if self._pipelining:
+            refused = self._envelope_pipelined(smtp, envelope_from, rcpt)
+            if refused is not None:
+                return refused
+            return self._content(smtp, data)
+
         # MAIL FROM: any refusal here is about us (sender, policy, load), never about the reader.
         try:
             code, reply = smtp.mail(envelope_from)
@@ -444,6 +452,43 @@ class SmtpConnection:
             return SendResult(Outcome.CONNECTION, None, _text(str(exc)), "data")
         if code != 354:
             return self._refused(code, reply, "data")
+        return self._content(smtp, data)
+
+    def _envelope_pipelined(self, smtp: smtplib.SMTP, envelope_from: str, rcpt: str) -> SendResult | None:
+        """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies; None means "go on".
+
+        Saves two round trips per message. The replies are read in order and classified exactly
+        as in the step-by-step dialogue; a server that says 354 after refusing the envelope gets
+        its session dropped, so no half-addressed message can follow.
+        """
+        try:
+            smtp.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n")
+            mail_code, mail_reply = smtp.getreply()
+            rcpt_code, rcpt_reply = smtp.getreply()
+            data_code, data_reply = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            return SendResult(Outcome.CONNECTION, None, _text(str(exc)), "mail")
+        envelope_ok = mail_code == 250 and rcpt_code in (250, 251)
+        if data_code == 354 and envelope_ok:
+            return None
+        if data_code == 354:
+            self._drop()  # the server waits for content we will not send
+        if mail_code != 250:
+            if mail_code == 421 or self._smtp is None:
+                self._drop()
+            else:
+                self.rset()
+            return SendResult(Outcome.CONNECTION, mail_code, _text(mail_reply), "mail")
+        if rcpt_code not in (250, 251):
+            if self._smtp is None:
+                return self._classify(rcpt_code, rcpt_reply, "rcpt")
+            return self._refused(rcpt_code, rcpt_reply, "rcpt")
+        if self._smtp is None:
+            return self._classify(data_code, data_reply, "data")
+        return self._refused(data_code, data_reply, "data")
+
+    def _content(self, smtp: smtplib.SMTP, data: bytes) -> SendResult:
         try:
             smtp.send(_dot_stuff(data))
         except (OSError, smtplib.SMTPException) as exc:
@@ -462,11 +507,17 @@ class SmtpConnection:
         return self._refused(code, reply, "end-of-data")
 
     def _refused(self, code: int, reply: bytes, stage: str) -> SendResult:
-        text = _text(reply)
         if code == 421 or code < 400:
             self._drop()  # closing, or a reply that makes no sense here: start a fresh session
-            return SendResult(Outcome.CONNECTION, code, text, stage)
+            return self._classify(code, reply, stage)
         self.rset()
+        return self._classify(code, reply, stage)
+
+    @staticmethod
+    def _classify(code: int, reply: bytes, stage: str) -> SendResult:
+        text = _text(reply)
+        if code == 421 or code < 400:
+            return SendResult(Outcome.CONNECTION, code, text, stage)
         # RFC 5321 §4.5.3.1.10: 552 on RCPT is to be treated as temporary.
         if 400 <= code < 500 or (code == 552 and stage == "rcpt"):
             return SendResult(Outcome.DEFERRED, code, text, stage)

@@ -15,6 +15,7 @@ from briefing.config import Settings, parse_dates, parse_duration, parse_send_da
 from briefing.delivery import DeliveryPolicy
 from briefing.domain import ComposeOptions
 from briefing.errors import ConfigError
+from briefing.feeds import DEFAULT_POLICY, FeedPolicy
 from briefing.message import DkimSigner
 from briefing.publishing import EditionSetup, Mailing
 from briefing.render import Renderer
@@ -116,6 +117,7 @@ def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None
         plan=send_plan(settings, extra_skips),
         policy=delivery_policy(settings),
         dkim=dkim_signer(settings),
+        min_stories=settings.min_stories,
     )
 
 
@@ -126,4 +128,14 @@ def transport(settings: Settings) -> ConnectionPool | MaildirTransport | MemoryT
         timeout=settings.smtp_timeout,
         ca_file=settings.smtp_ca_file or None,
         rate_limit=settings.smtp_rate_limit,
+    )
+
+
+def feed_policy(settings: Settings) -> FeedPolicy:
+    return replace(
+        DEFAULT_POLICY,
+        timeout=settings.feed_timeout,
+        max_bytes=settings.feed_max_bytes,
+        min_interval=parse_duration(settings.feed_min_interval),
+        max_backoff=parse_duration(settings.feed_max_backoff),
     )

@@ -80,9 +80,11 @@ def test_forcing_never_sends_a_second_edition(newsroom: Newsroom, smtp_server: S
     assert "never sends a second edition" in again.message
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["step-by-step", "pipelined"])
 def test_temporary_refusals_are_retried_without_delaying_others(
-    sqlite_newsroom: Newsroom, smtp_server: SmtpTestServer
+    sqlite_newsroom: Newsroom, smtp_server_factory, pipelining: bool
 ) -> None:
+    smtp_server = smtp_server_factory(FaultPlan(pipelining=pipelining))
     room = sqlite_newsroom
     room.readers(6)
     room.subscribe("temp1@example.com", "temp2@example.com")
@@ -152,10 +154,11 @@ def test_permanent_refusals_fail_and_bounce_the_subscriber(
         assert ledger.snapshot(s, next_edition.id) == 4
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["step-by-step", "pipelined"])
 def test_dropped_connections_mid_session_lose_nothing_and_double_nothing(
-    newsroom: Newsroom, smtp_server_factory
+    newsroom: Newsroom, smtp_server_factory, pipelining: bool
 ) -> None:
-    server = smtp_server_factory(FaultPlan(drop_after=3))
+    server = smtp_server_factory(FaultPlan(drop_after=3, pipelining=pipelining))
     emails = newsroom.readers(20)
 
     outcome = send(newsroom, server.url())
@@ -213,7 +216,7 @@ def test_no_reply_after_data_is_reported_and_resent_with_the_same_message_id(
     room = sqlite_newsroom
     room.readers(4)
     room.subscribe("ambig@example.com")
-    server = smtp_server_factory(FaultPlan(ambiguous_prefix="never-matches", silent_data=1))
+    server = smtp_server_factory(FaultPlan(ambiguous_prefix="never-matches", silent_data=1, pipelining=True))
 
     outcome = send(room, server.url())
 
@@ -250,7 +253,7 @@ def test_unsubscribed_after_the_snapshot_is_not_sent(sqlite_newsroom: Newsroom, 
             subscriber_store.unsubscribe(s, subscriber_store.get_by_email(s, leaving).id)
 
     server = smtp_server_factory(FaultPlan(), on_accept=unsubscribe_the_last)
-    send(room, server.url(), room.with_policy(workers=1))
+    send(room, server.url(), room.with_policy(workers=1, claim_batch=1))
 
     rows = ledger_rows(room)
     assert rows[leaving].status == DeliveryStatus.SKIPPED

@@ -177,3 +177,13 @@ def test_confirm_tamper_fails(email: str, data: st.DataObject) -> None:
     except TokenInvalid:
         return
     assert index == len(token) - 1
+
+
+@given(st.integers(min_value=1, max_value=2**63 - 1), st.integers(min_value=1, max_value=10**6))
+def test_fast_minting_matches_itsdangerous(subscriber_id: int, version: int) -> None:
+    from itsdangerous import URLSafeSerializer
+
+    signer = TokenSigner(["older-key", "newest-key"])
+    for salt, mint in (("unsubscribe-v1", signer.unsubscribe_token), ("preferences-v1", signer.preferences_token)):
+        reference = URLSafeSerializer(["older-key", "newest-key"], salt=salt).dumps([subscriber_id, version])
+        assert mint(subscriber_id, version) == reference

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import mailbox
 import threading
@@ -31,6 +32,26 @@ from tests.fixtures.smtp import FaultPlan, SmtpTestServer, TlsFiles, free_port
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 
 Factory = Callable[..., SmtpTestServer]
+
+
+@pytest.fixture(params=[False, True], ids=["step-by-step", "pipelined"])
+def smtp_server_factory(request: pytest.FixtureRequest, smtp_server_factory: Factory) -> Factory:
+    """Every test here runs against a server without and with PIPELINING, which changes our dialogue."""
+
+    def factory(plan: FaultPlan | None = None, **kwargs: object) -> SmtpTestServer:
+        return smtp_server_factory(
+            dataclasses.replace(plan or FaultPlan(), pipelining=request.param), **kwargs
+        )
+
+    return factory
+
+
+def test_the_pipelined_dialogue_is_used_when_offered(smtp_server: SmtpTestServer) -> None:
+    conn = connection(smtp_server)
+    assert conn.send(SENDER, "a@example.com", message_for("a@example.com")).accepted
+    assert conn._pipelining is smtp_server.plan.pipelining
+
+
 SENDER = "bounces@news.example.com"
 PASSWORD = "s3cr3t-Pa55word!"
 

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from briefing import calendar as cal
-from briefing import daily
+from briefing import daily, feeds
 from briefing.cli.common import console, handle_errors, parse_date, state
 from briefing.config import parse_duration
 from briefing.db import session_scope
@@ -24,7 +24,7 @@ from briefing.locks import acquire_scheduler_lock
 from briefing.publishing import EditionSetup
 from briefing.scheduler import PeriodicJob, run_scheduler
 from briefing.store import schedule as schedule_store
-from briefing.wiring import edition_setup, send_plan, transport
+from briefing.wiring import edition_setup, feed_policy, send_plan, transport
 
 LOCK_HELD_EXIT = 73  # EX_CANTCREAT: the systemd unit does not restart on it
 HEARTBEAT_STALE_AFTER = timedelta(minutes=2)
@@ -86,6 +86,11 @@ def schedule(
             skips = schedule_store.skip_dates(session)
         return edition_setup(settings, skips)
 
+    policy = feed_policy(settings)
+
+    def poll_feeds() -> object:
+        return feeds.poll_due_feeds(engine, now=datetime.now(UTC), log=log, policy=policy)
+
     sender = daily.DailySender(
         daily.DailyContext(
             engine=engine,
@@ -94,6 +99,7 @@ def schedule(
             alert_email=settings.alert_email,
             stop=stop,
             log=log,
+            poll_feeds=poll_feeds,
         )
     )
 
@@ -115,7 +121,10 @@ def schedule(
             preflight_job=sender.preflight_job,
             preflight_lead=parse_duration(settings.preflight_lead),
             heartbeat=heartbeat,
-            extra_jobs=[PeriodicJob("watch", sender.watch_job, watch_interval)],
+            extra_jobs=[
+                PeriodicJob("watch", sender.watch_job, watch_interval),
+                PeriodicJob("feeds", poll_feeds, parse_duration(settings.feed_poll_every), run_at_start=True),
+            ],
             stop_event=stop,
             log=log,
         )

@@ -124,7 +124,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('edition_id', 'subscriber_id', name='uq_delivery_edition_subscriber')
     )
     with op.batch_alter_table('delivery', schema=None) as batch_op:
-        batch_op.create_index('ix_delivery_queue', ['edition_id', 'status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_delivery_queue', ['edition_id', 'status', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_subscriber_id'), ['subscriber_id'], unique=False)
 
     op.create_table('story',

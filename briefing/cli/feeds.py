@@ -1,0 +1,210 @@
+"""`briefing feeds ...` and `briefing tokens ...`: where stored articles come from automatically."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from briefing import feeds, push
+from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
+from briefing.db import session_scope
+from briefing.errors import InvalidInput
+from briefing.store import feeds as feed_store
+from briefing.store import tokens as token_store
+from briefing.wiring import feed_policy
+
+feeds_app = typer.Typer(
+    help="The site's RSS and Atom feeds, polled into stored articles.\n\nExample: briefing feeds list",
+    no_args_is_help=True,
+)
+tokens_app = typer.Typer(
+    help="API tokens that let the CMS push articles.\n\nExample: briefing tokens create cms",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(feeds_app, name="feeds")
+    app.add_typer(tokens_app, name="tokens")
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+@feeds_app.command("add")
+@handle_errors
+def add(
+    source: Annotated[str, typer.Argument(help="The feed's http(s) address, or the path of a feed file.")],
+    name: Annotated[str, typer.Option(help="A short name for the feed (default: from the address).")] = "",
+    section: Annotated[
+        str, typer.Option(help="Put every article of this feed in this section, whatever its categories.")
+    ] = "",
+    allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private", help="Allow an address on a private network or this machine (your own CMS)."
+        ),
+    ] = False,
+) -> None:
+    """Add a feed; it is read at the next poll (or now with `briefing feeds poll NAME`).
+
+    Example: briefing feeds add https://news.example.com/feed.xml --name site
+    """
+    feed = feeds.add_feed(state().engine, source, name=name, section=section, allow_private=allow_private)
+    console.print(f"Added feed {feed.id} [bold]{feed.name}[/bold]: {feed.url}")
+    console.print(f"Read it now with: briefing feeds poll {shlex.quote(feed.name)}")
+
+
+@feeds_app.command("list")
+@handle_errors
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False) -> None:
+    """List feeds with how their last poll went and when the next one is due.
+
+    Example: briefing feeds list
+    """
+    with session_scope(state().engine) as session:
+        found = feed_store.list_feeds(session)
+    if as_json:
+        print_json(found)
+        return
+    columns = ("id", "name", "source", "section", "status", "last polled", "next due", "articles")
+    table = Table(*columns, title=f"{len(found)} feeds")
+    for f in found:
+        status = f.last_status or "never polled"
+        if f.consecutive_errors > 1:
+            status += f" ({f.consecutive_errors} in a row)"
+        table.add_row(
+            str(f.id),
+            f.name,
+            f.url,
+            f.section,
+            status,
+            local(f.last_polled_at),
+            local(f.next_poll_at) if f.next_poll_at else "now",
+            str(f.article_count),
+        )
+    console.print(table)
+    for f in found:
+        if f.last_error:
+            console.print(f"[red]{f.name}[/red]: {f.last_error}")
+
+
+@feeds_app.command("remove")
+@handle_errors
+def remove(name_or_id: Annotated[str, typer.Argument(help="The feed's name or id.")]) -> None:
+    """Stop polling a feed. Its articles stay stored.
+
+    Example: briefing feeds remove site
+    """
+    feed = feeds.remove_feed(state().engine, name_or_id)
+    console.print(f"Removed feed {feed.id} {feed.name}; its {feed.article_count} articles stay stored.")
+
+
+@feeds_app.command("poll")
+@handle_errors
+def poll(
+    name: Annotated[str, typer.Argument(help="Poll only this feed (name or id).")] = "",
+    all_: Annotated[bool, typer.Option("--all", help="Poll every feed now, even those backing off.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Poll even if the feed was polled a few minutes ago.")
+    ] = False,
+) -> None:
+    """Read feeds now: with no argument the feeds that are due, as the scheduler does.
+
+    Example: briefing feeds poll --all
+    """
+    if name and all_:
+        raise InvalidInput("give a feed name or --all, not both", field="--all")
+    engine = state().engine
+    policy = feed_policy(state().settings)
+    now = datetime.now(UTC)
+    if name:
+        with session_scope(engine) as session:
+            ids = [feed_store.find_feed(session, name).id]
+        results = feeds.poll_feeds(engine, ids, now=now, force=force, policy=policy)
+    elif all_:
+        with session_scope(engine) as session:
+            ids = feed_store.all_feed_ids(session)
+        results = feeds.poll_feeds(engine, ids, now=now, force=force, policy=policy)
+    else:
+        results = feeds.poll_due_feeds(engine, now=now, policy=policy)
+    _print_results(results)
+    if any(r.status == "error" for r in results):
+        raise typer.Exit(1)
+
+
+def _print_results(results: list[feeds.FeedPollResult]) -> None:
+    if not results:
+        console.print("No feed was due. (Poll one now with: briefing feeds poll NAME)")
+        return
+    table = Table("feed", "status", "added", "updated", "unchanged", "skipped", title="Feeds polled")
+    for r in results:
+        colour = {"error": "red", "warning": "yellow", "skipped": "yellow"}.get(r.status, "green")
+        table.add_row(
+            r.name,
+            f"[{colour}]{r.status}[/{colour}]",
+            str(r.added),
+            str(r.updated),
+            str(r.unchanged),
+            str(len(r.skipped)),
+        )
+    console.print(table)
+    for r in results:
+        if r.status in ("error", "skipped") and r.error:
+            console.print(f"[red]{r.name}[/red]: {r.error}")
+        for s in r.skipped[:20]:
+            console.print(f"[yellow]{r.name}, entry {s.index}[/yellow]: skipped, {s.reason}")
+        for note in r.notes[:20]:
+            console.print(f"[yellow]{r.name}[/yellow]: {note}")
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@tokens_app.command("create")
+@handle_errors
+def create_token(name: Annotated[str, typer.Argument(help="Who will use it, such as cms.")]) -> None:
+    """Create an API token and print it once; only its hash is kept.
+
+    Example: briefing tokens create cms
+    """
+    with session_scope(state().engine) as session:
+        token, secret = push.create_token(session, name)
+    err_console.print(f"Created token [bold]{token.name}[/bold]. Copy it now; it cannot be shown again:")
+    typer.echo(secret)
+
+
+@tokens_app.command("list")
+@handle_errors
+def list_tokens(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List API tokens (names and dates; the tokens themselves are never stored).
+
+    Example: briefing tokens list
+    """
+    with session_scope(state().engine) as session:
+        found = token_store.list_tokens(session)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("name", "created", "last used", "revoked", title=f"{len(found)} tokens")
+    for t in found:
+        table.add_row(t.name, local(t.created_at), local(t.last_used_at), local(t.revoked_at))
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+@handle_errors
+def revoke_token(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
+    """Revoke an API token at once; requests using it get 401 from now on.
+
+    Example: briefing tokens revoke cms
+    """
+    with session_scope(state().engine) as session:
+        token, changed = push.revoke_token(session, name, now=datetime.now(UTC))
+    console.print(f"Revoked token {token.name}." if changed else f"Token {token.name} was already revoked.")

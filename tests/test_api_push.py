@@ -1,0 +1,200 @@
+"""The CMS push API on a minimal FastAPI app: tokens, batches with bad items, limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from briefing import push
+from briefing.db import session_scope
+from briefing.errors import Conflict, InvalidInput
+from briefing.models import ApiToken, Article
+from briefing.store import tokens as token_store
+from briefing.web.api import router
+
+pytestmark = pytest.mark.timeout(60)
+
+GOOD = {
+    "url": "https://news.example.com/2026/11/27/budget?utm_source=cms",
+    "title": "Budget passes",
+    "summary": "By 52 votes to 47.",
+    "section": "Politics",
+    "published_at": "2026-11-27T23:40:00Z",
+}
+
+
+@pytest.fixture
+def app(engine: sa.Engine) -> FastAPI:
+    app = FastAPI()
+    app.state.engine = engine
+    app.include_router(router)
+    return app
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def token(engine: sa.Engine) -> str:
+    with session_scope(engine) as session:
+        _, secret = push.create_token(session, "cms")
+    return secret
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def articles(engine: sa.Engine) -> list[Article]:
+    with Session(engine) as s:
+        return list(s.exec(select(Article).order_by(Article.id)).all())  # type: ignore[arg-type]
+
+
+def test_one_article_is_stored_and_pushing_again_is_idempotent(
+    client: TestClient, engine: sa.Engine, token: str
+) -> None:
+    first = client.post("/api/articles", json=GOOD, headers=auth(token))
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "no-store"
+    body = first.json()
+    (stored,) = articles(engine)
+    assert body == {
+        "added": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "results": [{"index": 0, "status": "added", "id": stored.id, "url": stored.url}],
+    }
+    assert stored.url == "https://news.example.com/2026/11/27/budget"  # tracking parameter dropped
+    assert stored.source == "api"
+    assert stored.published_at == datetime(2026, 11, 27, 23, 40, tzinfo=UTC)
+    again = client.post("/api/articles", json=GOOD, headers=auth(token))
+    assert again.json()["results"] == [
+        {"index": 0, "status": "unchanged", "id": stored.id, "url": stored.url}
+    ]
+    changed = client.post(
+        "/api/articles", json={**GOOD, "title": "Budget passes at midnight"}, headers=auth(token)
+    )
+    assert changed.json()["updated"] == 1
+    assert [a.title for a in articles(engine)] == ["Budget passes at midnight"]
+
+
+def test_a_bad_article_is_reported_by_index_and_the_good_ones_are_stored(
+    client: TestClient, engine: sa.Engine, token: str
+) -> None:
+    batch = [
+        GOOD,
+        {**GOOD, "url": "ftp://news.example.com/x"},
+        "not an object",
+        {**GOOD, "url": "https://news.example.com/2", "title": ""},
+        {**GOOD, "url": "https://news.example.com/3", "title": "Line\nbreak"},
+        {**GOOD, "url": "https://news.example.com/4", "published_at": "tomorrow"},
+        {**GOOD, "url": "https://news.example.com/5", "title": 42},
+        {**GOOD, "url": "https://news.example.com/6", "title": "Sixth"},
+    ]
+    response = client.post("/api/articles", json=batch, headers=auth(token))
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["added"], body["rejected"]) == (2, 6)
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(len(batch)))
+    assert [r["status"] for r in results] == ["added"] + ["rejected"] * 6 + ["added"]
+    assert results[1]["error"].startswith("url: must start with http:// or https://")
+    assert results[2]["error"] == "each article must be a JSON object"
+    assert results[3]["error"] == "title: is required"
+    assert results[4]["error"] == "title: must be one line (no line breaks)"
+    assert results[5]["error"].startswith("published_at: ")
+    assert results[6]["error"] == "title: must be text"
+    assert [a.title for a in articles(engine)] == ["Budget passes", "Sixth"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer brf_not-a-real-token"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer " + "x" * 5000},
+    ],
+    ids=["missing", "empty", "unknown", "wrong-scheme", "huge"],
+)
+def test_bad_or_missing_token_is_401_and_stores_nothing(
+    client: TestClient, engine: sa.Engine, token: str, headers: dict[str, str]
+) -> None:
+    response = client.post("/api/articles", json=GOOD, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "token" in response.json()["error"]
+    assert articles(engine) == []
+
+
+def test_a_revoked_token_stops_working_and_use_is_recorded(
+    client: TestClient, engine: sa.Engine, token: str
+) -> None:
+    assert client.post("/api/articles", json=GOOD, headers=auth(token)).status_code == 200
+    with session_scope(engine) as session:
+        (listed,) = token_store.list_tokens(session)
+        assert listed.last_used_at is not None
+        push.revoke_token(session, "cms", now=datetime.now(UTC))
+    assert client.post("/api/articles", json=GOOD, headers=auth(token)).status_code == 401
+    assert client.post("/api/articles", json=GOOD, headers=auth(token.lower())).status_code == 401
+
+
+def test_only_the_hash_is_stored(engine: sa.Engine, token: str) -> None:
+    with Session(engine) as s:
+        (row,) = s.exec(select(ApiToken)).all()
+    assert token.startswith("brf_") and len(token) > 40
+    assert row.token_hash == push.hash_token(token) and token not in row.token_hash
+
+
+def test_non_json_body_is_400(client: TestClient, token: str) -> None:
+    response = client.post(
+        "/api/articles", content=b"title=Budget", headers={**auth(token), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+    response = client.post("/api/articles", content=b"\xff\xfe\x00", headers=auth(token))
+    assert response.status_code == 400
+    response = client.post("/api/articles", json="just a string", headers=auth(token))
+    assert response.status_code == 400 and "object or a list" in response.json()["error"]
+
+
+def test_a_body_over_the_limit_is_413(
+    app: FastAPI, client: TestClient, engine: sa.Engine, token: str
+) -> None:
+    app.state.settings = SimpleNamespace(api_max_body_bytes=2000)
+    big = [{**GOOD, "url": f"https://news.example.com/{i}"} for i in range(40)]
+    response = client.post("/api/articles", json=big, headers=auth(token))
+    assert response.status_code == 413 and "smaller batches" in response.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is counted while reading
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 500):
+            yield data[i : i + 500]
+
+    response = client.post("/api/articles", content=chunks(), headers=auth(token))
+    assert response.status_code == 413
+    assert articles(engine) == []
+
+
+def test_empty_list_is_fine(client: TestClient, token: str) -> None:
+    response = client.post("/api/articles", json=[], headers=auth(token))
+    assert response.status_code == 200 and response.json()["results"] == []
+
+
+def test_token_names_are_unique_and_validated(engine: sa.Engine, token: str) -> None:
+    with session_scope(engine) as session, pytest.raises(InvalidInput):
+        push.create_token(session, "two\nlines")
+    with pytest.raises(Conflict, match="exists already"), session_scope(engine) as session:
+        push.create_token(session, "cms")
