@@ -28,6 +28,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/import_subscribers.py
 	$(BIN)/python benchmarks/render.py
+	$(BIN)/python benchmarks/message_bytes.py
 	$(BIN)/python benchmarks/send.py
 	$(BIN)/python benchmarks/unsubscribe_load.py
 
