@@ -82,10 +82,18 @@ def list_(
     statuses: tuple[str, ...] = tuple(s.value for s in StoryStatus) if all_ else story_store.ACTIVE_STATUSES
     with session_scope(state().engine) as session:
         found = story_store.list_stories(session, edition_date=parse_date(edition), statuses=statuses)
+    order = [x.strip().casefold() for x in state().settings.section_order.split(",") if x.strip()]
+    found.sort(key=lambda st: _section_rank(st.section, order))
     if as_json:
         print_json(found)
         return
     print_queue(found, parse_date(edition))
+
+
+def _section_rank(section: str, order: list[str]) -> tuple[int, str]:
+    """Sections in BRIEFING_SECTION_ORDER first, as the edition shows them; the rest alphabetically."""
+    key = section.casefold()
+    return (order.index(key) if key in order else len(order), key)
 
 
 def print_queue(found: list[StoryItem], edition: date | None) -> None:

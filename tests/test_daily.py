@@ -1,0 +1,137 @@
+"""The scheduler's jobs in-process: alerts, holds, skips and expiry decided from the database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+from sqlmodel import Session
+
+from briefing import daily, publishing
+from briefing.db import session_scope
+from briefing.store import editions as edition_store
+from briefing.transport import MemoryTransport
+from tests.fixtures.newsroom import EDITION, Newsroom
+
+SEND_AT = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+
+def sender(
+    room: Newsroom, mail: MemoryTransport, now: datetime, setup: publishing.EditionSetup | None = None
+):
+    return daily.DailySender(
+        daily.DailyContext(
+            engine=room.engine,
+            setup=lambda: setup or room.setup,
+            transport=lambda: mail,
+            alert_email="desk@example.org",
+            stop=threading.Event(),
+            log=logging.getLogger("test.daily"),
+            clock=lambda: now,
+        )
+    )
+
+
+def _alerts(mail: MemoryTransport) -> list[str]:
+    return [
+        str(message_from_bytes(m.data, policy=default_policy)["Subject"])
+        for m in mail.messages
+        if m.rcpt == "desk@example.org"
+    ]
+
+
+def test_preflight_problems_are_emailed_to_the_editors(sqlite_newsroom: Newsroom) -> None:
+    room = sqlite_newsroom
+    room.queue_story(headline="Council leader quits over TK")
+    mail = MemoryTransport()
+
+    assert sender(room, mail, SEND_AT).preflight_job(EDITION) == "errors"
+
+    [subject] = _alerts(mail)
+    assert subject == f"[briefing] Preflight errors in the edition of {EDITION}"
+    body = message_from_bytes(mail.messages[0].data, policy=default_policy).get_content()
+    assert "TK" in body and "briefing preflight --date" in body
+
+
+def test_send_job_sends_once_and_then_reports_already_sent(sqlite_newsroom: Newsroom) -> None:
+    room = sqlite_newsroom
+    room.readers(3)
+    mail = MemoryTransport()
+    job = sender(room, mail, SEND_AT.replace(minute=1))
+
+    assert job.send_job(EDITION, SEND_AT) == "sent"
+    assert job.send_job(EDITION, SEND_AT) == "already sent"
+    assert len([m for m in mail.messages if m.rcpt != "desk@example.org"]) == 3
+
+
+def test_a_held_edition_expires_when_its_window_closes(sqlite_newsroom: Newsroom) -> None:
+    room = sqlite_newsroom
+    room.readers(1)
+    with session_scope(room.engine) as s:
+        publishing.hold(s, EDITION, True)
+    mail = MemoryTransport()
+
+    assert sender(room, mail, SEND_AT.replace(minute=5)).send_job(EDITION, SEND_AT) == "held"
+    late = SEND_AT.replace(hour=9, minute=30)
+    assert sender(room, mail, late).send_job(EDITION, SEND_AT) == "expired"
+    with Session(room.engine) as s:
+        assert edition_store.get_edition(s, EDITION).status == "expired"
+    assert mail.messages == []
+
+
+def test_a_missed_morning_expires_loudly(sqlite_newsroom: Newsroom) -> None:
+    room = sqlite_newsroom
+    room.readers(2)
+    mail = MemoryTransport()
+
+    result = sender(room, mail, SEND_AT.replace(hour=10)).send_job(EDITION, SEND_AT)
+
+    assert result == "expired"
+    assert _alerts(mail) == [f"[briefing] The edition of {EDITION} expired"]
+
+
+def test_a_skipped_date_sends_nothing(sqlite_newsroom: Newsroom) -> None:
+    room = sqlite_newsroom
+    room.readers(2)
+    setup = replace(room.setup, plan=replace(room.setup.plan, skip_dates=frozenset({EDITION})))
+    mail = MemoryTransport()
+    assert sender(room, mail, SEND_AT, setup).send_job(EDITION, SEND_AT) == "skipped"
+    assert mail.messages == []
+
+
+def test_status_is_unhealthy_without_a_heartbeat(sqlite_newsroom: Newsroom) -> None:
+    result = daily.status(
+        sqlite_newsroom.engine, sqlite_newsroom.setup.plan, SEND_AT, stale_after=timedelta(minutes=2)
+    )
+    assert not result.healthy
+    assert any("no scheduler has ever run" in p for p in result.problems)
+
+
+def test_status_is_healthy_with_a_fresh_heartbeat_and_a_sent_edition(sqlite_newsroom: Newsroom) -> None:
+    from briefing.models import SchedulerHeartbeat
+
+    room = sqlite_newsroom
+    room.readers(1)
+    sender(room, MemoryTransport(), SEND_AT.replace(minute=1)).send_job(EDITION, SEND_AT)
+    now = SEND_AT.replace(hour=7)
+    with session_scope(room.engine) as s:
+        s.add(
+            SchedulerHeartbeat(
+                id=1, owner="host:1", started_at=SEND_AT, beat_at=now.replace(minute=0, second=0)
+            )
+        )
+
+    result = daily.status(
+        room.engine, room.setup.plan, now.replace(second=30), stale_after=timedelta(minutes=2)
+    )
+
+    assert result.problems == () and result.healthy
+    assert result.last is not None and result.last.edition_date == EDITION
+    stale = daily.status(
+        room.engine, room.setup.plan, now.replace(minute=5), stale_after=timedelta(minutes=2)
+    )
+    assert not stale.healthy and "heartbeat" in stale.problems[0]
