@@ -657,6 +657,17 @@ class StoredMessage:
     data: bytes
 
 
+def _check_local_envelope(envelope_from: str, rcpt: str) -> SendResult | None:
+    """The same envelope rules as SMTP, so a preview or Maildir run refuses what a relay would."""
+    if not _envelope_ok(envelope_from):
+        raise InvalidInput("not a usable envelope sender", field="envelope_from")
+    if not _envelope_ok(rcpt):
+        return SendResult(
+            Outcome.REJECTED, None, "recipient address not usable on the SMTP envelope", "local"
+        )
+    return None
+
+
 class MemoryTransport:
     """Keeps every message in a list: previews and tests see exactly the bytes SMTP would carry."""
 
@@ -665,12 +676,9 @@ class MemoryTransport:
         self._lock = threading.Lock()
 
     def send(self, envelope_from: str, rcpt: str, data: bytes) -> SendResult:
-        if not _envelope_ok(envelope_from):
-            raise InvalidInput("not a usable envelope sender", field="envelope_from")
-        if not _envelope_ok(rcpt):
-            return SendResult(
-                Outcome.REJECTED, None, "recipient address not usable on the SMTP envelope", "local"
-            )
+        refused = _check_local_envelope(envelope_from, rcpt)
+        if refused is not None:
+            return refused
         with self._lock:
             self.messages.append(StoredMessage(envelope_from, rcpt, bytes(data)))
         return SendResult(Outcome.ACCEPTED, 250, "2.0.0 kept in memory", "end-of-data")
@@ -688,12 +696,9 @@ class MaildirTransport:
         self._lock = threading.Lock()
 
     def send(self, envelope_from: str, rcpt: str, data: bytes) -> SendResult:
-        if not _envelope_ok(envelope_from):
-            raise InvalidInput("not a usable envelope sender", field="envelope_from")
-        if not _envelope_ok(rcpt):
-            return SendResult(
-                Outcome.REJECTED, None, "recipient address not usable on the SMTP envelope", "local"
-            )
+        refused = _check_local_envelope(envelope_from, rcpt)
+        if refused is not None:
+            return refused
         # Added like a local delivery agent would; neither header is covered by DKIM, so it still verifies.
         trace = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {rcpt}\r\n".encode("ascii")
         try:

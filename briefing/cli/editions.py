@@ -361,10 +361,7 @@ def hold(
 
     Example: briefing hold 2026-11-30
     """
-    setup = _setup()
-    day = _edition_date(edition, setup)
-    with session_scope(state().engine) as session:
-        publishing.hold(session, day, True)
+    day = _set_hold(edition, held=True)
     console.print(f"The edition of {day} is on hold. Release it with `briefing release {day}`.")
 
 
@@ -372,17 +369,21 @@ def hold(
 def release(
     edition: Annotated[str, typer.Argument(help="Edition date (default: the next edition).")] = "",
 ) -> None:
-    """Release a held edition; if its send time has passed but the window is open, send it now.
+    """Release a held edition; if its send time has passed but the window is open, it goes out.
 
     Example: briefing release 2026-11-30
     """
-    setup = _setup()
-    day = _edition_date(edition, setup)
-    with session_scope(state().engine) as session:
-        publishing.hold(session, day, False)
+    day = _set_hold(edition, held=False)
     console.print(
         f"The edition of {day} is released; the scheduler sends it (or run `briefing send --date {day}`)."
     )
+
+
+def _set_hold(edition: str, *, held: bool) -> date:
+    day = _edition_date(edition, _setup())
+    with session_scope(state().engine) as session:
+        publishing.hold(session, day, held)
+    return day
 
 
 @handle_errors

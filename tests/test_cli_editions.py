@@ -1,0 +1,129 @@
+"""The edition commands through the CLI on a temporary database (memory transport)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from briefing.cli import app
+
+runner = CliRunner()
+DAY = "2026-11-30"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        "BRIEFING_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "BRIEFING_SECRET_KEY": "cli-secret",
+        "BRIEFING_SMTP_URL": "memory://",
+        "BRIEFING_PUBLIC_BASE_URL": "https://news.example.com",
+        "BRIEFING_SEND_DAYS": "mon-fri",
+    }
+    for args in (
+        [
+            "stories",
+            "add",
+            "--url",
+            "https://news.example.com/a",
+            "--headline",
+            "Budget passes",
+            "--status",
+            "ready",
+        ],
+        ["subscribers", "add", "ada@example.com", "--name", "Ada"],
+        ["subscribers", "add", "perm@example.com"],
+    ):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 0, result.output
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_dry_run_then_forced_send_then_a_second_send(env: dict[str, str]) -> None:
+    code, out = run(env, "send", "--date", DAY, "--dry-run")
+    assert code == 0 and "2 active subscribers would get it" in out and "Nothing was sent" in out
+
+    code, out = run(env, "send", "--date", DAY)
+    assert code == 1 and "too early" in out
+
+    code, out = run(env, "send", "--date", DAY, "--force")
+    assert code == 0 and "is sent: 2 delivered" in out
+
+    code, out = run(env, "send", "--date", DAY, "--force")
+    assert code == 0 and "already sent" in out
+
+    code, out = run(env, "editions", "show", DAY, "--failed")
+    assert code == 0 and "sent: 2" in out
+
+
+def test_test_copy_goes_to_one_address(env: dict[str, str]) -> None:
+    code, out = run(env, "send", "--date", DAY, "--to", "desk@example.org")
+    assert code == 0 and "Test copy" in out and "desk@example.org" in out
+    code, out = run(env, "send", "--date", DAY, "--to", "not an address")
+    assert code == 1 and "--to:" in out
+
+
+def test_hold_release_skip_and_calendar(env: dict[str, str]) -> None:
+    code, out = run(env, "hold", DAY)
+    assert code == 0 and "on hold" in out
+    code, out = run(env, "send", "--date", DAY, "--force")
+    assert code == 1 and "on hold" in out
+    assert run(env, "release", DAY)[0] == 0
+
+    assert "No edition on 2026-12-25" in run(env, "skip", "2026-12-25", "--reason", "Christmas Day")[1]
+    code, out = run(env, "calendar", "--count", "30")
+    assert code == 0 and "2026-12-24" in out and "2026-12-25 Christmas Day" in out
+    assert "2026-12-25 │" not in out
+    assert "send date again" in run(env, "unskip", "2026-12-25")[1]
+    code, out = run(env, "skip", "25/12/2026")
+    assert code == 1 and "DATE:" in out
+
+
+def test_preflight_exit_code_follows_errors(env: dict[str, str]) -> None:
+    assert run(env, "preflight", "--date", DAY)[0] == 0
+    run(
+        env,
+        "stories",
+        "add",
+        "--url",
+        "https://news.example.com/tk",
+        "--headline",
+        "Minister TK",
+        "--status",
+        "ready",
+    )
+    code, out = run(env, "preflight", "--date", DAY)
+    assert code == 1 and "placeholder" in out and "Preflight failed" in out
+
+
+def test_status_reports_unhealthy_without_a_scheduler(env: dict[str, str]) -> None:
+    code, out = run(env, "status")
+    assert code == 1 and "next send:" in out and "no scheduler has ever run" in out
+
+
+def test_stories_list_uses_the_configured_section_order(env: dict[str, str]) -> None:
+    for section in ("World", "Economy"):
+        run(
+            env,
+            "stories",
+            "add",
+            "--url",
+            f"https://news.example.com/{section}",
+            "--headline",
+            section,
+            "--section",
+            section,
+        )
+    listed = json.loads(
+        run({**env, "BRIEFING_SECTION_ORDER": "World,Economy"}, "stories", "list", "--json")[1]
+    )
+    assert [s["section"] for s in listed] == ["World", "Economy", ""]
