@@ -184,6 +184,9 @@ def test_fast_minting_matches_itsdangerous(subscriber_id: int, version: int) -> 
     from itsdangerous import URLSafeSerializer
 
     signer = TokenSigner(["older-key", "newest-key"])
-    for salt, mint in (("unsubscribe-v1", signer.unsubscribe_token), ("preferences-v1", signer.preferences_token)):
+    for salt, mint in (
+        ("unsubscribe-v1", signer.unsubscribe_token),
+        ("preferences-v1", signer.preferences_token),
+    ):
         reference = URLSafeSerializer(["older-key", "newest-key"], salt=salt).dumps([subscriber_id, version])
         assert mint(subscriber_id, version) == reference
