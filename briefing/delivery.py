@@ -63,6 +63,7 @@ class RunTally:
     skipped: int = 0
     ambiguous: int = 0
     ambiguous_emails: list[str] = field(default_factory=list)
+    total: int = 0  # copies still to send when this run started (for progress and ETA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,9 @@ class DeliveryRun:
     def run(self) -> DeliveryReport:
         started = time.monotonic()
         self.recover_stale_claims()
+        with session_scope(self.engine) as session:
+            waiting = ledger.counts(session, self.edition_id)
+        self.tally.total = waiting.pending + waiting.deferred + waiting.claimed
         while not self.stop.is_set() and not self._paused.is_set():
             self._run_workers()
             if self.stop.is_set() or self._paused.is_set():

@@ -234,7 +234,7 @@ def _send_with_progress(
         def progress(tally: RunTally) -> None:
             done = tally.sent + tally.failed + tally.skipped
             elapsed = max(time.monotonic() - started, 1e-6)
-            bar.update(task, completed=done, rate=done / elapsed)
+            bar.update(task, total=tally.total or None, completed=done, rate=done / elapsed)
 
         try:
             return publishing.send_edition(
