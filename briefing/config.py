@@ -8,6 +8,7 @@ test keeps the two in step.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,6 +46,28 @@ def parse_dates(value: str) -> frozenset[date]:
         except ValueError:
             raise ValueError(f"{part!r} is not a date; write YYYY-MM-DD") from None
     return frozenset(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    limit: int
+    window: float  # seconds
+
+    def __str__(self) -> str:
+        return f"{self.limit} per {self.window:.0f} s"
+
+
+def parse_rate(value: str, *, field: str = "rate") -> Rate:
+    """Read "5/1m" or "3/1h" (count / duration); settings are typed by operators, not programmers."""
+    count, sep, span = value.partition("/")
+    try:
+        limit = int(count.strip())
+        window = parse_duration(span).total_seconds() if sep else 0.0
+    except ValueError:
+        raise ValueError(f"{field}: write a limit like 5/1m or 3/1h (got {value!r})") from None
+    if limit < 1 or window <= 0:
+        raise ValueError(f"{field}: the count and the period must be positive (got {value!r})")
+    return Rate(limit, window)
 
 
 def parse_send_days(value: str) -> tuple[int, ...]:
@@ -117,6 +140,15 @@ class Settings(BaseSettings):
     partner_url: str = ""
     postal_address: str = ""
 
+    # --- the web app
+    session_secret: SecretStr = SecretStr("")
+    session_max_age: str = "12h"
+    confirm_max_age: str = "7d"
+    subscribe_rate_ip: str = "5/1m"
+    subscribe_rate_address: str = "3/1h"
+    login_rate: str = "5/1m"
+    login_rate_ip: str = "30/1m"
+
     # --- feeds and the CMS push API
     feed_timeout: float = Field(default=10.0, gt=0, le=300)
     feed_max_bytes: int = Field(default=5_000_000, ge=10_000)
@@ -158,10 +190,18 @@ class Settings(BaseSettings):
         "feed_min_interval",
         "feed_max_backoff",
         "feed_poll_every",
+        "session_max_age",
+        "confirm_max_age",
     )
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("subscribe_rate_ip", "subscribe_rate_address", "login_rate", "login_rate_ip")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
         return value
 
     @field_validator("send_days")

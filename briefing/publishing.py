@@ -333,10 +333,9 @@ def send_edition(
         if blocked is not None:
             return blocked
         if retry_failed:
-            n = ledger.retry_failed(session, edition.id, now=now)
-            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING)
-            if n == 0:
+            if ledger.retry_failed(session, edition.id, now=now) == 0:
                 return SendOutcome(edition, "nothing to retry: no failed or deferred copies")
+            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING)
     prepared: Prepared | None = None
     with session_scope(engine) as session:
         edition = edition_store.get_edition(session, edition_date)

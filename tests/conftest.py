@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.smtp",
     "tests.fixtures.newsroom",
+    "tests.fixtures.web",
 ]

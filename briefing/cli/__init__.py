@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from briefing.cli import articles, database, editions, feeds, schedule, stories, subscribers
+from briefing.cli import articles, database, editions, feeds, schedule, stories, subscribers, web
 from briefing.cli.common import reset_state
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ database.register(app)
 editions.register(app)
 schedule.register(app)
 feeds.register(app)
+web.register(app)
 app.add_typer(articles.app, name="articles")
 app.add_typer(stories.app, name="stories")
 app.add_typer(subscribers.app, name="subscribers")

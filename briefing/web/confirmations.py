@@ -1,0 +1,123 @@
+"""Double opt-in: which addresses get a confirmation link, what the link binds to, and the email itself.
+
+A confirm token names the subscriber and the state they were in when the link was made:
+"s<id>.p" for a pending address, "s<id>.u<microseconds>" / "s<id>.b<microseconds>" for an address
+that had unsubscribed or bounced and asked again (the number is the row's `updated_at`).
+Confirming re-activates only while that state still holds, so:
+* a pending address is confirmed by any of its links (it cannot have unsubscribed yet);
+* a link is dead once the reader is active and later unsubscribes again: unsubscribing moves the
+  status and `updated_at`, so replaying an old confirm link never resubscribes anyone;
+* a complained address gets no link (they told their mailbox we are spam).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+
+from briefing.domain import SubscriberStatus
+from briefing.errors import BriefingError, TokenInvalid
+from briefing.message import clean_header_text, format_address
+from briefing.publishing import EditionSetup
+from briefing.tokens import TokenSigner, confirm_url
+from briefing.transport import Outcome, Transport
+from briefing.web.accounts import LinkState
+
+log = logging.getLogger("briefing.web")
+
+_SUBJECT_RE = re.compile(r"s([1-9][0-9]{0,18})\.(p|[ub][0-9]{1,20})")
+# Far longer than any confirm max_age: reading an expired link's payload after its signature checks out.
+_EVER = timedelta(days=36500)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmClaim:
+    subscriber_id: int
+    marker: str  # "p", or "u"/"b" followed by updated_at in microseconds
+
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def marker_for(state: LinkState) -> str | None:
+    """The state a new confirm link binds to, or None when this address gets no link."""
+    status = state.subscriber.status
+    if status == SubscriberStatus.PENDING:
+        return "p"
+    if status == SubscriberStatus.UNSUBSCRIBED:
+        return f"u{_micros(state.updated_at)}"
+    if status == SubscriberStatus.BOUNCED:
+        return f"b{_micros(state.updated_at)}"
+    return None  # active: nothing to confirm; complained: never mail again unasked
+
+
+def make_token(signer: TokenSigner, state: LinkState) -> str | None:
+    marker = marker_for(state)
+    if marker is None:
+        return None
+    return signer.confirm_token(f"s{state.subscriber.id}.{marker}")
+
+
+def read_token(
+    signer: TokenSigner, token: str, max_age: timedelta, *, ignore_expiry: bool = False
+) -> ConfirmClaim:
+    """TokenExpired when genuine but old (unless ignore_expiry), TokenInvalid for anything else."""
+    value = signer.read_confirm(token, _EVER if ignore_expiry else max_age)
+    match = _SUBJECT_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise TokenInvalid("this confirmation link is not valid")
+    return ConfirmClaim(int(match.group(1)), match.group(2))
+
+
+def still_valid(claim: ConfirmClaim, state: LinkState) -> bool:
+    """Would confirming now honour what the reader asked for when the link was made?"""
+    status = state.subscriber.status
+    if claim.marker == "p":
+        return status == SubscriberStatus.PENDING
+    if status == SubscriberStatus.PENDING:
+        return True  # a pending address confirms with any genuine link of its own
+    return claim.marker == marker_for(state)
+
+
+def build_email(setup: EditionSetup, to_address: str, link: str, first_name: str = "") -> bytes:
+    """The confirmation message: one link, no per-recipient list headers (there is no list yet)."""
+    mail = setup.mailing
+    content = setup.renderer.render_confirmation(setup.compose, link, first_name=first_name)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = format_address(mail.from_name, mail.from_address)
+    msg["To"] = to_address
+    msg["Subject"] = clean_header_text(content.subject)
+    msg["Date"] = format_datetime(datetime.now(UTC).replace(microsecond=0))
+    msg["Message-ID"] = make_msgid(domain=mail.domain)
+    if mail.reply_to:
+        msg["Reply-To"] = mail.reply_to
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(content.text, cte="quoted-printable")
+    msg.add_alternative(content.html, subtype="html", cte="quoted-printable")
+    data = msg.as_bytes(policy=SMTP)
+    if setup.dkim is not None:
+        data = setup.dkim.sign(data)
+    return data
+
+
+def send_confirmation(
+    setup: EditionSetup, transport: Transport, to_address: str, token: str, first_name: str = ""
+) -> bool:
+    """Send one confirmation; failures are logged, never raised (the reader's page was already sent)."""
+    try:
+        link = confirm_url(setup.mailing.public_base_url, token)
+        data = build_email(setup, to_address, link, first_name)
+        result = transport.send(setup.mailing.from_address, to_address, data)
+    except (BriefingError, OSError) as exc:
+        log.warning("confirmation email not sent: %s", exc)
+        return False
+    if result.outcome is not Outcome.ACCEPTED:
+        log.warning("confirmation email refused: %s %s", result.code or "", result.reply)
+        return False
+    return True

@@ -1,0 +1,230 @@
+"""What every request handler shares: settings turned into plain values, the engine, the pages.
+
+Built once by `create_app` and stored on `app.state`, so handlers take it as a dependency instead
+of reading settings, and tests can pass their own engine, transport and clock.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from sqlmodel import Session
+
+from briefing import publishing
+from briefing.config import Settings
+from briefing.db import session_scope
+from briefing.store import schedule as schedule_store
+from briefing.tokens import TokenSigner
+from briefing.transport import Transport
+from briefing.web.ratelimit import SlidingWindow
+from briefing.web.sessions import SessionManager
+from briefing.wiring import send_plan
+
+PREVIEW_TTL = 120.0  # seconds a rendered preview serves the frames of the page that rendered it
+FLASH_COOKIE = "briefing_flash"
+FLASH_MAX_AGE = 120
+
+
+class PreviewCache:
+    """The last preview per date, so the preview page's two frames do not render the edition again."""
+
+    def __init__(self, ttl: float = PREVIEW_TTL) -> None:
+        self._ttl = ttl
+        self._items: dict[date, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, day: date, html: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._items = {d: v for d, v in self._items.items() if now - v[0] < self._ttl}
+            self._items[day] = (now, html)
+
+    def get(self, day: date) -> str | None:
+        with self._lock:
+            found = self._items.get(day)
+        if found is None or time.monotonic() - found[0] >= self._ttl:
+            return None
+        return found[1]
+
+
+@dataclass
+class Limits:
+    subscribe_ip: SlidingWindow
+    subscribe_address: SlidingWindow
+    login: SlidingWindow
+    login_ip: SlidingWindow
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    engine: sa.Engine
+    setup: publishing.EditionSetup
+    transport: Transport
+    clock: Callable[[], datetime]
+    pages: Pages
+    limits: Limits
+    base_url: str
+    secure_cookies: bool
+    confirm_max_age: timedelta
+    sessions: SessionManager
+    session_max_age: timedelta
+    web_dir: Path
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Background "retry failed" sends, by edition date; one at a time per date in this process.
+    retries: dict[date, threading.Thread] = field(default_factory=dict)
+    retry_lock: threading.Lock = field(default_factory=threading.Lock)
+    previews: PreviewCache = field(default_factory=PreviewCache)
+    # SQLite takes its write lock at BEGIN (briefing.db), and a thread that finds it taken sleeps in
+    # SQLite's busy handler (1, 2, 5 ... 100 ms). Under load that backoff, not the work, sets the
+    # pace; queueing this process's transactions on a lock instead keeps each one a millisecond.
+    gate: AbstractContextManager[Any] = field(default_factory=threading.RLock)
+
+    @property
+    def signer(self) -> TokenSigner:
+        return self.setup.signer
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.settings.zone
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self.gate, Session(self.engine) as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """One unit of work, committed before the caller answers (so a 2xx is durable)."""
+        with self.gate, session_scope(self.engine) as session:
+            yield session
+
+    @contextmanager
+    def connecting(self) -> Iterator[sa.Connection]:
+        """A Core connection in one transaction, for the hot paths where an ORM session costs too much."""
+        with self.gate, self.engine.begin() as conn:
+            yield conn
+
+    def current_setup(self) -> publishing.EditionSetup:
+        """The setup with today's skip dates from the database (editors may add one at any time)."""
+        with self.reading() as session:
+            skips = schedule_store.skip_dates(session)
+        return replace(self.setup, plan=send_plan(self.settings, skips))
+
+    def next_edition(self) -> date:
+        return publishing.default_edition_date(self.current_setup().plan, self.now())
+
+
+class Pages:
+    """Jinja pages with autoescape on; every value from the database reaches HTML escaped."""
+
+    def __init__(self, directory: Path, globals_: Mapping[str, Any], zone: ZoneInfo, secret: str) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(str(directory)),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals.update(globals_)
+        self.env.filters["local"] = lambda moment, fmt="%Y-%m-%d %H:%M": (
+            moment.astimezone(zone).strftime(fmt) if moment else ""
+        )
+        self.env.filters["local_input"] = lambda moment: (
+            moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M") if moment else ""
+        )
+        self.env.filters["day_label"] = lambda day: f"{day:%A} {day.day} {day:%B %Y}" if day else ""
+        self._flash = URLSafeTimedSerializer(secret, salt="briefing-flash-v1")
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        values: Mapping[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        flash = self._read_flash(request)
+        token = getattr(request.state, "csrf_token", "")
+        context: dict[str, Any] = {
+            "request_path": request.url.path,
+            "editor": getattr(request.state, "editor", None),
+            "csrf_field": Markup('<input type="hidden" name="csrf_token" value="{}">').format(token),
+            "flash": flash,
+            "error": None,
+            "title": "",
+        }
+        context.update(values or {})
+        body = self.env.get_template(name).render(context)
+        response = HTMLResponse(body, status_code=status_code, headers=dict(headers or {}))
+        if flash is not None:
+            response.delete_cookie(FLASH_COOKIE, path="/")
+        return response
+
+    def redirect(
+        self, url: str, message: str = "", *, kind: str = "ok", secure: bool = False
+    ) -> RedirectResponse:
+        """Post/redirect/get with a one-time message in a signed cookie (never in the URL)."""
+        response = RedirectResponse(url, status_code=303)
+        if message:
+            response.set_cookie(
+                FLASH_COOKIE,
+                self._flash.dumps([kind, message[:2000]]),
+                max_age=FLASH_MAX_AGE,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=secure,
+            )
+        return response
+
+    def _read_flash(self, request: Request) -> dict[str, str] | None:
+        raw = request.cookies.get(FLASH_COOKIE)
+        if not raw:
+            return None
+        try:
+            kind, message = self._flash.loads(raw, max_age=FLASH_MAX_AGE)
+        except (BadSignature, ValueError, TypeError):
+            return {"kind": "ok", "message": ""}  # still delete the cookie
+        return {"kind": str(kind), "message": str(message)}
+
+
+def get_ctx(request: Request) -> WebContext:
+    ctx: WebContext = request.app.state.ctx
+    return ctx
+
+
+def client_ip(request: Request) -> str:
+    """The peer address; behind a reverse proxy uvicorn's proxy-headers option makes this the client."""
+    return request.client.host if request.client else "unknown"
+
+
+def random_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def mask_email(address: str) -> str:
+    """ "a•••@example.com": enough for readers to recognise their address, not enough to harvest it."""
+    local, _, domain = address.partition("@")
+    if not domain:
+        return "•••"
+    return f"{local[:1]}•••@{domain}"

@@ -1,0 +1,346 @@
+"""Editors' pages: the story queue for any edition date, the preview, and the test send.
+
+Every route here sits behind `require_editor` (a session for every request, a CSRF token for every
+POST); the router carries the guard, so a new route cannot forget it. Forms post, then redirect
+back to the page with a one-time message (post/redirect/get), so reloading never repeats an action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from briefing import inputs, publishing, service
+from briefing.domain import StoryItem, StoryStatus
+from briefing.errors import BriefingError, InvalidInput
+from briefing.store import articles as article_store
+from briefing.store import editions as edition_store
+from briefing.store import stories as story_store
+from briefing.web.accounts import EditorAccount
+from briefing.web.auth import logout_response, require_editor
+from briefing.web.context import WebContext, get_ctx
+
+router = APIRouter(prefix="/editor", dependencies=[Depends(require_editor)])
+Ctx = Annotated[WebContext, Depends(get_ctx)]
+Editor = Annotated[EditorAccount, Depends(require_editor)]
+Text = Annotated[str, Form(max_length=10_000)]
+READ = ["GET", "HEAD"]
+NO_STORE = {"Cache-Control": "no-store"}
+
+RECENT_ARTICLES = 50
+
+# The email as it will go out, inside the preview page's frames: its own styles, no script ever,
+# an opaque origin (no cookies, no access to the editors' pages).
+PREVIEW_CSP = (
+    "sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+    "font-src https: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+
+
+def _day(ctx: WebContext, value: str) -> date:
+    return inputs.local_date(value) if value.strip() else ctx.next_edition()
+
+
+def _queue_url(day: date | None, anchor: str = "") -> str:
+    query = f"?{urlencode({'date': day.isoformat()})}" if day else ""
+    return f"/editor/queue{query}{anchor}"
+
+
+def _moment(ctx: WebContext, value: str, field: str) -> datetime | None:
+    return inputs.local_datetime(value, ctx.zone, field=field) if value.strip() else None
+
+
+def _optional_day(value: str, field: str) -> date | None:
+    return inputs.local_date(value, field=field) if value.strip() else None
+
+
+@router.api_route("", methods=READ, include_in_schema=False)
+def home() -> RedirectResponse:
+    return RedirectResponse("/editor/queue", status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, ctx: Ctx) -> Response:
+    return logout_response(request, ctx)
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    story: StoryItem
+    can_up: bool
+    can_down: bool
+
+
+def _rows(stories: list[StoryItem]) -> list[tuple[str, list[QueueRow]]]:
+    """Stories by section, each knowing whether it can move within its own (section, date) group."""
+    groups: dict[tuple[str, date | None], list[StoryItem]] = {}
+    for s in stories:
+        groups.setdefault((s.section, s.edition_date), []).append(s)
+    sections: dict[str, list[QueueRow]] = {}
+    for s in stories:
+        group = groups[(s.section, s.edition_date)]
+        index = group.index(s)
+        sections.setdefault(s.section, []).append(QueueRow(s, index > 0, index < len(group) - 1))
+    return list(sections.items())
+
+
+def _blank_form(day: date) -> dict[str, Any]:
+    return {
+        "article_id": "",
+        "url": "",
+        "headline": "",
+        "blurb": "",
+        "section": "",
+        "status": "draft",
+        "edition_date": day.isoformat(),
+        "embargo_until": "",
+        "expires_at": "",
+        "lead": False,
+    }
+
+
+def _queue_page(
+    request: Request,
+    ctx: WebContext,
+    day: date,
+    *,
+    error: str = "",
+    form: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    with ctx.reading() as session:
+        stories = story_store.list_stories(session, edition_date=day)
+        articles = article_store.list_articles(session, not_queued=True, limit=RECENT_ARTICLES)
+        edition = edition_store.find_edition(session, day)
+    next_day = ctx.next_edition()
+    return ctx.pages.render(
+        request,
+        "queue.html",
+        {
+            "title": f"Queue for {day.isoformat()}",
+            "day": day,
+            "next_day": next_day,
+            "sections": _rows(stories),
+            "count": len(stories),
+            "ready": sum(1 for s in stories if s.status == StoryStatus.READY),
+            "articles": articles,
+            "edition": edition,
+            "error": error,
+            "form": form or _blank_form(day),
+            "zone": ctx.settings.timezone,
+        },
+        status_code=status,
+        headers=NO_STORE,
+    )
+
+
+@router.api_route("/queue", methods=READ, response_class=HTMLResponse)
+def queue(request: Request, ctx: Ctx, date: str = "") -> HTMLResponse:
+    return _queue_page(request, ctx, _day(ctx, date))
+
+
+@router.post("/stories", response_class=HTMLResponse)
+def add_story(
+    request: Request,
+    ctx: Ctx,
+    editor: Editor,
+    day: Annotated[str, Form(max_length=20)] = "",
+    article_id: Annotated[str, Form(max_length=20)] = "",
+    url: Text = "",
+    headline: Text = "",
+    blurb: Text = "",
+    section: Text = "",
+    status: Annotated[str, Form(max_length=20)] = "draft",
+    edition_date: Annotated[str, Form(max_length=20)] = "",
+    embargo_until: Annotated[str, Form(max_length=40)] = "",
+    expires_at: Annotated[str, Form(max_length=40)] = "",
+    lead: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    back = _day(ctx, day)
+    form = {
+        "article_id": article_id,
+        "url": url,
+        "headline": headline,
+        "blurb": blurb,
+        "section": section,
+        "status": status,
+        "edition_date": edition_date,
+        "embargo_until": embargo_until,
+        "expires_at": expires_at,
+        "lead": bool(lead),
+    }
+    try:
+        if article_id.strip() and not article_id.strip().isdigit():
+            raise InvalidInput("not a valid choice", field="article")
+        chosen = int(article_id) if article_id.strip() else None
+        if chosen is not None and url.strip():
+            raise InvalidInput("pick a stored article or give a URL, not both", field="url")
+        request_ = service.StoryRequest(
+            article_id=chosen,
+            url=url,
+            headline=headline,
+            blurb=blurb,
+            section=section,
+            status=status,
+            edition_date=_optional_day(edition_date, "edition date"),
+            embargo_until=_moment(ctx, embargo_until, "embargo"),
+            expires_at=_moment(ctx, expires_at, "expiry"),
+            lead=bool(lead),
+            created_by=editor.email,
+        )
+        with ctx.writing() as session:
+            story = service.add_story(session, request_)
+    except BriefingError as exc:
+        return _queue_page(request, ctx, back, error=str(exc), form=form, status=400)
+    return ctx.pages.redirect(
+        _queue_url(back, f"#story-{story.id}"), f"Queued “{story.headline}”.", secure=ctx.secure_cookies
+    )
+
+
+@router.post("/stories/{story_id}", response_class=HTMLResponse)
+def edit_story(
+    request: Request,
+    ctx: Ctx,
+    story_id: int,
+    day: Annotated[str, Form(max_length=20)] = "",
+    headline: Text = "",
+    url: Text = "",
+    blurb: Text = "",
+    section: Text = "",
+    status: Annotated[str, Form(max_length=20)] = "draft",
+    edition_date: Annotated[str, Form(max_length=20)] = "",
+    embargo_until: Annotated[str, Form(max_length=40)] = "",
+    expires_at: Annotated[str, Form(max_length=40)] = "",
+    lead: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    back = _day(ctx, day)
+    try:
+        changes: dict[str, object] = {
+            "headline": headline,
+            "url": url,
+            "blurb": blurb,
+            "section": section,
+            "status": status,
+            "edition_date": _optional_day(edition_date, "edition date"),
+            "embargo_until": _moment(ctx, embargo_until, "embargo"),
+            "expires_at": _moment(ctx, expires_at, "expiry"),
+            "lead": bool(lead),
+        }
+        with ctx.writing() as session:
+            current = service.require_story(session, story_id)
+            if current.status not in (StoryStatus.DRAFT, StoryStatus.READY):
+                raise InvalidInput(f"the story is {current.status} and can no longer change", field="story")
+            story = service.edit_story(session, story_id, changes)
+    except BriefingError as exc:
+        return _queue_page(request, ctx, back, error=f"Story {story_id} was not saved. {exc}", status=400)
+    return ctx.pages.redirect(
+        _queue_url(back, f"#story-{story.id}"), f"Saved “{story.headline}”.", secure=ctx.secure_cookies
+    )
+
+
+@router.post("/stories/{story_id}/move")
+def move_story(
+    ctx: Ctx,
+    story_id: int,
+    direction: Annotated[str, Form(max_length=10)] = "",
+    day: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    if direction not in ("up", "down"):
+        raise InvalidInput("must be up or down", field="direction")
+    back = _day(ctx, day)
+    with ctx.writing() as session:
+        story = service.require_story(session, story_id)
+        if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
+            raise InvalidInput(f"the story is {story.status} and can no longer move", field="story")
+        group = [
+            s
+            for s in story_store.list_stories(
+                session, edition_date=story.edition_date, include_undated=story.edition_date is None
+            )
+            if s.section == story.section and s.edition_date == story.edition_date
+        ]
+        index = next(i for i, s in enumerate(group, start=1) if s.id == story.id)
+        target = max(1, index - 1) if direction == "up" else index + 1
+        story_store.move_story(session, story.id, target)
+    return ctx.pages.redirect(_queue_url(back, f"#story-{story.id}"), "", secure=ctx.secure_cookies)
+
+
+@router.post("/stories/{story_id}/status")
+def set_story_status(
+    ctx: Ctx,
+    story_id: int,
+    status: Annotated[str, Form(max_length=20)] = "",
+    day: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Mark ready, back to draft, or drop (a dropped story leaves the queue but stays on record)."""
+    allowed = {s.value: s for s in (StoryStatus.DRAFT, StoryStatus.READY, StoryStatus.DROPPED)}
+    if status not in allowed:
+        raise InvalidInput("must be draft, ready or dropped", field="status")
+    back = _day(ctx, day)
+    with ctx.writing() as session:
+        story = service.require_story(session, story_id)
+        if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
+            raise InvalidInput(f"the story is {story.status} and can no longer change", field="status")
+        story = story_store.set_status(session, story.id, allowed[status])
+    words = {"ready": "is ready", "draft": "is back to draft", "dropped": "was dropped"}
+    return ctx.pages.redirect(
+        _queue_url(back, "" if status == "dropped" else f"#story-{story.id}"),
+        f"“{story.headline}” {words[status]}.",
+        secure=ctx.secure_cookies,
+    )
+
+
+# --------------------------------------------------------------------------- preview and test send
+
+
+@router.api_route("/preview", methods=READ, response_class=HTMLResponse)
+def preview(request: Request, ctx: Ctx, date: str = "") -> HTMLResponse:
+    day = _day(ctx, date)
+    values: dict[str, Any] = {"title": f"Preview of {day.isoformat()}", "day": day, "result": None}
+    try:
+        setup = ctx.current_setup()
+        with ctx.gate:
+            result = publishing.preview(ctx.engine, setup, day)
+    except BriefingError as exc:
+        values["error"] = str(exc)
+        return ctx.pages.render(request, "preview.html", values, status_code=409, headers=NO_STORE)
+    ctx.previews.put(day, result.html)
+    values["result"] = result
+    values["report"] = result.prepared.report
+    return ctx.pages.render(request, "preview.html", values, headers=NO_STORE)
+
+
+@router.api_route("/preview/frame", methods=READ, response_class=HTMLResponse)
+def preview_frame(ctx: Ctx, date: str = "") -> HTMLResponse:
+    """The email's HTML alone, for the sandboxed frames of the preview page."""
+    day = _day(ctx, date)
+    html = ctx.previews.get(day)
+    if html is None:
+        setup = ctx.current_setup()
+        with ctx.gate:
+            html = publishing.preview(ctx.engine, setup, day).html
+        ctx.previews.put(day, html)
+    return HTMLResponse(html, headers={"Content-Security-Policy": PREVIEW_CSP, **NO_STORE})
+
+
+@router.post("/preview/test")
+def send_test(ctx: Ctx, editor: Editor, day: Annotated[str, Form(max_length=20)] = "") -> Response:
+    when = _day(ctx, day)
+    back = f"/editor/preview?{urlencode({'date': when.isoformat()})}"
+    try:
+        publishing.send_test(ctx.engine, ctx.current_setup(), when, editor.email, ctx.transport)
+    except BriefingError as exc:
+        return ctx.pages.redirect(
+            back, f"The test copy was not sent: {exc}", kind="error", secure=ctx.secure_cookies
+        )
+    return ctx.pages.redirect(
+        back, f"A test copy is on its way to {editor.email}.", secure=ctx.secure_cookies
+    )

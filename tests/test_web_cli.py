@@ -1,0 +1,176 @@
+"""`briefing editors ...` and `briefing serve` on a temporary database (and a real port for serve)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import typer
+import typer.main
+from typer.testing import CliRunner
+
+from briefing.cli.common import reset_state
+from briefing.cli.web import register
+from tests.fixtures.web import LINK_SECRET, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+runner = CliRunner()
+PASSWORD = "a long enough password"
+
+
+def make_cli() -> typer.Typer:
+    """The root app as briefing.cli builds it, with only this module's commands registered."""
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        reset_state()
+
+    register(app)
+    return app
+
+
+CLI = make_cli()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "BRIEFING_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "BRIEFING_SECRET_KEY": LINK_SECRET,
+        "BRIEFING_TIMEZONE": "Europe/London",
+    }
+
+
+def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str]:
+    result = runner.invoke(CLI, list(args), env=env, input=stdin)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_editors_add_list_disable_enable(env: dict[str, str]) -> None:
+    code, out = run(env, "editors", "add", "Editor@Example.com", "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 0 and "Added Editor@example.com (editor)" in out
+    code, out = run(env, "editors", "add", "boss@example.com", "--admin", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert code == 0 and "(admin)" in out, out
+    assert PASSWORD not in out
+
+    code, out = run(env, "editors", "list", "--json")
+    listed = json.loads(out)
+    assert [(e["email"], e["role"], e["active"]) for e in listed] == [
+        ("boss@example.com", "admin", True),
+        ("Editor@example.com", "editor", True),
+    ]
+    code, out = run(env, "editors", "disable", "editor@example.com")
+    assert code == 0 and "can no longer sign in" in out
+    code, out = run(env, "editors", "list")
+    assert code == 0 and "no" in out
+    code, out = run(env, "editors", "enable", "EDITOR@example.com")
+    assert code == 0
+    code, out = run(
+        env, "editors", "password", "editor@example.com", "--password-stdin", stdin="another long password\n"
+    )
+    assert code == 0 and "New password set" in out
+
+
+def test_editors_bad_input(env: dict[str, str]) -> None:
+    assert run(env, "editors", "add", "a@example.com", "--password-stdin", stdin="short\n") == (
+        1,
+        "error: password: must be at least 12 characters\n",
+    )
+    code, out = run(env, "editors", "add", "not-an-address", "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 1 and "email" in out
+    run(env, "editors", "add", "a@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+    code, out = run(env, "editors", "add", "A@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 1 and "already has an account" in out
+    code, out = run(env, "editors", "disable", "nobody@example.com")
+    assert code == 1 and "no editor" in out
+    code, out = run(env, "editors", "add", "b@example.com", stdin=f"{PASSWORD}\nsomething else entirely\n\n")
+    assert code != 0
+    code, out = run(env, "editors", "add", "c@example.com", "--password-stdin", stdin="")
+    assert code == 1 and "nothing on standard input" in out
+
+
+def test_every_command_help_has_an_example(env: dict[str, str]) -> None:
+    group = typer.main.get_command(CLI)
+    missing = []
+
+    def walk(cmd: object, path: list[str]) -> None:
+        sub = getattr(cmd, "commands", None)
+        if sub:
+            for name, child in sub.items():
+                walk(child, [*path, name])
+            return
+        code, out = run(env, *path, "--help")
+        if code != 0 or "Example:" not in out:
+            missing.append(" ".join(path))
+
+    walk(group, [])
+    assert missing == []
+
+
+def test_serve_runs_the_app_on_loopback(tmp_path: Path) -> None:
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    script = textwrap.dedent(
+        """
+        import typer
+        from briefing.cli.common import reset_state
+        from briefing.cli.web import register
+        app = typer.Typer()
+        @app.callback()
+        def _root() -> None:
+            reset_state()
+        register(app)
+        app()
+        """
+    )
+    env = dict(
+        os.environ,
+        BRIEFING_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
+        BRIEFING_SECRET_KEY=LINK_SECRET,
+        BRIEFING_SMTP_URL="memory://",
+        PYTHONPATH=str(root),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, "serve", "--port", str(port), "--no-access-log"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        body = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    body = response.read()
+                    break
+            except OSError:
+                time.sleep(0.1)
+        assert body == b"ok"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/subscribe", timeout=5) as response:
+            assert response.status == 200
+            assert "server" not in {k.lower() for k in response.headers}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output = process.communicate(timeout=15)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output = process.communicate()[0].decode(errors="replace")
+    # uvicorn shuts down cleanly, then re-raises SIGTERM so the exit status reports the signal.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output
+    assert "Serving The Morning Briefing on http://127.0.0.1" in output
+    assert LINK_SECRET not in output
