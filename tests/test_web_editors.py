@@ -20,13 +20,13 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
+from briefing import accounts
 from briefing.config import Settings
 from briefing.db import session_scope
 from briefing.domain import SubscriberStatus
 from briefing.store import stories as story_store
 from briefing.store import subscribers as subscriber_store
 from briefing.transport import open_transport
-from briefing.web import accounts
 from briefing.web.auth import SESSION_COOKIE
 from tests.fixtures.smtp import FaultPlan, SmtpTestServer
 from tests.fixtures.web import (

@@ -552,10 +552,9 @@ def test_healthz(anon: TestClient) -> None:
 
 def test_confirmation_token_payload_carries_no_address(sqlite_engine: sa.Engine) -> None:
     sub = add_subscriber(sqlite_engine, "hidden@example.com", status=SubscriberStatus.PENDING)
-    from briefing.web import accounts
 
     with session_scope(sqlite_engine) as session:
-        state = accounts.link_state(session, sub.id)
+        state = subscriber_store.link_state(session, sub.id)
     assert state is not None
     token = confirmations.make_token(TokenSigner([LINK_SECRET]), state)
     assert token is not None and "hidden" not in token

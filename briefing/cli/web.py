@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from briefing import accounts
 from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
 from briefing.db import session_scope
 from briefing.errors import InvalidInput
-from briefing.web import accounts
 
 editors_app = typer.Typer(
     help="Accounts for the editors' web pages.\n\nExample: briefing editors add editor@example.com",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,8 @@ from sqlmodel import Session, col, select
 from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberStatus
 from briefing.errors import Conflict, NotFound
 from briefing.models import Delivery, Subscriber, utcnow
+
+S = Subscriber.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,3 +300,53 @@ def reset_soft_bounces(session: Session, edition_id: int) -> None:
         .where(col(Subscriber.soft_bounce_count) > 0, col(Subscriber.id).in_(delivered))
         .values(soft_bounce_count=0)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """A subscriber as a signed link sees them."""
+
+    subscriber: SubscriberData
+    token_version: int
+    updated_at: datetime
+    # Holds the loaded row for as long as the caller's session needs it: the session's identity
+    # map is weak, so without this the store's next `session.get` would query the row again.
+    row: object = field(default=None, repr=False, compare=False)
+
+
+def unsubscribe_by_link(conn: sa.Connection, subscriber_id: int, max_version: int) -> LinkState | None:
+    """The one-click unsubscribe in two Core statements on a plain connection.
+
+    It is the hot path when mail providers POST for a whole list: an ORM session costs about as
+    much again as the two statements themselves.
+
+    The same rule as `briefing.store.subscribers.unsubscribe`: idempotent, the first timestamp is
+    kept, and a bounced or complained address keeps its status. None when the id is unknown or
+    the link's version is newer than the row's (a forgery that happens to verify cannot exist, but
+    a deleted subscriber can).
+    """
+    found = conn.execute(
+        sa.select(S.c.email, S.c.name, S.c.status, S.c.token_version, S.c.updated_at).where(
+            S.c.id == subscriber_id
+        )
+    ).first()
+    if found is None or max_version > found.token_version:
+        return None
+    status = found.status
+    if status not in SUPPRESSED_STATUSES:
+        now = utcnow()
+        conn.execute(
+            sa.update(S)
+            .where(S.c.id == subscriber_id, S.c.status.not_in([s.value for s in SUPPRESSED_STATUSES]))
+            .values(status=SubscriberStatus.UNSUBSCRIBED.value, unsubscribed_at=now, updated_at=now)
+        )
+        status = SubscriberStatus.UNSUBSCRIBED.value
+    data = SubscriberData(id=subscriber_id, email=found.email, name=found.name, status=status)
+    return LinkState(data, found.token_version, found.updated_at)
+
+
+def link_state(session: Session, subscriber_id: int) -> LinkState | None:
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        return None
+    return LinkState(to_data(row), row.token_version, row.updated_at, row)

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from briefing.web import accounts
-from briefing.web.accounts import EditorAccount
+from briefing import accounts
+from briefing.accounts import EditorAccount
 from briefing.web.context import WebContext, client_ip, get_ctx, random_token
 
 SESSION_COOKIE = "briefing_session"

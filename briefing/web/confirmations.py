@@ -24,9 +24,9 @@ from briefing.domain import SubscriberStatus
 from briefing.errors import BriefingError, TokenInvalid
 from briefing.message import clean_header_text, format_address
 from briefing.publishing import EditionSetup
+from briefing.store.subscribers import LinkState
 from briefing.tokens import TokenSigner, confirm_url
 from briefing.transport import Outcome, Transport
-from briefing.web.accounts import LinkState
 
 log = logging.getLogger("briefing.web")
 

@@ -16,12 +16,12 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from briefing import inputs, publishing, service
+from briefing.accounts import EditorAccount
 from briefing.domain import StoryItem, StoryStatus
 from briefing.errors import BriefingError, InvalidInput
 from briefing.store import articles as article_store
 from briefing.store import editions as edition_store
 from briefing.store import stories as story_store
-from briefing.web.accounts import EditorAccount
 from briefing.web.auth import logout_response, require_editor
 from briefing.web.context import WebContext, get_ctx
 

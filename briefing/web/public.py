@@ -21,8 +21,8 @@ from briefing import inputs
 from briefing.domain import SubscriberData, SubscriberStatus
 from briefing.errors import BriefingError, InvalidInput, TokenExpired, TokenInvalid
 from briefing.store import subscribers as subscriber_store
-from briefing.web import accounts, confirmations
-from briefing.web.accounts import LinkState
+from briefing.store.subscribers import LinkState
+from briefing.web import confirmations
 from briefing.web.auth import TooManyRequests
 from briefing.web.context import WebContext, client_ip, get_ctx, mask_email
 
@@ -120,7 +120,7 @@ def _register(ctx: WebContext, address: str, name: str) -> tuple[str | None, str
                     )
             except sa.exc.IntegrityError:  # the same address, submitted twice at once
                 found = subscriber_store.find_by_email(session, address)
-        state = accounts.link_state(session, found.id) if found is not None else None
+        state = subscriber_store.link_state(session, found.id) if found is not None else None
     if state is None:
         return None, ""
     return confirmations.make_token(ctx.signer, state), greet
@@ -132,7 +132,7 @@ def _register(ctx: WebContext, address: str, name: str) -> tuple[str | None, str
 def _confirm_state(ctx: WebContext, token: str) -> tuple[confirmations.ConfirmClaim, LinkState]:
     claim = confirmations.read_token(ctx.signer, token, ctx.confirm_max_age)
     with ctx.reading() as session:
-        state = accounts.link_state(session, claim.subscriber_id)
+        state = subscriber_store.link_state(session, claim.subscriber_id)
     if state is None:
         raise TokenInvalid("this confirmation link is not valid")
     return claim, state
@@ -177,7 +177,7 @@ def confirm(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
     except TokenExpired:
         return _expired_page(request, ctx, token)
     with ctx.writing() as session:
-        state = accounts.link_state(session, claim.subscriber_id)
+        state = subscriber_store.link_state(session, claim.subscriber_id)
         if state is None:
             raise TokenInvalid("this confirmation link is not valid")
         status = state.subscriber.status
@@ -210,7 +210,7 @@ def resend_confirmation(request: Request, background: BackgroundTasks, ctx: Ctx,
             int(ctx.limits.subscribe_ip.rate.window),
         )
     with ctx.reading() as session:
-        state = accounts.link_state(session, claim.subscriber_id)
+        state = subscriber_store.link_state(session, claim.subscriber_id)
     if state is not None and confirmations.still_valid(claim, state):
         address = state.subscriber.email
         fresh = confirmations.make_token(ctx.signer, state)
@@ -235,7 +235,7 @@ def _unsubscribe_state(ctx: WebContext, session: Session, token: str, *, exact: 
     Undoing an unsubscribe (`exact`) needs the current version, so a revoked link cannot resubscribe.
     """
     subscriber_id, version = ctx.signer.read_unsubscribe(token)
-    state = accounts.link_state(session, subscriber_id)
+    state = subscriber_store.link_state(session, subscriber_id)
     if state is None or version > state.token_version or (exact and version != state.token_version):
         raise TokenInvalid("this link is not valid")
     return state
@@ -243,7 +243,7 @@ def _unsubscribe_state(ctx: WebContext, session: Session, token: str, *, exact: 
 
 def _preferences_state(ctx: WebContext, session: Session, token: str) -> LinkState:
     subscriber_id, version = ctx.signer.read_preferences(token)
-    state = accounts.link_state(session, subscriber_id)
+    state = subscriber_store.link_state(session, subscriber_id)
     if state is None or version != state.token_version:
         raise TokenInvalid("this link is not valid")
     return state
@@ -278,7 +278,7 @@ def unsubscribe(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
     """RFC 8058 one-click: the body (List-Unsubscribe=One-Click, or empty from our button) is not needed."""
     subscriber_id, version = ctx.signer.read_unsubscribe(token)
     with ctx.connecting() as conn:
-        state = accounts.unsubscribe_by_link(conn, subscriber_id, version)
+        state = subscriber_store.unsubscribe_by_link(conn, subscriber_id, version)
     if state is None:
         raise TokenInvalid("this link is not valid")
     return _reader_page(request, ctx, "unsubscribe.html", state, token, outcome="unsubscribed")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from briefing.web.accounts import EditorAccount
+from briefing.accounts import EditorAccount
 
 MAX_COOKIE = 1000
 
