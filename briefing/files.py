@@ -268,8 +268,3 @@ def write_csv(handle: IO[str], header: Iterable[str], rows: Iterable[Iterable[ob
         writer.writerow([safe_cell(v) for v in row])
         count += 1
     return count
-
-
-def write_rejections(path: Path, rejected: Iterable[Rejected]) -> int:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        return write_csv(handle, ["line", "reason", "row"], ((r.line, r.reason, r.raw) for r in rejected))

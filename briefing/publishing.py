@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from briefing import calendar as cal
+from briefing import inputs
 from briefing.compose import compose_briefing
 from briefing.db import session_scope
 from briefing.delivery import DeliveryPolicy, DeliveryReport, DeliveryRun, RunTally
@@ -484,6 +485,12 @@ def edition_counts(session: Session, edition_date: date) -> tuple[EditionData, L
     return edition, ledger.counts(session, edition.id), ledger.ambiguous_count(session, edition.id)
 
 
+def set_note(session: Session, edition_date: date, note: str) -> EditionData:
+    """The editor's note for one day (Markdown); empty removes it. Only before the edition is frozen."""
+    edition = edition_store.ensure_edition(session, edition_date)
+    return edition_store.set_note(session, edition.id, inputs.multi_line(note, field="note", max_len=2000))
+
+
 def hold(session: Session, edition_date: date, held: bool) -> EditionData:
     edition = edition_store.ensure_edition(session, edition_date)
     return edition_store.set_hold(session, edition.id, held)
@@ -496,10 +503,6 @@ def expire_if_unsent(session: Session, edition_date: date, reason: str) -> Editi
     if edition.status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
         return edition_store.set_status(session, edition.id, EditionStatus.EXPIRED, error=reason)
     return None
-
-
-def check_window(edition_date: date, plan: cal.SendPlan, now: datetime) -> cal.Decision:
-    return cal.decide(edition_date, now, plan)
 
 
 def default_edition_date(plan: cal.SendPlan, now: datetime | None = None) -> date:

@@ -127,3 +127,15 @@ def test_stories_list_uses_the_configured_section_order(env: dict[str, str]) -> 
         run({**env, "BRIEFING_SECTION_ORDER": "World,Economy"}, "stories", "list", "--json")[1]
     )
     assert [s["section"] for s in listed] == ["World", "Economy", ""]
+
+
+def test_editors_note_appears_in_the_edition(env: dict[str, str], tmp_path: Path) -> None:
+    code, out = run(env, "note", "Polls open at *7am*.", "--date", DAY)
+    assert code == 0 and "has a note" in out
+    out_dir = tmp_path / "p"
+    assert run(env, "preview", "--date", DAY, "--out", str(out_dir))[0] == 0
+    assert "Polls open at" in (out_dir / "briefing.txt").read_text(encoding="utf-8")
+    assert "<em>7am</em>" in (out_dir / "briefing.html").read_text(encoding="utf-8")
+    run(env, "send", "--date", DAY, "--force")
+    code, out = run(env, "note", "Too late", "--date", DAY)
+    assert code == 1 and "content is fixed" in out

@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
     app.command("preview")(preview)
     app.command("preflight")(preflight)
     app.command("send")(send)
+    app.command("note")(note)
     app.command("hold")(hold)
     app.command("release")(release)
     app.command("dev-smtp")(dev_smtp)
@@ -351,6 +352,21 @@ def editions_show(
                 r.smtp_reply,
             )
         console.print(table)
+
+
+@handle_errors
+def note(
+    text: Annotated[str, typer.Argument(help="The note, in Markdown; an empty string removes it.")],
+    edition: DateOpt = "",
+) -> None:
+    """Set the editor's note shown near the top of one edition.
+
+    Example: briefing note "Polls open at 7am; we will have results from 11pm." --date 2026-11-30
+    """
+    day = _edition_date(edition, _setup())
+    with session_scope(state().engine) as session:
+        publishing.set_note(session, day, text)
+    console.print(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
 
 
 @handle_errors

@@ -97,13 +97,6 @@ def get_article_by_url(session: Session, url: str) -> ArticleData:
     return to_data(row)
 
 
-def find_article_by_guid(session: Session, guid: str) -> ArticleData | None:
-    if not guid:
-        return None
-    row = session.exec(select(Article).where(Article.guid == guid)).first()
-    return to_data(row) if row else None
-
-
 def list_articles(
     session: Session,
     *,

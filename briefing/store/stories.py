@@ -132,15 +132,6 @@ def list_stories(
     return [to_item(story, article) for story, article in session.exec(stmt).all()]
 
 
-def stories_by_ids(session: Session, ids: Sequence[int]) -> list[StoryItem]:
-    if not ids:
-        return []
-    stmt = select(Story, Article).join(Article, col(Story.article_id) == col(Article.id), isouter=True)
-    stmt = stmt.where(col(Story.id).in_(list(ids)))
-    found = {s.id: to_item(s, a) for s, a in session.exec(stmt).all()}
-    return [found[i] for i in ids if i in found]
-
-
 def update_story(session: Session, story_id: int, changes: dict[str, object]) -> StoryItem:
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:

@@ -285,11 +285,6 @@ def next_id(session: Session) -> int:
     return int(current or 0) + 1
 
 
-def active_ids(session: Session) -> list[int]:
-    stmt = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE.value)
-    return [int(i) for i in session.exec(stmt).all() if i is not None]
-
-
 def reset_soft_bounces(session: Session, edition_id: int) -> None:
     """Any delivered copy clears the soft-bounce count (three editions in a row make a bounce)."""
     delivered = sa.select(col(Delivery.subscriber_id)).where(
