@@ -688,3 +688,27 @@ def test_the_api_router_is_optional() -> None:
 
     assert _optional_router("briefing.web.no_such_module") is None
     assert _optional_router("briefing.web.public") is not None
+
+
+def test_editors_note_is_set_from_the_queue_page_and_reaches_the_preview(
+    editor_client: TestClient, sqlite_engine: sa.Engine
+) -> None:
+    from briefing.store import editions as edition_store
+
+    queue_stories(sqlite_engine)
+    day = EDITION_DAY.isoformat()
+    token = csrf_token(editor_client)
+
+    saved = editor_client.post(
+        "/editor/note", data={"csrf_token": token, "day": day, "note": "Polls open at <b>7am</b>."}
+    )
+    assert saved.status_code in (302, 303)
+    with session_scope(sqlite_engine) as session:
+        edition = edition_store.get_edition(session, EDITION_DAY)
+    assert edition.note == "Polls open at <b>7am</b>."
+    page = editor_client.get(f"/editor/queue?date={day}").text
+    assert "Polls open at &lt;b&gt;7am&lt;/b&gt;." in page
+    frame = editor_client.get(f"/editor/preview/frame?date={day}").text
+    assert "Polls open at" in frame and "<b>7am</b>" not in frame
+    refused = editor_client.post("/editor/note", data={"day": day, "note": "no token"})
+    assert refused.status_code == 403

@@ -273,6 +273,20 @@ def move_story(
     return ctx.pages.redirect(_queue_url(back, f"#story-{story.id}"), "", secure=ctx.secure_cookies)
 
 
+@router.post("/note")
+def set_note(
+    ctx: Ctx,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    day: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """The editor's note for one edition, shown near its top; empty removes it."""
+    back = _day(ctx, day)
+    with ctx.writing() as session:
+        publishing.set_note(session, back, note)
+    message = "The editor's note is saved." if note.strip() else "The editor's note is removed."
+    return ctx.pages.redirect(_queue_url(back, "#note"), message, secure=ctx.secure_cookies)
+
+
 @router.post("/stories/{story_id}/status")
 def set_story_status(
     ctx: Ctx,
