@@ -276,8 +276,6 @@ def status(engine: sa.Engine, plan: cal.SendPlan, now: datetime, *, stale_after:
                 problems.append(f"no edition was sent for {previous.edition_date}")
         elif last.status in (EditionStatus.EXPIRED, EditionStatus.PAUSED, EditionStatus.PARTIAL):
             problems.append(f"the edition of {last.edition_date} is {last.status}")
-        elif counts is not None and counts.failed and last.status == EditionStatus.SENT:
-            pass  # individual failures are normal; the edition went out
     return Status(
         next_send=upcoming[0] if upcoming else None,
         last=last,

@@ -6,23 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from briefing.cli import app
+from tests.fixtures.cli import cli_env, ok, run
 
-runner = CliRunner()
 DAY = "2026-11-30"
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        "BRIEFING_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "BRIEFING_SECRET_KEY": "cli-secret",
-        "BRIEFING_SMTP_URL": "memory://",
-        "BRIEFING_PUBLIC_BASE_URL": "https://news.example.com",
-        "BRIEFING_SEND_DAYS": "mon-fri",
-    }
+    env = cli_env(
+        tmp_path,
+        secret_key="cli-secret",
+        smtp_url="memory://",
+        public_base_url="https://news.example.com",
+        send_days="mon-fri",
+    )
     for args in (
         [
             "stories",
@@ -37,15 +35,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         ["subscribers", "add", "ada@example.com", "--name", "Ada"],
         ["subscribers", "add", "perm@example.com"],
     ):
-        result = runner.invoke(app, args, env=env)
-        assert result.exit_code == 0, result.output
+        ok(env, *args)
     return env
-
-
-def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
 
 
 def test_dry_run_then_forced_send_then_a_second_send(env: dict[str, str]) -> None:

@@ -8,44 +8,15 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from briefing.cli import articles, stories
-from briefing.cli import feeds as feeds_cli
-from briefing.cli.common import reset_state
+from tests.fixtures.cli import cli_env, ok, run
 
 pytestmark = pytest.mark.timeout(60)
-runner = CliRunner()
-
-
-def make_app() -> typer.Typer:
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    app.callback()(reset_state)
-    feeds_cli.register(app)
-    app.add_typer(articles.app, name="articles")
-    app.add_typer(stories.app, name="stories")
-    return app
-
-
-APP = make_app()
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"BRIEFING_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "BRIEFING_TIMEZONE": "Europe/London"}
-
-
-def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = runner.invoke(APP, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    code, out = run(env, *args)
-    assert code == 0, out
-    return out
+    return cli_env(tmp_path)
 
 
 def feed_file(tmp_path: Path) -> Path:
@@ -113,9 +84,7 @@ def test_feed_errors_are_clean(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_tokens(env: dict[str, str]) -> None:
-    result = runner.invoke(APP, ["tokens", "create", "cms"], env=env)
-    assert result.exit_code == 0
-    token = result.stdout.strip().splitlines()[-1]
+    token = ok(env, "tokens", "create", "cms").strip().splitlines()[-1]
     assert token.startswith("brf_")
     code, out = run(env, "tokens", "create", "cms")
     assert code == 1 and "exists already" in out
@@ -125,22 +94,3 @@ def test_tokens(env: dict[str, str]) -> None:
     assert "already revoked" in ok(env, "tokens", "revoke", "cms")
     code, out = run(env, "tokens", "revoke", "nobody")
     assert code == 1 and "no token named" in out
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["feeds"],
-        ["feeds", "add"],
-        ["feeds", "list"],
-        ["feeds", "remove"],
-        ["feeds", "poll"],
-        ["tokens"],
-        ["tokens", "create"],
-        ["tokens", "list"],
-        ["tokens", "revoke"],
-    ],
-)
-def test_every_command_has_help_with_an_example(command: list[str]) -> None:
-    result = runner.invoke(APP, [*command, "--help"])
-    assert result.exit_code == 0 and "Example: briefing " in result.output

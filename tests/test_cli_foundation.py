@@ -6,28 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from briefing.cli import app
-
-runner = CliRunner()
+from tests.fixtures.cli import cli_env, ok, run
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"BRIEFING_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "BRIEFING_TIMEZONE": "Europe/London"}
-
-
-def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    code, out = run(env, *args)
-    assert code == 0, out
-    return out
+    return cli_env(tmp_path)
 
 
 def stories_json(env: dict[str, str], *extra: str) -> list[dict[str, object]]:

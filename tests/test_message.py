@@ -195,23 +195,26 @@ def test_every_line_is_short(recipient: Recipient) -> None:
     assert raw.isascii()
 
 
+EXPECTED_HEADERS = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+]
+
+
 def test_headers_exactly() -> None:
     recipient = RECIPIENTS[0]
     raw = TEMPLATE.render(recipient, date=WHEN)
     msg = parse(raw)
-    assert list(msg.keys()) == [
-        "From",
-        "To",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "Reply-To",
-        "List-Id",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-        "MIME-Version",
-        "Content-Type",
-    ]
+    assert list(msg.keys()) == EXPECTED_HEADERS
     assert msg["From"] == "The Morning Briefing <briefing@news.example.com>"
     assert msg["To"] == "Alice Example <alice@example.com>"
     assert msg["Subject"] == "Your briefing for Saturday"
@@ -268,20 +271,6 @@ def test_local_date_offset_kept() -> None:
     with pytest.raises(InvalidInput):
         TEMPLATE.render(RECIPIENTS[0], date=datetime(2026, 11, 28, 6, 0))
 
-
-EXPECTED_HEADERS = [
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "Reply-To",
-    "List-Id",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
-]
 
 INJECTIONS = [
     "Eve\r\nBcc: victim@example.net",

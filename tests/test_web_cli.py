@@ -13,48 +13,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import typer
-import typer.main
-from typer.testing import CliRunner
 
-from briefing.cli.common import reset_state
-from briefing.cli.web import register
+from tests.fixtures.cli import cli_env, run
 from tests.fixtures.web import LINK_SECRET, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
-runner = CliRunner()
 PASSWORD = "a long enough password"
-
-
-def make_cli() -> typer.Typer:
-    """The root app as briefing.cli builds it, with only this module's commands registered."""
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        reset_state()
-
-    register(app)
-    return app
-
-
-CLI = make_cli()
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "BRIEFING_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "BRIEFING_SECRET_KEY": LINK_SECRET,
-        "BRIEFING_TIMEZONE": "Europe/London",
-    }
-
-
-def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str]:
-    result = runner.invoke(CLI, list(args), env=env, input=stdin)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
+    return cli_env(tmp_path, secret_key=LINK_SECRET)
 
 
 def test_editors_add_list_disable_enable(env: dict[str, str]) -> None:
@@ -98,24 +68,6 @@ def test_editors_bad_input(env: dict[str, str]) -> None:
     assert code != 0
     code, out = run(env, "editors", "add", "c@example.com", "--password-stdin", stdin="")
     assert code == 1 and "nothing on standard input" in out
-
-
-def test_every_command_help_has_an_example(env: dict[str, str]) -> None:
-    group = typer.main.get_command(CLI)
-    missing = []
-
-    def walk(cmd: object, path: list[str]) -> None:
-        sub = getattr(cmd, "commands", None)
-        if sub:
-            for name, child in sub.items():
-                walk(child, [*path, name])
-            return
-        code, out = run(env, *path, "--help")
-        if code != 0 or "Example:" not in out:
-            missing.append(" ".join(path))
-
-    walk(group, [])
-    assert missing == []
 
 
 def test_serve_runs_the_app_on_loopback(tmp_path: Path) -> None:
