@@ -14,6 +14,7 @@ import os
 import resource
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from briefing import files, service
@@ -41,7 +42,7 @@ def main() -> None:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         upgrade(engine)
         started = time.perf_counter()
-        report = service.import_subscribers(engine, csv_path)
+        report = service.import_subscribers(engine, csv_path, now=datetime.now(UTC))
         seconds = time.perf_counter() - started
         assert report.counts.added == args.rows == parsed
     print(

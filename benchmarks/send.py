@@ -102,6 +102,7 @@ def build_database(path: Path, subscribers: int) -> str:
                     section=("Politics", "Economy", "World")[i % 3],
                     status="ready",
                 ),
+                now=now,
             )
     engine.dispose()
     return url
@@ -156,6 +157,9 @@ def child(args: argparse.Namespace) -> None:
     from briefing import publishing
     from briefing.db import make_engine
     from briefing.transport import open_transport
+    from briefing.wiring import SystemClock
+
+    clock = SystemClock()  # a benchmark is an edge: it runs on the real clock
 
     engine = make_engine(args.database)
     s = setup(args.dkim, args.connections, Path(args.database).parent)
@@ -165,10 +169,10 @@ def child(args: argparse.Namespace) -> None:
     with Session(engine) as session:
         prepared = publishing.prepare(session, s, EDITION)
     sample, _ = publishing.MailFactory(
-        s, EDITION, prepared.rendered.subject, prepared.rendered.html, prepared.rendered.text
+        s, EDITION, prepared.rendered.subject, prepared.rendered.html, prepared.rendered.text, clock
     ).message(publishing.sample_recipient(s))
     started = time.perf_counter()
-    outcome = publishing.send_edition(engine, s, EDITION, mail, force=True)
+    outcome = publishing.send_edition(engine, s, EDITION, mail, force=True, clock=clock)
     elapsed = time.perf_counter() - started
     mail.close()
     assert outcome.report is not None and outcome.report.complete, outcome.message

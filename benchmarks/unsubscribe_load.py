@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -132,6 +133,7 @@ def make_list(database_url: str, count: int, tokens_file: Path) -> list[str]:
                 source="benchmark",
                 first_new_id=subscriber_store.next_id(session),
                 counts=subscriber_store.ImportCounts(),
+                now=datetime.now(UTC),  # a benchmark is an edge: the real clock
             )
     signer = TokenSigner([SECRET])
     with engine.connect() as conn:

@@ -63,11 +63,13 @@ def check_password(password: str) -> str:
     return password
 
 
-def add_editor(session: Session, email: str, password: str, *, admin: bool = False) -> EditorAccount:
+def add_editor(
+    session: Session, email: str, password: str, *, admin: bool = False, now: datetime
+) -> EditorAccount:
     address = inputs.email_address(email)
     check_password(password)
     role = "admin" if admin else "editor"
-    return _account(editor_store.add_editor(session, address, _hasher.hash(password), role))
+    return _account(editor_store.add_editor(session, address, _hasher.hash(password), role, now=now))
 
 
 def list_editors(session: Session) -> list[EditorAccount]:
@@ -87,7 +89,7 @@ def get_editor(session: Session, editor_id: int) -> EditorAccount | None:
     return _account(record) if record is not None else None
 
 
-def authenticate(session: Session, email: str, password: str) -> EditorAccount | None:
+def authenticate(session: Session, email: str, password: str, *, now: datetime) -> EditorAccount | None:
     """The account when the password matches and the account is active; None otherwise."""
     record = editor_store.find_by_email(session, email) if len(email) <= inputs.MAX_EMAIL else None
     if len(password) > MAX_PASSWORD:
@@ -99,4 +101,4 @@ def authenticate(session: Session, email: str, password: str) -> EditorAccount |
     if record is None or not record.active:
         return None
     new_hash = _hasher.hash(password) if _hasher.check_needs_rehash(record.password_hash) else None
-    return _account(editor_store.record_login(session, record.id, new_hash=new_hash))
+    return _account(editor_store.record_login(session, record.id, now=now, new_hash=new_hash))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -117,6 +117,7 @@ class Settings(BaseSettings):
 
     # --- time
     timezone: str = "Europe/London"
+    now: datetime | None = None  # pins the clock for rehearsals and tests; never set it in production
 
     # --- secrets
     secret_key: SecretStr = SecretStr("")
@@ -251,6 +252,18 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("database_url must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+    @field_validator("now", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("now")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, for example 2026-11-30T06:00:00+00:00")
         return value
 
     @property

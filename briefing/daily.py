@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
@@ -21,7 +21,7 @@ from sqlmodel import Session
 from briefing import calendar as cal
 from briefing import publishing
 from briefing.db import session_scope
-from briefing.domain import EditionData, EditionStatus, LedgerCounts
+from briefing.domain import Clock, EditionData, EditionStatus, LedgerCounts
 from briefing.errors import BriefingError, PreflightFailed
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
@@ -41,7 +41,7 @@ class DailyContext:
     alert_email: str
     stop: threading.Event
     log: logging.Logger
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Clock
     poll_feeds: Callable[[], object] | None = None  # refresh stored articles before the edition is built
 
 
@@ -72,7 +72,7 @@ class DailySender:
         """Every minute: send an edition released from hold, or paused by SMTP trouble, within its window."""
         ctx = self.ctx
         setup = ctx.setup()
-        now = ctx.clock()
+        now = ctx.clock.now()
         latest = cal.previous_send_time(now, setup.plan, setup.plan.max_lateness)
         if latest is None:
             return "nothing due"
@@ -133,7 +133,7 @@ class DailySender:
         ctx = self.ctx
         log = ctx.log
         setup = ctx.setup()
-        now = ctx.clock()
+        now = ctx.clock.now()
         if edition_date in setup.plan.skip_dates:
             log.info("edition of %s skipped: the date is on the skip list", edition_date)
             return "skipped"
@@ -148,7 +148,7 @@ class DailySender:
                 return "too early"
             if edition is not None and (edition.held or edition.status == EditionStatus.HELD):
                 if decision.state == "expired":
-                    publishing.expire_if_unsent(session, edition_date, "held past its window")
+                    publishing.expire_if_unsent(session, edition_date, "held past its window", now=now)
                     log.error("edition of %s expired while on hold; nothing was sent", edition_date)
                     return "expired"
                 log.warning(
@@ -163,7 +163,9 @@ class DailySender:
                     EditionStatus.EXPIRED,
                 )
                 if not started:
-                    publishing.expire_if_unsent(session, edition_date, f"not started by {decision.latest}")
+                    publishing.expire_if_unsent(
+                        session, edition_date, f"not started by {decision.latest}", now=now
+                    )
                     log.error(
                         "EXPIRED: the edition of %s was due at %s and the window closed at %s; "
                         "nothing was sent. "
@@ -184,7 +186,7 @@ class DailySender:
         transport = ctx.transport()
         try:
             outcome = publishing.send_edition(
-                ctx.engine, setup, edition_date, transport, now=now, stop=ctx.stop
+                ctx.engine, setup, edition_date, transport, clock=ctx.clock, stop=ctx.stop
             )
         except PreflightFailed as exc:
             problems = "\n".join(f"- {p}" for p in exc.problems)
@@ -228,7 +230,7 @@ class DailySender:
             message["From"] = setup.mailing.from_address
             message["To"] = ctx.alert_email
             message["Subject"] = f"[briefing] {subject}".replace("\r", " ").replace("\n", " ")
-            message["Date"] = format_datetime(ctx.clock())
+            message["Date"] = format_datetime(ctx.clock.now())
             message["Message-ID"] = make_msgid(domain=setup.mailing.domain)
             message.set_content(body)
             transport = ctx.transport()

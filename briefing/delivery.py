@@ -13,17 +13,16 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from briefing.db import session_scope
-from briefing.domain import LedgerCounts
+from briefing.domain import Clock, LedgerCounts
 from briefing.errors import AuthFailed, InvalidInput, TransportError
 from briefing.store import deliveries as ledger
 from briefing.store import subscribers as subscriber_store
@@ -120,7 +119,7 @@ class DeliveryRun:
         policy: DeliveryPolicy,
         stop: threading.Event | None = None,
         on_progress: Callable[[RunTally], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock,
     ) -> None:
         self.engine = engine
         self.edition_id = edition_id
@@ -146,7 +145,7 @@ class DeliveryRun:
     # ------------------------------------------------------------------ public
 
     def run(self) -> DeliveryReport:
-        started = time.monotonic()
+        started = self.clock.monotonic()
         self.recover_stale_claims()
         with session_scope(self.engine) as session:
             waiting = ledger.counts(session, self.edition_id)
@@ -157,12 +156,12 @@ class DeliveryRun:
                 break
             if not self._wait_for_deferred():
                 break
-        now = self.clock()
+        now = self.clock.now()
         with session_scope(self.engine) as session:
             if self.policy.window_end is not None and now >= self.policy.window_end:
                 for subscriber_id in ledger.give_up_deferred(session, self.edition_id, now=now):
                     subscriber_store.record_soft_bounce(
-                        session, subscriber_id, limit=self.policy.soft_bounce_limit
+                        session, subscriber_id, limit=self.policy.soft_bounce_limit, now=now
                     )
             counts = ledger.counts(session, self.edition_id)
             size = ledger.ledger_size(session, self.edition_id)
@@ -170,14 +169,14 @@ class DeliveryRun:
             counts=counts,
             snapshot_size=size,
             run=self.tally,
-            elapsed=time.monotonic() - started,
+            elapsed=self.clock.monotonic() - started,
             paused_reason=self.paused_reason,
             stopped=self.stop.is_set(),
         )
 
     def recover_stale_claims(self) -> None:
         """Rows left claimed by a crashed sender: the one in flight per connection is ambiguous."""
-        now = self.clock()
+        now = self.clock.now()
         with session_scope(self.engine) as session:
             dead = [o for o in ledger.claim_owners(session, self.edition_id) if owner_is_dead(o)]
             in_flight = ledger.recover_claims(
@@ -226,24 +225,24 @@ class DeliveryRun:
                 result, message_id = self._send_one(claim)
                 if result.outcome is Outcome.CONNECTION:
                     with self._db_lock, writer.transaction():
-                        writer.release([claim.delivery_id], now=self.clock())
+                        writer.release([claim.delivery_id], now=self.clock.now())
                     if result.stage == "auth" or not self._connection_trouble(result):
                         return
                     continue
                 with self._lock:
                     self._connection_failures = 0
                 with self._db_lock, writer.transaction():
-                    self._record(writer, claim, result, message_id, now=self.clock())
+                    self._record(writer, claim, result, message_id, now=self.clock.now())
                 if self.on_progress is not None:
                     self.on_progress(self.tally)
         finally:
             if batch:  # claimed but never attempted: straight back to the queue
                 with self._db_lock, writer.transaction():
-                    writer.release([c.delivery_id for c in batch], now=self.clock())
+                    writer.release([c.delivery_id for c in batch], now=self.clock.now())
             writer.close()
 
     def _claim(self, writer: ledger.LedgerWriter, owner: str) -> list[ledger.Claim]:
-        now = self.clock()
+        now = self.clock.now()
         with self._db_lock, writer.transaction():
             claims, skipped = writer.claim_batch(
                 self.edition_id, owner, now + self.policy.lease, now, self.policy.claim_batch
@@ -334,8 +333,7 @@ class DeliveryRun:
             result.reply,
             delays[failures - 1],
         )
-        self.stop.wait(delays[failures - 1])
-        return not self.stop.is_set()
+        return not self.clock.wait(delays[failures - 1], self.stop)
 
     def _pause(self, reason: str) -> None:
         with self._lock:
@@ -355,8 +353,8 @@ class DeliveryRun:
             due = ledger.next_due(session, self.edition_id)
         if due is None or not self._window_open(due):
             return False
-        delay = (due - self.clock()).total_seconds()
+        delay = (due - self.clock.now()).total_seconds()
         if delay > 0:
             log.info("waiting %.0f s for temporarily refused messages", delay)
-            self.stop.wait(delay)
+            return not self.clock.wait(delay, self.stop)
         return not self.stop.is_set()

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from briefing import feeds, publishing, service
+from briefing import feeds, publishing, service, wiring
 from briefing.cli.common import console
 from briefing.cli.editions import print_preflight, print_report
 from briefing.cli.stories import print_queue
 from briefing.config import load_settings
 from briefing.db import make_engine, session_scope, upgrade
 from briefing.devsmtp import DevSmtpServer
+from briefing.domain import Clock
 from briefing.store import stories as story_store
 from briefing.wiring import edition_setup, transport
 
@@ -30,13 +31,14 @@ ROOT = Path.cwd()
 DEMO_SECRET = "demo-only-secret-not-for-production"
 
 
-def load_sample_data(engine: sa.Engine, root: Path) -> None:
-    result = feeds.load_feed_file(engine, SAMPLE_DIR / "feed.xml", name="Example News")
+def load_sample_data(engine: sa.Engine, root: Path, clock: Clock) -> None:
+    now = clock.now()
+    result = feeds.load_feed_file(engine, SAMPLE_DIR / "feed.xml", name="Example News", clock=clock)
     console.print(f"Loaded {result.added} sample articles through the site's feed (sample_data/feed.xml).")
     with session_scope(engine) as session:
         for raw in json.loads((SAMPLE_DIR / "stories.json").read_text(encoding="utf-8")):
-            service.add_story(session, service.StoryRequest(**raw))
-    subscribers = service.import_subscribers(engine, root / "subscribers" / "example.csv")
+            service.add_story(session, service.StoryRequest(**raw), now=now)
+    subscribers = service.import_subscribers(engine, root / "subscribers" / "example.csv", now=now)
     console.print(f"Loaded {subscribers.counts.added} sample subscribers from subscribers/example.csv.")
 
 
@@ -49,9 +51,10 @@ def main(folder: Path = ROOT / "demo") -> int:
     database_url = f"sqlite:///{db_path}"
     engine = make_engine(database_url)
     upgrade(engine)
-    load_sample_data(engine, ROOT)
+    clock = wiring.clock(load_settings(_env_file=None))
+    load_sample_data(engine, ROOT, clock)
 
-    with DevSmtpServer(maildir, 0) as server:
+    with DevSmtpServer(maildir, 0, clock=clock) as server:
         settings = load_settings(
             _env_file=None,
             database_url=database_url,
@@ -63,13 +66,13 @@ def main(folder: Path = ROOT / "demo") -> int:
             postal_address="Example News, 1 Market Street, Exampletown EX1 2AB",
         )
         setup = edition_setup(settings)
-        day = publishing.default_edition_date(setup.plan)
+        day = publishing.default_edition_date(setup.plan, clock.now())
 
         with session_scope(engine) as session:
             queue = story_store.list_stories(session, edition_date=day)
         print_queue(queue, day)
 
-        result = publishing.preview(engine, setup, day)
+        result = publishing.preview(engine, setup, day, clock=clock)
         paths = publishing.write_preview(result, folder / "preview")
         console.print(f"\n[bold]Edition of {day}[/bold]: {result.prepared.rendered.subject}")
         print_preflight(result.prepared.report)
@@ -78,9 +81,9 @@ def main(folder: Path = ROOT / "demo") -> int:
             f"\nSending over SMTP to the local server at {server.url} "
             "(with --force, because the demo runs outside the 06:00 send window)."
         )
-        mail = transport(settings)
+        mail = transport(settings, clock)
         try:
-            outcome = publishing.send_edition(engine, setup, day, mail, force=True)
+            outcome = publishing.send_edition(engine, setup, day, mail, force=True, clock=clock)
         finally:
             mail.close()
         if outcome.report is not None:

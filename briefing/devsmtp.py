@@ -4,6 +4,7 @@ It lets the demo and local development run the real send path (SMTP, the ledger,
 mail account: point the SMTP URL at `smtp://127.0.0.1:1025` and read the Maildir with any mail
 client. Messages are stored byte for byte as received (plus trace headers in front), so DKIM
 signatures still verify. It listens on loopback only and accepts every recipient; it is not a relay.
+The caller's clock stamps each message as it arrives and runs `run`'s optional time limit.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
@@ -25,6 +25,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from briefing.domain import Clock
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,12 @@ def free_port(host: str = HOST) -> int:
 
 
 class _MaildirHandler:
-    def __init__(self, maildir: Path, on_message: Callable[[ReceivedMessage], None] | None) -> None:
+    def __init__(
+        self, maildir: Path, on_message: Callable[[ReceivedMessage], None] | None, clock: Clock
+    ) -> None:
         self.box = mailbox.Maildir(str(maildir), create=True)
         self.on_message = on_message
+        self.clock = clock
         self.count = 0
         self._lock = threading.Lock()
 
@@ -87,7 +92,7 @@ class _MaildirHandler:
             log.error("cannot store a message in the Maildir: %s", exc.strerror)
             return "451 4.3.0 cannot store the message right now"
         received = ReceivedMessage(
-            received_at=datetime.now(UTC).astimezone(),
+            received_at=self.clock.now().astimezone(),
             mail_from=_one_line(mail_from),
             rcpt_tos=tuple(_one_line(r) for r in rcpts),
             subject=_one_line(headers.get("subject", "")),
@@ -111,6 +116,7 @@ class DevSmtpServer:
         maildir: str | Path,
         port: int = DEFAULT_PORT,
         *,
+        clock: Clock,
         on_message: Callable[[ReceivedMessage], None] | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
@@ -119,7 +125,7 @@ class DevSmtpServer:
         self.host = HOST
         self.requested_port = port
         self.port = port
-        self._handler = _MaildirHandler(self.maildir, on_message)
+        self._handler = _MaildirHandler(self.maildir, on_message, clock)
         self._controller: Controller | None = None
 
     @property
@@ -177,10 +183,11 @@ def run(
     port: int = DEFAULT_PORT,
     maildir: str | Path = "maildir",
     *,
+    clock: Clock,
     on_message: Callable[[ReceivedMessage], None] | None = None,
     max_seconds: float | None = None,
 ) -> int:
-    """Serve until SIGINT or SIGTERM (or max_seconds); returns the number of messages stored.
+    """Serve until SIGINT or SIGTERM (or max_seconds on `clock`); returns the number of messages stored.
 
     Meant for `briefing dev-smtp`; it installs signal handlers, so call it from the main thread.
     """
@@ -190,7 +197,7 @@ def run(
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    server = DevSmtpServer(maildir, port, on_message=on_message or _print_line)
+    server = DevSmtpServer(maildir, port, clock=clock, on_message=on_message or _print_line)
     try:
         server.start()
         print(
@@ -198,12 +205,12 @@ def run(
             " (Ctrl-C to stop)",
             flush=True,
         )
-        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        deadline = None if max_seconds is None else clock.monotonic() + max_seconds
         while not stop.is_set():
-            remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            remaining = 0.5 if deadline is None else min(0.5, deadline - clock.monotonic())
             if remaining <= 0:
                 break
-            stop.wait(remaining)
+            clock.wait(remaining, stop)
     finally:
         server.stop()
         for sig, handler in previous.items():

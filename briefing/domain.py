@@ -6,9 +6,31 @@ tested without a database, and so that nothing downstream can lazily trigger a q
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """The one way code below the edges learns the time.
+
+    The edges (CLI, web, scheduler) hand in the system clock; tests hand in a clock set to the moment
+    they are about, so a send window, a backoff or a token's age behaves the same on any date.
+    """
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps, for deadlines and elapsed times."""
+        ...
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Let `seconds` pass (or until `stop` is set); True when stopped early."""
+        ...
 
 
 class StoryStatus(StrEnum):

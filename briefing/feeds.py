@@ -4,6 +4,9 @@ A bad feed never stops the others and never raises into the scheduler: its error
 row, it is retried later with exponential backoff, and entries that cannot be used are skipped
 one by one with a reason. Network work happens outside database transactions, so a slow feed
 never holds SQLite's write lock.
+
+Time comes from the caller's clock: one reading of `clock.now()` is the moment of a poll (due
+times, backoff, stored timestamps), and the same clock runs each fetch's deadline.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +24,7 @@ from sqlmodel import Session
 
 from briefing import inputs
 from briefing.db import session_scope
+from briefing.domain import Clock
 from briefing.errors import BriefingError, InvalidInput
 from briefing.feed_entries import FeedEntry, ParsedFeed, canonical_url, parse_feed
 from briefing.fetch import Fetched, FetchFailed, Resolver, feed_source, fetch
@@ -106,6 +110,7 @@ def add_feed(
     section: str = "",
     allow_private: bool = False,
     base_dir: Path | None = None,
+    now: datetime,
 ) -> FeedData:
     url = feed_source(source, allow_private=allow_private, base_dir=base_dir)
     item = FeedInput(
@@ -115,7 +120,7 @@ def add_feed(
         allow_private=allow_private,
     )
     with session_scope(engine) as session:
-        return feed_store.add_feed(session, item)
+        return feed_store.add_feed(session, item, now=now)
 
 
 def remove_feed(engine: sa.Engine, name_or_id: str) -> FeedData:
@@ -130,7 +135,7 @@ def remove_feed(engine: sa.Engine, name_or_id: str) -> FeedData:
 def poll_due_feeds(
     engine: sa.Engine,
     *,
-    now: datetime,
+    clock: Clock,
     client: httpx.Client | None = None,
     log: logging.Logger | None = None,
     policy: FeedPolicy = DEFAULT_POLICY,
@@ -142,6 +147,7 @@ def poll_due_feeds(
     and redirect, but the connect-time check against DNS rebinding lives in the clients built here.
     """
     log = log or _log
+    now = clock.now()
     try:
         with session_scope(engine) as session:
             due = feed_store.due_feed_ids(session, now)
@@ -150,7 +156,9 @@ def poll_due_feeds(
         return []
     results: list[FeedPollResult] = []
     for feed_id in due:
-        result = _poll_safely(engine, feed_id, now=now, client=client, log=log, policy=policy, due_only=True)
+        result = _poll_safely(
+            engine, feed_id, now=now, clock=clock, client=client, log=log, policy=policy, due_only=True
+        )
         if result is not None:
             results.append(result)
     return results
@@ -160,7 +168,7 @@ def poll_feeds(
     engine: sa.Engine,
     feed_ids: Sequence[int],
     *,
-    now: datetime,
+    clock: Clock,
     force: bool = False,
     client: httpx.Client | None = None,
     log: logging.Logger | None = None,
@@ -169,10 +177,19 @@ def poll_feeds(
     """Poll the given feeds now, as an operator asked (backoff ignored; the minimum interval kept
     unless `force`)."""
     log = log or _log
+    now = clock.now()
     results: list[FeedPollResult] = []
     for feed_id in feed_ids:
         result = _poll_safely(
-            engine, feed_id, now=now, client=client, log=log, policy=policy, due_only=False, force=force
+            engine,
+            feed_id,
+            now=now,
+            clock=clock,
+            client=client,
+            log=log,
+            policy=policy,
+            due_only=False,
+            force=force,
         )
         if result is not None:
             results.append(result)
@@ -183,27 +200,27 @@ def poll_feed(
     engine: sa.Engine,
     feed_id: int,
     *,
-    now: datetime,
+    clock: Clock,
     force: bool = False,
     client: httpx.Client | None = None,
     log: logging.Logger | None = None,
     policy: FeedPolicy = DEFAULT_POLICY,
 ) -> FeedPollResult:
-    results = poll_feeds(engine, [feed_id], now=now, force=force, client=client, log=log, policy=policy)
+    results = poll_feeds(engine, [feed_id], clock=clock, force=force, client=client, log=log, policy=policy)
     if not results:
         raise BriefingError(f"feed {feed_id} could not be polled (see the log)")
     return results[0]
 
 
 def load_feed_file(
-    engine: sa.Engine, path: Path, *, name: str = "", section: str = "", now: datetime | None = None
+    engine: sa.Engine, path: Path, *, name: str = "", section: str = "", clock: Clock
 ) -> FeedPollResult:
     """Add a local feed file (once; found again by its path) and read it now: `make demo` uses this."""
     uri = feed_source(str(path))
     with session_scope(engine) as session:
         existing = feed_store.find_feed_by_url(session, uri)
-    feed = existing or add_feed(engine, str(path), name=name, section=section)
-    return poll_feed(engine, feed.id, now=now or datetime.now(UTC), force=True)
+    feed = existing or add_feed(engine, str(path), name=name, section=section, now=clock.now())
+    return poll_feed(engine, feed.id, clock=clock, force=True)
 
 
 def _poll_safely(
@@ -211,6 +228,7 @@ def _poll_safely(
     feed_id: int,
     *,
     now: datetime,
+    clock: Clock,
     client: httpx.Client | None,
     log: logging.Logger,
     policy: FeedPolicy,
@@ -219,7 +237,15 @@ def _poll_safely(
 ) -> FeedPollResult | None:
     try:
         return _poll(
-            engine, feed_id, now=now, client=client, log=log, policy=policy, due_only=due_only, force=force
+            engine,
+            feed_id,
+            now=now,
+            clock=clock,
+            client=client,
+            log=log,
+            policy=policy,
+            due_only=due_only,
+            force=force,
         )
     except Exception as exc:  # one feed's surprise must not stop the others
         log.exception("feeds: polling feed %s failed unexpectedly", feed_id)
@@ -241,6 +267,7 @@ def _poll(
     feed_id: int,
     *,
     now: datetime,
+    clock: Clock,
     client: httpx.Client | None,
     log: logging.Logger,
     policy: FeedPolicy,
@@ -269,6 +296,7 @@ def _poll(
     try:
         fetched = fetch(
             feed.url,
+            clock=clock,
             etag=feed.etag,
             last_modified=feed.last_modified,
             allow_private=feed.allow_private,
@@ -339,7 +367,7 @@ def _store(
                 skipped.append(SkippedEntry(entry.index, entry.reason, entry.guid))
                 continue
             try:
-                outcome, article_id = _store_entry(session, feed.id, entry)
+                outcome, article_id = _store_entry(session, feed.id, entry, now)
             except sa.exc.SQLAlchemyError as exc:
                 store_failed = True
                 skipped.append(
@@ -385,7 +413,7 @@ def _store(
     )
 
 
-def _store_entry(session: Session, feed_id: int, entry: FeedEntry) -> tuple[str, int]:
+def _store_entry(session: Session, feed_id: int, entry: FeedEntry, now: datetime) -> tuple[str, int]:
     """One entry in its own savepoint: a failure (or a race on the unique URL) costs only this entry."""
     assert entry.item is not None
     for attempt in range(2):
@@ -397,6 +425,7 @@ def _store_entry(session: Session, feed_id: int, entry: FeedEntry) -> tuple[str,
                     feed_id=feed_id,
                     guid_trusted=entry.guid_trusted,
                     date_estimated=entry.future_date is not None,
+                    now=now,
                 )
             return outcome, article.id
         except sa.exc.IntegrityError:

@@ -9,6 +9,8 @@ skip these checks: that is how a newsroom polls its own CMS on the office networ
 
 Politeness: conditional GET (ETag, Last-Modified), one deadline for the whole download, and a size
 limit counted while streaming (so neither a lying Content-Length nor a gzip bomb gets past it).
+The deadline runs on the caller's clock (`Clock.monotonic`), and a Retry-After date is measured
+from the caller's `Clock.now`: nothing here reads the real clock.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -28,6 +29,7 @@ import httpcore
 import httpx
 
 from briefing import __version__, inputs
+from briefing.domain import Clock
 from briefing.errors import BriefingError, InvalidInput
 
 Resolver = Callable[[str, int], list[str]]
@@ -223,6 +225,7 @@ def _refuse_obvious_private(host: str) -> None:
 def fetch(
     url: str,
     *,
+    clock: Clock,
     etag: str = "",
     last_modified: str = "",
     allow_private: bool = False,
@@ -232,7 +235,11 @@ def fetch(
     client: httpx.Client | None = None,
     resolver: Resolver | None = None,
 ) -> Fetched:
-    """Fetch an http(s) URL or a file:// URI (local files are only stored by `feeds add`)."""
+    """Fetch an http(s) URL or a file:// URI (local files are only stored by `feeds add`).
+
+    `timeout` is one deadline for the whole fetch, redirects and download included, measured on
+    `clock.monotonic()`; each request is given what is left of it as its own timeout.
+    """
     if urlsplit(url).scheme.lower() == "file":
         return read_file(url, etag=etag, max_bytes=max_bytes)
     own = client is None
@@ -241,6 +248,7 @@ def fetch(
         return _fetch_http(
             http,
             url,
+            clock=clock,
             etag=etag,
             last_modified=last_modified,
             allow_private=allow_private,
@@ -258,6 +266,7 @@ def _fetch_http(
     client: httpx.Client,
     url: str,
     *,
+    clock: Clock,
     etag: str,
     last_modified: str,
     allow_private: bool,
@@ -266,7 +275,7 @@ def _fetch_http(
     max_redirects: int,
     resolver: Resolver | None,
 ) -> Fetched:
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
     if etag:
         headers["If-None-Match"] = etag
@@ -275,7 +284,7 @@ def _fetch_http(
     current = url
     for _hop in range(max_redirects + 1):
         target = _checked_url(current, allow_private=allow_private, resolver=resolver)
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             raise FetchFailed(f"timed out after {timeout:g} s")
         try:
@@ -293,10 +302,12 @@ def _fetch_http(
                 if response.status_code != 200:
                     raise FetchFailed(
                         f"HTTP {response.status_code} {response.reason_phrase}".strip(),
-                        retry_after=_retry_after(response.headers.get("retry-after", "")),
+                        retry_after=_retry_after(response.headers.get("retry-after", ""), clock),
                         http_status=response.status_code,
                     )
-                body = _read_limited(response, max_bytes=max_bytes, deadline=deadline, timeout=timeout)
+                body = _read_limited(
+                    response, max_bytes=max_bytes, deadline=deadline, timeout=timeout, clock=clock
+                )
                 return Fetched(
                     200,
                     body,
@@ -326,7 +337,9 @@ def _checked_url(url: str, *, allow_private: bool, resolver: Resolver | None) ->
     return str(parsed)
 
 
-def _read_limited(response: httpx.Response, *, max_bytes: int, deadline: float, timeout: float) -> bytes:
+def _read_limited(
+    response: httpx.Response, *, max_bytes: int, deadline: float, timeout: float, clock: Clock
+) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchFailed(f"feed is larger than the limit of {max_bytes} bytes ({declared} bytes)")
@@ -336,13 +349,14 @@ def _read_limited(response: httpx.Response, *, max_bytes: int, deadline: float, 
         size += len(chunk)
         if size > max_bytes:
             raise FetchFailed(f"feed is larger than the limit of {max_bytes} bytes")
-        if time.monotonic() > deadline:
+        if clock.monotonic() > deadline:
             raise FetchFailed(f"timed out after {timeout:g} s (the feed arrived too slowly)")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _retry_after(value: str) -> float | None:
+def _retry_after(value: str, clock: Clock) -> float | None:
+    """Seconds to wait: the header's delay, or its HTTP date less the clock's now."""
     value = value.strip()
     if not value:
         return None
@@ -354,7 +368,7 @@ def _retry_after(value: str) -> float | None:
         return None
     if moment.tzinfo is None:
         return None
-    return max(0.0, moment.timestamp() - time.time())
+    return max(0.0, (moment - clock.now()).total_seconds())
 
 
 def read_file(uri: str, *, etag: str = "", max_bytes: int = 5_000_000) -> Fetched:

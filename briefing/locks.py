@@ -13,6 +13,9 @@ scheduler turns a silent race into a clear message at start-up.
   psycopg directly. A pooled connection would keep the lock after ``close()`` (it goes back to
   the pool), so no pool is involved. The server drops the lock when the connection ends, which
   also happens when the process dies.
+
+The caller's clock says when the lock was taken (what `briefing status` and the refusal show as
+"since") and paces the few quick retries; nothing here reads the real clock.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import fcntl
 import json
 import os
 import socket
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from briefing.domain import Clock
 from briefing.errors import ConfigError, LockHeld
 
 __all__ = [
@@ -126,11 +129,11 @@ class SchedulerLock:
         *,
         fd: int | None = None,
         connection: Any = None,
-        since: datetime | None = None,
+        since: datetime,
     ) -> None:
         self.kind = kind  # "file" or "advisory"
         self.where = where
-        self.since = since or datetime.now(UTC)
+        self.since = since
         self._fd = fd
         self._conn = connection
 
@@ -191,7 +194,7 @@ class SchedulerLock:
         return f"<SchedulerLock {self.kind} {self.where} {state}>"
 
 
-def _acquire_file_lock(path: Path) -> SchedulerLock:
+def _acquire_file_lock(path: Path, clock: Clock) -> SchedulerLock:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
     try:
@@ -203,7 +206,7 @@ def _acquire_file_lock(path: Path) -> SchedulerLock:
             except BlockingIOError:
                 if attempt == _FILE_LOCK_ATTEMPTS - 1:
                     raise
-                time.sleep(0.05)
+                clock.wait(0.05)
     except BlockingIOError:
         holder = _read_holder_file(fd)
         os.close(fd)
@@ -211,7 +214,7 @@ def _acquire_file_lock(path: Path) -> SchedulerLock:
     except BaseException:
         os.close(fd)
         raise
-    since = datetime.now(UTC)
+    since = clock.now()
     info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since.isoformat(timespec="seconds")}
     try:
         os.ftruncate(fd, 0)
@@ -263,7 +266,7 @@ def _postgres_holder(conn: Any) -> LockHolder | None:
     return LockHolder(pid=pid, host=host, since=backend_start)
 
 
-def _acquire_advisory_lock(url: sa.URL) -> SchedulerLock:
+def _acquire_advisory_lock(url: sa.URL, clock: Clock) -> SchedulerLock:
     conn = _connect_postgres(url)
     where = f"PostgreSQL advisory lock {ADVISORY_LOCK_KEY} on {url.host or 'localhost'}/{url.database}"
     try:
@@ -274,19 +277,20 @@ def _acquire_advisory_lock(url: sa.URL) -> SchedulerLock:
     except BaseException:
         conn.close()
         raise
-    return SchedulerLock("advisory", where, connection=conn)
+    return SchedulerLock("advisory", where, connection=conn, since=clock.now())
 
 
-def acquire_scheduler_lock(database_url: str, lock_dir: Path) -> SchedulerLock:
+def acquire_scheduler_lock(database_url: str, lock_dir: Path, *, clock: Clock) -> SchedulerLock:
     """Take the single-scheduler lock for this database or raise LockHeld naming the holder.
 
-    Hold the returned lock for the life of the scheduler process.
+    `clock.now()` is recorded as the holder's "since". Hold the returned lock for the life of the
+    scheduler process.
     """
     url = sa.engine.make_url(database_url)
     if _is_sqlite(url):
-        return _acquire_file_lock(lock_file_path(database_url, lock_dir))
+        return _acquire_file_lock(lock_file_path(database_url, lock_dir), clock)
     if _is_postgres(url):
-        return _acquire_advisory_lock(url)
+        return _acquire_advisory_lock(url, clock)
     raise ConfigError("unsupported database URL for the scheduler lock", field="database_url")
 
 

@@ -32,7 +32,6 @@ import binascii
 import hashlib
 import html
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -264,6 +263,16 @@ def _qp(text: str) -> bytes:
     encoded = binascii.b2a_qp(text.encode("utf-8", "surrogatepass"), istext=True)
     encoded = encoded.replace(b"\n", _CRLF)
     if not encoded.endswith(_CRLF):
+        head, sep, last = encoded.rpartition(_CRLF)
+        if len(last) >= MAX_LINE:
+            # b2a_qp fills a last line up to 76: break it once more so the soft break's "=" fits,
+            # never inside an =XX escape ("=" only ever starts one; b2a_qp writes a literal one as =3D).
+            cut = MAX_LINE - 1
+            if last[cut - 1 : cut] == b"=":
+                cut -= 1
+            elif last[cut - 2 : cut - 1] == b"=":
+                cut -= 2
+            encoded = head + sep + last[:cut] + _SOFT_BREAK + last[cut:]
         encoded += _SOFT_BREAK
     return encoded
 
@@ -394,10 +403,8 @@ class MessageTemplate:
         digest = hashlib.blake2b(self._id_salt + str(subscriber_id).encode(), digest_size=6).hexdigest()
         return f"<{self.edition_key}.{subscriber_id}.{digest}@{self.message_id_domain}>"
 
-    def _date(self, when: datetime | None) -> bytes:
-        if when is None:
-            when = datetime.now(UTC)
-        elif when.tzinfo is None:
+    def _date(self, when: datetime) -> bytes:
+        if when.tzinfo is None:
             raise InvalidInput("the date must be timezone-aware", field="date")
         stamp = int(when.timestamp())
         cached_stamp, cached = self._date_cache
@@ -413,9 +420,14 @@ class MessageTemplate:
         recipient: Recipient,
         unsubscribe_url: str | None = None,
         preferences_url: str | None = None,
-        date: datetime | None = None,
+        *,
+        date: datetime,
     ) -> bytes:
-        """The complete message for one reader, CRLF line ends, ready for SMTP DATA or DKIM signing."""
+        """The complete message for one reader, CRLF line ends, ready for SMTP DATA or DKIM signing.
+
+        `date` (timezone-aware) is the Date header: the caller's clock, so a retry or a test
+        chooses it.
+        """
         sid = recipient.subscriber_id
         if type(sid) is not int or sid <= 0:
             raise InvalidInput("must be a positive integer", field="subscriber_id")
@@ -558,8 +570,11 @@ class DkimSigner:
         der = public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
 
-    def sign(self, message: bytes, *, timestamp: int | None = None) -> bytes:
-        """Return the message with a DKIM-Signature header prepended (the body hash covers the real body)."""
+    def sign(self, message: bytes, *, now: datetime) -> bytes:
+        """Return the message with a DKIM-Signature header prepended (the body hash covers the real body).
+
+        `now` (timezone-aware) is the signing time written as `t=`.
+        """
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
@@ -606,7 +621,9 @@ class DkimSigner:
                 used[key] = taken + 1
                 signed_names.append(name)
 
-        stamp = int(time.time()) if timestamp is None else timestamp
+        if now.tzinfo is None:
+            raise InvalidInput("the signing time must be timezone-aware", field="now")
+        stamp = int(now.timestamp())
         tags = [
             "v=1;",
             f"a={self.algorithm};",

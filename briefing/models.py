@@ -12,10 +12,6 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import JSON, Column, Field, SQLModel, UniqueConstraint
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, also on SQLite (which silently drops tzinfo)."""
 
@@ -50,8 +46,8 @@ class Article(SQLModel, table=True):
     published_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     source: str = Field(default="manual", max_length=20)
     feed_id: int | None = Field(default=None, index=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class Story(SQLModel, table=True):
@@ -71,8 +67,8 @@ class Story(SQLModel, table=True):
     embargo_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_by: str = Field(default="", max_length=320)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class Subscriber(SQLModel, table=True):
@@ -89,8 +85,8 @@ class Subscriber(SQLModel, table=True):
     soft_bounce_count: int = Field(default=0)
     token_version: int = Field(default=1)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class Edition(SQLModel, table=True):
@@ -116,8 +112,8 @@ class Edition(SQLModel, table=True):
     sent_count: int = Field(default=0)
     failed_count: int = Field(default=0)
     last_error: str = Field(default="", max_length=2000)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class Delivery(SQLModel, table=True):
@@ -140,7 +136,7 @@ class Delivery(SQLModel, table=True):
     # DATA went out and no reply came at least once; kept after a resend so the report can list it.
     was_ambiguous: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class Editor(SQLModel, table=True):
@@ -149,7 +145,7 @@ class Editor(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     role: str = Field(default="editor", max_length=20)
     active: bool = Field(default=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
@@ -159,7 +155,7 @@ class SkipDate(SQLModel, table=True):
     __tablename__ = "skip_date"
     skip_date: date = Field(primary_key=True)
     reason: str = Field(default="", max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class SchedulerHeartbeat(SQLModel, table=True):
@@ -189,7 +185,7 @@ class Feed(SQLModel, table=True):
     last_error: str = Field(default="", max_length=2000)
     consecutive_errors: int = Field(default=0)
     articles_seen: int = Field(default=0)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class ApiToken(SQLModel, table=True):
@@ -199,6 +195,6 @@ class ApiToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
     token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

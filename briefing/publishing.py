@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from briefing.delivery import DeliveryPolicy, DeliveryReport, DeliveryRun, RunTa
 from briefing.domain import (
     ArticleData,
     Briefing,
+    Clock,
     ComposeOptions,
     EditionData,
     EditionStatus,
@@ -34,7 +35,6 @@ from briefing.domain import (
 )
 from briefing.errors import Conflict, NotFound, PreflightFailed
 from briefing.message import DkimSigner, MessageTemplate
-from briefing.models import utcnow
 from briefing.preflight import PreflightReport, preflight
 from briefing.render import Renderer, personalise
 from briefing.store import articles as article_store
@@ -101,9 +101,12 @@ class SendOutcome:
 class MailFactory:
     """Per-edition message skeleton plus per-reader links; microseconds per message."""
 
-    def __init__(self, setup: EditionSetup, edition_date: date, subject: str, html: str, text: str) -> None:
+    def __init__(
+        self, setup: EditionSetup, edition_date: date, subject: str, html: str, text: str, clock: Clock
+    ) -> None:
         m = setup.mailing
         self.setup = setup
+        self.clock = clock
         self.template = MessageTemplate(
             from_name=m.from_name,
             from_address=m.from_address,
@@ -133,9 +136,11 @@ class MailFactory:
         )
 
     def message(self, recipient: Recipient, when: datetime | None = None) -> tuple[bytes, str]:
-        data = self.template.render(recipient, date=when)
+        """The reader's copy, dated `when` (default: now on the factory's clock) and signed if set up."""
+        moment = when or self.clock.now()
+        data = self.template.render(recipient, date=moment)
         if self.setup.dkim is not None:
-            data = self.setup.dkim.sign(data)
+            data = self.setup.dkim.sign(data, now=moment)
         return data, self.template.message_id(recipient.subscriber_id)
 
     def for_claim(self, claim: Claim) -> tuple[bytes, str]:
@@ -229,12 +234,19 @@ class Preview:
     recipient: Recipient
 
 
-def preview(engine: sa.Engine, setup: EditionSetup, edition_date: date, *, as_email: str = "") -> Preview:
+def preview(
+    engine: sa.Engine, setup: EditionSetup, edition_date: date, *, clock: Clock, as_email: str = ""
+) -> Preview:
     """The exact message one reader (or a sample reader) would get, without touching the ledger."""
     with Session(engine) as session:
         prepared = prepare(session, setup, edition_date)
         factory = MailFactory(
-            setup, edition_date, prepared.rendered.subject, prepared.rendered.html, prepared.rendered.text
+            setup,
+            edition_date,
+            prepared.rendered.subject,
+            prepared.rendered.html,
+            prepared.rendered.text,
+            clock,
         )
         if as_email:
             sub = subscriber_store.find_by_email(session, as_email)
@@ -262,14 +274,20 @@ def write_preview(result: Preview, out_dir: Path) -> dict[str, Path]:
 
 
 def send_test(
-    engine: sa.Engine, setup: EditionSetup, edition_date: date, to_address: str, transport: Transport
+    engine: sa.Engine,
+    setup: EditionSetup,
+    edition_date: date,
+    to_address: str,
+    transport: Transport,
+    *,
+    clock: Clock,
 ) -> SendResult:
     """One copy to one address, marked as a test; the ledger is not touched."""
     with Session(engine) as session:
         prepared = prepare(session, setup, edition_date)
         sub = subscriber_store.find_by_email(session, to_address)
     subject = f"[Test] {prepared.rendered.subject}"
-    factory = MailFactory(setup, edition_date, subject, prepared.rendered.html, prepared.rendered.text)
+    factory = MailFactory(setup, edition_date, subject, prepared.rendered.html, prepared.rendered.text, clock)
     if sub is not None:
         recipient = factory.recipient(sub.id, sub.email, sub.name)
     else:
@@ -314,7 +332,7 @@ def send_edition(
     edition_date: date,
     transport: Transport,
     *,
-    now: datetime | None = None,
+    clock: Clock,
     force: bool = False,
     retry_failed: bool = False,
     stop: threading.Event | None = None,
@@ -325,25 +343,25 @@ def send_edition(
     Safe to run any number of times, from any number of processes: the edition date is unique,
     the ledger has one row per reader, and `sent` rows are never sent again.
     """
-    now = now or datetime.now(UTC)
+    now = clock.now()
     send_at = cal.send_time_for(edition_date, setup.plan)
     window_end = send_at + setup.plan.max_lateness
     with session_scope(engine) as session:
-        edition = edition_store.ensure_edition(session, edition_date, scheduled_for=send_at)
+        edition = edition_store.ensure_edition(session, edition_date, now=now, scheduled_for=send_at)
         blocked = _refusal(session, edition, now, send_at, window_end, force=force, retry_failed=retry_failed)
         if blocked is not None:
             return blocked
         if retry_failed:
             if ledger.retry_failed(session, edition.id, now=now) == 0:
                 return SendOutcome(edition, "nothing to retry: no failed or deferred copies")
-            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING)
+            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING, now=now)
     prepared: Prepared | None = None
     with session_scope(engine) as session:
         edition = edition_store.get_edition(session, edition_date)
         if edition.status == EditionStatus.EXPIRED and force:
             # Sent late on purpose: pick up where it stopped, or start it if it never began.
             reopened = EditionStatus.PARTIAL if edition.frozen_at else EditionStatus.SCHEDULED
-            edition = edition_store.set_status(session, edition.id, reopened)
+            edition = edition_store.set_status(session, edition.id, reopened, now=now)
         if edition.status == EditionStatus.SCHEDULED:
             prepared = prepare(session, setup, edition_date, now=max(now, send_at) if not force else now)
             if not prepared.report.ok:
@@ -361,19 +379,24 @@ def send_edition(
                 text=prepared.rendered.text,
                 story_ids=[s.id for s in prepared.briefing.stories if s.id > 0],
                 featured_urls=featured_urls(prepared.briefing),
+                now=now,
             )
-            size = ledger.snapshot(session, edition.id)
-            edition_store.set_snapshot_size(session, edition.id, size)
-            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING, started=True)
+            size = ledger.snapshot(session, edition.id, now=now)
+            edition_store.set_snapshot_size(session, edition.id, size, now=now)
+            edition = edition_store.set_status(
+                session, edition.id, EditionStatus.SENDING, started=True, now=now
+            )
         elif edition.status in (EditionStatus.FROZEN,):
-            size = ledger.snapshot(session, edition.id)
-            edition_store.set_snapshot_size(session, edition.id, size)
-            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING, started=True)
+            size = ledger.snapshot(session, edition.id, now=now)
+            edition_store.set_snapshot_size(session, edition.id, size, now=now)
+            edition = edition_store.set_status(
+                session, edition.id, EditionStatus.SENDING, started=True, now=now
+            )
         elif edition.status in (EditionStatus.PAUSED, EditionStatus.PARTIAL):
-            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING)
+            edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING, now=now)
         html, text = edition_store.frozen_content(session, edition.id)
 
-    factory = MailFactory(setup, edition_date, edition.subject, html, text)
+    factory = MailFactory(setup, edition_date, edition.subject, html, text, clock)
     policy = replace(setup.policy, window_end=None if force else window_end)
     run = DeliveryRun(
         engine,
@@ -384,9 +407,10 @@ def send_edition(
         policy=policy,
         stop=stop,
         on_progress=on_progress,
+        clock=clock,
     )
     report = run.run()
-    return _finish(engine, edition, report)
+    return _finish(engine, edition, report, now=clock.now())
 
 
 def _refusal(
@@ -436,7 +460,11 @@ def _refusal(
     if now > window_end:
         if status == EditionStatus.SCHEDULED:
             edition_store.set_status(
-                session, edition.id, EditionStatus.EXPIRED, error=f"not started by {window_end.isoformat()}"
+                session,
+                edition.id,
+                EditionStatus.EXPIRED,
+                error=f"not started by {window_end.isoformat()}",
+                now=now,
             )
             session.commit()
         raise Conflict(
@@ -450,25 +478,25 @@ def _hhmm(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _finish(engine: sa.Engine, edition: EditionData, report: DeliveryReport) -> SendOutcome:
+def _finish(engine: sa.Engine, edition: EditionData, report: DeliveryReport, *, now: datetime) -> SendOutcome:
     day = edition.edition_date.isoformat()
     with session_scope(engine) as session:
         counts = report.counts
-        edition_store.set_counts(session, edition.id, sent=counts.sent, failed=counts.failed)
+        edition_store.set_counts(session, edition.id, sent=counts.sent, failed=counts.failed, now=now)
         if report.complete:
             updated = edition_store.set_status(
-                session, edition.id, EditionStatus.SENT, finished=True, error=""
+                session, edition.id, EditionStatus.SENT, finished=True, error="", now=now
             )
-            story_store.mark_used(session, list(edition.story_ids), edition.edition_date)
+            story_store.mark_used(session, list(edition.story_ids), edition.edition_date, now=now)
             subscriber_store.reset_soft_bounces(session, edition.id)
             message = f"the edition of {day} is sent: {counts.sent} delivered, {counts.failed} failed"
         elif report.paused_reason:
             updated = edition_store.set_status(
-                session, edition.id, EditionStatus.PAUSED, error=report.paused_reason
+                session, edition.id, EditionStatus.PAUSED, error=report.paused_reason, now=now
             )
             message = f"sending paused: {report.paused_reason}"
         else:
-            updated = edition_store.set_status(session, edition.id, EditionStatus.PARTIAL)
+            updated = edition_store.set_status(session, edition.id, EditionStatus.PARTIAL, now=now)
             waiting = counts.pending + counts.deferred + counts.claimed
             why = "stopped" if report.stopped else "some copies are still waiting"
             message = (
@@ -485,29 +513,29 @@ def edition_counts(session: Session, edition_date: date) -> tuple[EditionData, L
     return edition, ledger.counts(session, edition.id), ledger.ambiguous_count(session, edition.id)
 
 
-def set_note(session: Session, edition_date: date, note: str) -> EditionData:
+def set_note(session: Session, edition_date: date, note: str, *, now: datetime) -> EditionData:
     """The editor's note for one day (Markdown); empty removes it. Only before the edition is frozen."""
-    edition = edition_store.ensure_edition(session, edition_date)
-    return edition_store.set_note(session, edition.id, inputs.multi_line(note, field="note", max_len=2000))
+    edition = edition_store.ensure_edition(session, edition_date, now=now)
+    text = inputs.multi_line(note, field="note", max_len=2000)
+    return edition_store.set_note(session, edition.id, text, now=now)
 
 
-def hold(session: Session, edition_date: date, held: bool) -> EditionData:
-    edition = edition_store.ensure_edition(session, edition_date)
-    return edition_store.set_hold(session, edition.id, held)
+def hold(session: Session, edition_date: date, held: bool, *, now: datetime) -> EditionData:
+    edition = edition_store.ensure_edition(session, edition_date, now=now)
+    return edition_store.set_hold(session, edition.id, held, now=now)
 
 
-def expire_if_unsent(session: Session, edition_date: date, reason: str) -> EditionData | None:
-    edition = edition_store.find_edition(session, edition_date)
-    if edition is None:
-        edition = edition_store.ensure_edition(session, edition_date)
+def expire_if_unsent(
+    session: Session, edition_date: date, reason: str, *, now: datetime
+) -> EditionData | None:
+    edition = edition_store.ensure_edition(session, edition_date, now=now)
     if edition.status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
-        return edition_store.set_status(session, edition.id, EditionStatus.EXPIRED, error=reason)
+        return edition_store.set_status(session, edition.id, EditionStatus.EXPIRED, error=reason, now=now)
     return None
 
 
-def default_edition_date(plan: cal.SendPlan, now: datetime | None = None) -> date:
+def default_edition_date(plan: cal.SendPlan, now: datetime) -> date:
     """Today's edition while its window is open, otherwise the next one."""
-    now = now or utcnow()
     previous = cal.previous_send_time(now, plan, plan.max_lateness)
     if previous is not None:
         return previous.edition_date

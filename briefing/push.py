@@ -34,11 +34,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(session: Session, name: str) -> tuple[ApiTokenData, str]:
+def create_token(session: Session, name: str, *, now: datetime) -> tuple[ApiTokenData, str]:
     """Store a new token under `name`; returns it with the secret, which is never retrievable again."""
     clean = inputs.one_line(name, field="name", max_len=100, required=True)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    return token_store.add_token(session, clean, hash_token(secret)), secret
+    return token_store.add_token(session, clean, hash_token(secret), now=now), secret
 
 
 def revoke_token(session: Session, name: str, *, now: datetime) -> tuple[ApiTokenData, bool]:
@@ -76,7 +76,7 @@ class PushResult:
         return out
 
 
-def store_pushed_articles(engine: sa.Engine, records: Sequence[object]) -> list[PushResult]:
+def store_pushed_articles(engine: sa.Engine, records: Sequence[object], *, now: datetime) -> list[PushResult]:
     """Validate and upsert each record by (canonical) URL, in one transaction with a savepoint each."""
     results: list[PushResult] = []
     with session_scope(engine) as session:
@@ -90,15 +90,15 @@ def store_pushed_articles(engine: sa.Engine, records: Sequence[object]) -> list[
             except InvalidInput as exc:
                 results.append(PushResult(index, "rejected", error=str(exc)))
                 continue
-            results.append(_upsert(session, index, item))
+            results.append(_upsert(session, index, item, now))
     return results
 
 
-def _upsert(session: Session, index: int, item: article_store.ArticleInput) -> PushResult:
+def _upsert(session: Session, index: int, item: article_store.ArticleInput, now: datetime) -> PushResult:
     for attempt in range(2):
         try:
             with session.begin_nested():
-                article, outcome = article_store.upsert_article(session, item)
+                article, outcome = article_store.upsert_article(session, item, now=now)
             return PushResult(index, outcome, article.id, article.url)
         except sa.exc.IntegrityError:
             if attempt:  # a concurrent push stored the same URL first; the retry finds it

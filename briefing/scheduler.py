@@ -71,7 +71,7 @@ _WAIT_SLICE = 0.5  # seconds; the main loop wakes this often so signals are hand
 SendJob = Callable[[date, datetime], object]
 PreflightJob = Callable[[date], object]
 Heartbeat = Callable[[datetime], None]
-Clock = Callable[[], datetime]
+Now = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
@@ -162,7 +162,7 @@ def run_scheduler(
     extra_jobs: list[PeriodicJob] | None = None,
     stop_event: threading.Event | None = None,
     log: logging.Logger | None = None,
-    now: Clock = utc_now,
+    now: Now = utc_now,
     catch_up: bool = True,
     catch_up_margin: timedelta = DEFAULT_CATCH_UP_MARGIN,
     shutdown_timeout: timedelta = DEFAULT_SHUTDOWN_TIMEOUT,

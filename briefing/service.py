@@ -37,7 +37,7 @@ class ArticleImportReport:
     rejected: list[files.Rejected] = field(default_factory=list)
 
 
-def import_articles(engine: sa.Engine, path: Path) -> ArticleImportReport:
+def import_articles(engine: sa.Engine, path: Path, *, now: datetime) -> ArticleImportReport:
     """Upsert every good row by URL; bad rows are reported by line and never stored."""
     report = ArticleImportReport()
     rows = files.read_articles(path)
@@ -47,7 +47,7 @@ def import_articles(engine: sa.Engine, path: Path) -> ArticleImportReport:
                 report.rejected.append(row.rejected)
                 continue
             assert row.value is not None
-            _, outcome = article_store.upsert_article(session, row.value)
+            _, outcome = article_store.upsert_article(session, row.value, now=now)
             setattr(report, outcome, getattr(report, outcome) + 1)
     return report
 
@@ -76,7 +76,7 @@ class StoryRequest:
     created_by: str = ""
 
 
-def add_story(session: Session, request: StoryRequest) -> StoryItem:
+def add_story(session: Session, request: StoryRequest, *, now: datetime) -> StoryItem:
     """Queue a story from a stored article (by id or URL) or as a standalone link."""
     article: ArticleData | None = None
     if request.article_id is not None:
@@ -116,10 +116,10 @@ def add_story(session: Session, request: StoryRequest) -> StoryItem:
         image_alt=inputs.one_line(request.image_alt, field="image_alt", max_len=300),
         created_by=request.created_by,
     )
-    return story_store.add_story(session, item)
+    return story_store.add_story(session, item, now=now)
 
 
-def edit_story(session: Session, story_id: int, raw: dict[str, object]) -> StoryItem:
+def edit_story(session: Session, story_id: int, raw: dict[str, object], *, now: datetime) -> StoryItem:
     """Validate each given field, then apply them together (all or nothing)."""
     changes: dict[str, object] = {}
     for name, value in raw.items():
@@ -143,7 +143,7 @@ def edit_story(session: Session, story_id: int, raw: dict[str, object]) -> Story
             changes[name] = value
         else:
             raise InvalidInput("cannot be edited", field=name)
-    return story_store.update_story(session, story_id, changes)
+    return story_store.update_story(session, story_id, changes, now=now)
 
 
 def _story_status(value: str) -> str:
@@ -173,6 +173,7 @@ def import_subscribers(
     source: str = "import",
     rejects_to: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    now: datetime,
 ) -> SubscriberImportReport:
     """Stream a CSV into the list in batches, one transaction per batch.
 
@@ -208,9 +209,9 @@ def import_subscribers(
             assert row.value is not None
             batch.append(row.value)
             if len(batch) >= IMPORT_BATCH:
-                _import_batch(engine, batch, status, source, first_new_id, report.counts)
+                _import_batch(engine, batch, status, source, first_new_id, report.counts, now)
                 batch = []
-        _import_batch(engine, batch, status, source, first_new_id, report.counts)
+        _import_batch(engine, batch, status, source, first_new_id, report.counts, now)
     finally:
         if reject_handle is not None:
             reject_handle.close()
@@ -225,31 +226,37 @@ def _import_batch(
     source: str,
     first_new_id: int,
     counts: subscriber_store.ImportCounts,
+    now: datetime,
 ) -> None:
     if not batch:
         return
     with session_scope(engine) as session:
         subscriber_store.import_batch(
-            session, batch, status=status, source=source, first_new_id=first_new_id, counts=counts
+            session, batch, status=status, source=source, first_new_id=first_new_id, counts=counts, now=now
         )
 
 
 def add_subscriber(
-    session: Session, email: str, name: str = "", *, status: SubscriberStatus = SubscriberStatus.ACTIVE
+    session: Session,
+    email: str,
+    name: str = "",
+    *,
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    now: datetime,
 ) -> SubscriberData:
     item = subscriber_store.SubscriberInput(
         email=inputs.email_address(email), name=inputs.one_line(name, field="name", max_len=inputs.MAX_NAME)
     )
-    return subscriber_store.add_subscriber(session, item, status=status)
+    return subscriber_store.add_subscriber(session, item, status=status, now=now)
 
 
 def subscriber_by_email(session: Session, email: str) -> SubscriberData:
     return subscriber_store.get_by_email(session, inputs.email_address(email))
 
 
-def unsubscribe_email(session: Session, email: str) -> tuple[SubscriberData, bool]:
+def unsubscribe_email(session: Session, email: str, *, now: datetime) -> tuple[SubscriberData, bool]:
     found = subscriber_by_email(session, email)
-    return subscriber_store.unsubscribe(session, found.id)
+    return subscriber_store.unsubscribe(session, found.id, now=now)
 
 
 def delete_subscriber_email(session: Session, email: str) -> SubscriberData:

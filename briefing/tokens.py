@@ -3,7 +3,9 @@
 Each purpose has its own salt, so a token minted for one purpose is worthless for another. Keys are
 given oldest first: the newest signs, every key verifies, which lets an operator rotate the secret
 without breaking links already sitting in inboxes. Unsubscribe and preferences tokens never expire
-(opt-out links must keep working long after the send); confirm tokens do.
+(opt-out links must keep working long after the send); confirm tokens do, so minting and reading
+one takes the time as an argument (`now`) instead of reading the clock: a test about a week-old link
+says which week it is.
 
 The URL shapes below are a contract with the web app and with every email already sent: they must
 not change.
@@ -15,10 +17,18 @@ import base64
 import hashlib
 import hmac
 import re
-from datetime import timedelta
+import zlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 
 from briefing.errors import InvalidInput, TokenExpired, TokenInvalid
 
@@ -31,11 +41,39 @@ CONFIRM_SALT = "confirm-v1"
 MAX_TOKEN_LENGTH = 600
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_\-.]{8,600}")
 _MAX_ID = 2**63 - 1
+# itsdangerous zlib-compresses a payload when that saves more than one byte. A zlib stream is at
+# least 6 bytes of framing plus, for "[id,version]", 4 literals ("[", the first digit, ",", "]")
+# and one back-reference, so JSON of up to 14 characters (ids below 10**10) never compresses.
+_NEVER_COMPRESSES = 14
 
 
 def _is_id(value: object) -> bool:
     # bool is an int subclass; a payload of [true, 1] must not pass as subscriber 1.
     return type(value) is int and 0 < value <= _MAX_ID
+
+
+class ClockedTimestampSigner(TimestampSigner):
+    """itsdangerous' TimestampSigner, told the time instead of reading `time.time()`.
+
+    `get_timestamp` is what itsdangerous uses both to stamp a new value and to work out an old
+    one's age, so a serializer built with this signer signs and checks expiry on the caller's
+    clock. The bytes are those of the stock signer at that instant (whole seconds since 1970).
+    Pass it as `URLSafeTimedSerializer(..., signer=ClockedTimestampSigner,
+    signer_kwargs={"now": clock.now})`; `now` returns an aware datetime.
+    """
+
+    def __init__(self, *args: Any, now: Callable[[], datetime], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._now = now
+
+    def get_timestamp(self) -> int:
+        return _epoch_seconds(self._now())
+
+
+def _epoch_seconds(moment: datetime) -> int:
+    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput("must be a timezone-aware datetime", field="now")
+    return int(moment.timestamp())
 
 
 class TokenSigner:
@@ -46,9 +84,9 @@ class TokenSigner:
         if not keys:
             raise InvalidInput("at least one non-empty secret key is needed", field="secret_keys")
         # itsdangerous signs with the last key and tries all of them when reading.
+        self._keys = keys
         self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)
         self._preferences = URLSafeSerializer(keys, salt=PREFERENCES_SALT)
-        self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM_SALT)
         self._mint_unsubscribe = _PairMinter(self._unsubscribe, keys[-1], UNSUBSCRIBE_SALT)
         self._mint_preferences = _PairMinter(self._preferences, keys[-1], PREFERENCES_SALT)
 
@@ -80,8 +118,18 @@ class TokenSigner:
 
     # --- confirm (expires)
 
-    def confirm_token(self, subject: str | int) -> str:
-        """A double opt-in token for an email address or a subscriber id.
+    def _confirm_at(self, now: datetime) -> URLSafeTimedSerializer:
+        # One serializer per call: the instant is part of it, and this object is shared by threads.
+        _epoch_seconds(now)  # refuse a naive datetime here, not deep inside itsdangerous
+        return URLSafeTimedSerializer(
+            self._keys,
+            salt=CONFIRM_SALT,
+            signer=ClockedTimestampSigner,
+            signer_kwargs={"now": lambda: now},
+        )
+
+    def confirm_token(self, subject: str | int, *, now: datetime) -> str:
+        """A double opt-in token for an email address or a subscriber id, stamped with `now`.
 
         The payload is signed, not encrypted: prefer the subscriber id so that the address does not
         travel in URLs (and proxy logs).
@@ -92,14 +140,15 @@ class TokenSigner:
             _check_id(subject, "subscriber_id")
         elif not subject or len(subject) > 320:
             raise InvalidInput("email must be 1 to 320 characters", field="email")
-        return str(self._confirm.dumps(subject))
+        return str(self._confirm_at(now).dumps(subject))
 
-    def read_confirm(self, token: str, max_age: int | float | timedelta) -> str | int:
-        """Return the email or subscriber id; TokenExpired when genuine but older than max_age."""
+    def read_confirm(self, token: str, max_age: int | float | timedelta, *, now: datetime) -> str | int:
+        """Return the email or subscriber id; TokenExpired when genuine but older than max_age at `now`."""
         seconds = max_age.total_seconds() if isinstance(max_age, timedelta) else float(max_age)
         _precheck(token)
+        serializer = self._confirm_at(now)
         try:
-            value: Any = self._confirm.loads(token, max_age=int(seconds))
+            value: Any = serializer.loads(token, max_age=int(seconds))
         except SignatureExpired:
             raise TokenExpired("this confirmation link has expired") from None
         except (BadSignature, ValueError, TypeError):
@@ -125,15 +174,19 @@ class _PairMinter:
             self._mint_fast(a, b) == str(serializer.dumps([a, b])) for a, b in ((1, 1), (424242, 7))
         )
 
-    def _mint_fast(self, subscriber_id: int, token_version: int) -> str:
-        # Compact JSON of two small ints never compresses, so the payload is always plain.
-        payload = base64.urlsafe_b64encode(f"[{subscriber_id},{token_version}]".encode()).rstrip(b"=")
+    def _mint_fast(self, subscriber_id: int, token_version: int) -> str | None:
+        """The token, or None when itsdangerous would compress this payload (long, repetitive ids)."""
+        data = f"[{subscriber_id},{token_version}]".encode()
+        if len(data) > _NEVER_COMPRESSES and len(zlib.compress(data)) < len(data) - 1:
+            return None
+        payload = base64.urlsafe_b64encode(data).rstrip(b"=")
         mac = hmac.new(self._key, payload, hashlib.sha1).digest()  # itsdangerous' default: HMAC-SHA1
         return (payload + b"." + base64.urlsafe_b64encode(mac).rstrip(b"=")).decode("ascii")
 
     def mint(self, subscriber_id: int, token_version: int) -> str:
-        if self._fast:
-            return self._mint_fast(subscriber_id, token_version)
+        token = self._mint_fast(subscriber_id, token_version) if self._fast else None
+        if token is not None:
+            return token
         return str(self._serializer.dumps([subscriber_id, token_version]))
 
 

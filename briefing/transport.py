@@ -30,8 +30,7 @@ import queue
 import smtplib
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from briefing.domain import Clock
 from briefing.errors import AuthFailed, InvalidInput, TransportError
 
 log = logging.getLogger(__name__)
@@ -534,36 +534,31 @@ def _close_quietly(smtp: smtplib.SMTP | None) -> None:
 
 
 class RateLimiter:
-    """Token bucket shared by all connections: at most `rate` messages per second, bursts of `burst`."""
+    """Token bucket shared by all connections: at most `rate` messages per second, bursts of `burst`.
 
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    Time is the caller's `clock`: its `monotonic()` refills the bucket and its `wait()` paces the sends.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None, *, clock: Clock) -> None:
         if rate <= 0:
             raise InvalidInput("must be above 0", field="rate_limit")
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate)
         self._tokens = self.burst
         self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
+        self._last = clock.monotonic()
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
         """Reserve one slot and wait for it outside the lock; returns the seconds waited."""
         with self._lock:
-            now = self._clock()
+            now = self._clock.monotonic()
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
             self._last = now
             self._tokens -= 1.0
             wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
         if wait > 0:
-            self._sleep(wait)
+            self._clock.wait(wait)
         return wait
 
 
@@ -585,7 +580,9 @@ class ConnectionPool:
         max_messages_per_connection: int = 0,
         checkout_timeout: float | None = None,
         local_hostname: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """`clock` paces a `rate_limit`; it is required with one (nothing here reads the real clock)."""
         if not 1 <= size <= 64:
             raise InvalidInput("must be from 1 to 64", field="smtp_pool_size")
         if timeout <= 0:
@@ -594,7 +591,11 @@ class ConnectionPool:
         self.size = size
         self.max_messages_per_connection = max_messages_per_connection
         self.checkout_timeout = checkout_timeout if checkout_timeout is not None else timeout * 4
-        self._limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
+        self._limiter: RateLimiter | None = None
+        if rate_limit > 0:
+            if clock is None:
+                raise InvalidInput("a rate limit needs the caller's clock", field="rate_limit")
+            self._limiter = RateLimiter(rate_limit, clock=clock)
         self._connections = [
             SmtpConnection(config, timeout=timeout, ca_file=ca_file, local_hostname=local_hostname)
             for _ in range(size)
@@ -722,8 +723,11 @@ def open_transport(
     ca_file: str | None = None,
     rate_limit: float = 0.0,
     max_messages_per_connection: int = 0,
+    clock: Clock | None = None,
 ) -> ConnectionPool | MaildirTransport | MemoryTransport:
-    """The transport an SMTP URL names, with the same `send` for all of them."""
+    """The transport an SMTP URL names, with the same `send` for all of them.
+
+    A `rate_limit` needs `clock` (the edge's), which paces the sends."""
     cfg = parse_smtp_url(config) if isinstance(config, str) else config
     if cfg.scheme == "memory":
         return MemoryTransport()
@@ -736,4 +740,5 @@ def open_transport(
         ca_file=ca_file,
         rate_limit=rate_limit,
         max_messages_per_connection=max_messages_per_connection,
+        clock=clock,
     )

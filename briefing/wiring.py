@@ -6,14 +6,16 @@ edition setup, so a preview in the browser matches what `briefing send` sends.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from briefing import calendar as cal
 from briefing.config import Settings, parse_dates, parse_duration, parse_send_days
 from briefing.delivery import DeliveryPolicy
-from briefing.domain import ComposeOptions
+from briefing.domain import Clock, ComposeOptions
 from briefing.errors import ConfigError
 from briefing.feeds import DEFAULT_POLICY, FeedPolicy
 from briefing.message import DkimSigner
@@ -23,6 +25,35 @@ from briefing.tokens import TokenSigner
 from briefing.transport import ConnectionPool, MaildirTransport, MemoryTransport, open_transport
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SystemClock:
+    """The real clock. Only the edges create one; everything below is handed a `Clock`."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        return (stop or threading.Event()).wait(max(0.0, seconds))
+
+
+class PinnedClock(SystemClock):
+    """Starts at a chosen instant and runs on at the real pace (BRIEFING_NOW: rehearsals and tests)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start = start.astimezone(UTC)
+        self._origin = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._origin)
+
+
+def clock(settings: Settings) -> Clock:
+    """The process's clock: the real one, or the one BRIEFING_NOW pins to a chosen instant."""
+    return PinnedClock(settings.now) if settings.now is not None else SystemClock()
 
 
 def templates_dir(settings: Settings) -> Path:
@@ -121,13 +152,15 @@ def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None
     )
 
 
-def transport(settings: Settings) -> ConnectionPool | MaildirTransport | MemoryTransport:
+def transport(settings: Settings, clock: Clock) -> ConnectionPool | MaildirTransport | MemoryTransport:
+    """The configured outgoing mail; the clock paces sends when BRIEFING_SMTP_RATE_LIMIT is set."""
     return open_transport(
         settings.smtp_url.get_secret_value(),
         pool_size=settings.smtp_pool_size,
         timeout=settings.smtp_timeout,
         ca_file=settings.smtp_ca_file or None,
         rate_limit=settings.smtp_rate_limit,
+        clock=clock,
     )
 
 

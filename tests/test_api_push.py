@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -19,8 +19,11 @@ from briefing.errors import Conflict, InvalidInput
 from briefing.models import ApiToken, Article
 from briefing.store import tokens as token_store
 from briefing.web.api import router
+from tests.fixtures.clock import ManualClock
 
 pytestmark = pytest.mark.timeout(60)
+
+NOW = datetime(2026, 11, 28, 7, 15, tzinfo=UTC)  # the morning after the article below
 
 GOOD = {
     "url": "https://news.example.com/2026/11/27/budget?utm_source=cms",
@@ -32,9 +35,15 @@ GOOD = {
 
 
 @pytest.fixture
-def app(engine: sa.Engine) -> FastAPI:
+def clock() -> ManualClock:
+    return ManualClock(NOW)
+
+
+@pytest.fixture
+def app(engine: sa.Engine, clock: ManualClock) -> FastAPI:
     app = FastAPI()
     app.state.engine = engine
+    app.state.clock = clock
     app.include_router(router)
     return app
 
@@ -48,7 +57,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def token(engine: sa.Engine) -> str:
     with session_scope(engine) as session:
-        _, secret = push.create_token(session, "cms")
+        _, secret = push.create_token(session, "cms", now=NOW - timedelta(days=30))
     return secret
 
 
@@ -62,7 +71,7 @@ def articles(engine: sa.Engine) -> list[Article]:
 
 
 def test_one_article_is_stored_and_pushing_again_is_idempotent(
-    client: TestClient, engine: sa.Engine, token: str
+    client: TestClient, engine: sa.Engine, token: str, clock: ManualClock
 ) -> None:
     first = client.post("/api/articles", json=GOOD, headers=auth(token))
     assert first.status_code == 200
@@ -79,6 +88,8 @@ def test_one_article_is_stored_and_pushing_again_is_idempotent(
     assert stored.url == "https://news.example.com/2026/11/27/budget"  # tracking parameter dropped
     assert stored.source == "api"
     assert stored.published_at == datetime(2026, 11, 27, 23, 40, tzinfo=UTC)
+    assert stored.created_at == NOW  # the app's clock, not the machine's
+    clock.advance(timedelta(minutes=5))
     again = client.post("/api/articles", json=GOOD, headers=auth(token))
     assert again.json()["results"] == [
         {"index": 0, "status": "unchanged", "id": stored.id, "url": stored.url}
@@ -87,7 +98,9 @@ def test_one_article_is_stored_and_pushing_again_is_idempotent(
         "/api/articles", json={**GOOD, "title": "Budget passes at midnight"}, headers=auth(token)
     )
     assert changed.json()["updated"] == 1
-    assert [a.title for a in articles(engine)] == ["Budget passes at midnight"]
+    (updated,) = articles(engine)
+    assert updated.title == "Budget passes at midnight"
+    assert (updated.created_at, updated.updated_at) == (NOW, NOW + timedelta(minutes=5))
 
 
 def test_a_bad_article_is_reported_by_index_and_the_good_ones_are_stored(
@@ -141,13 +154,17 @@ def test_bad_or_missing_token_is_401_and_stores_nothing(
 
 
 def test_a_revoked_token_stops_working_and_use_is_recorded(
-    client: TestClient, engine: sa.Engine, token: str
+    client: TestClient, engine: sa.Engine, token: str, clock: ManualClock
 ) -> None:
+    with session_scope(engine) as session:
+        (listed,) = token_store.list_tokens(session)
+    assert listed.last_used_at is None
     assert client.post("/api/articles", json=GOOD, headers=auth(token)).status_code == 200
     with session_scope(engine) as session:
         (listed,) = token_store.list_tokens(session)
-        assert listed.last_used_at is not None
-        push.revoke_token(session, "cms", now=datetime.now(UTC))
+        assert listed.last_used_at == NOW
+        clock.advance(timedelta(hours=1))
+        push.revoke_token(session, "cms", now=clock.now())
     assert client.post("/api/articles", json=GOOD, headers=auth(token)).status_code == 401
     assert client.post("/api/articles", json=GOOD, headers=auth(token.lower())).status_code == 401
 
@@ -195,6 +212,6 @@ def test_empty_list_is_fine(client: TestClient, token: str) -> None:
 
 def test_token_names_are_unique_and_validated(engine: sa.Engine, token: str) -> None:
     with session_scope(engine) as session, pytest.raises(InvalidInput):
-        push.create_token(session, "two\nlines")
+        push.create_token(session, "two\nlines", now=NOW)
     with pytest.raises(Conflict, match="exists already"), session_scope(engine) as session:
-        push.create_token(session, "cms")
+        push.create_token(session, "cms", now=NOW)

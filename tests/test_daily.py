@@ -15,6 +15,7 @@ from briefing import daily, publishing
 from briefing.db import session_scope
 from briefing.store import editions as edition_store
 from briefing.transport import MemoryTransport
+from tests.fixtures.clock import T0, ManualClock
 from tests.fixtures.newsroom import EDITION, Newsroom
 
 SEND_AT = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
@@ -31,7 +32,7 @@ def sender(
             alert_email="desk@example.org",
             stop=threading.Event(),
             log=logging.getLogger("test.daily"),
-            clock=lambda: now,
+            clock=ManualClock(now),
         )
     )
 
@@ -72,7 +73,7 @@ def test_a_held_edition_expires_when_its_window_closes(sqlite_newsroom: Newsroom
     room = sqlite_newsroom
     room.readers(1)
     with session_scope(room.engine) as s:
-        publishing.hold(s, EDITION, True)
+        publishing.hold(s, EDITION, True, now=T0)
     mail = MemoryTransport()
 
     assert sender(room, mail, SEND_AT.replace(minute=5)).send_job(EDITION, SEND_AT) == "held"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -19,18 +17,46 @@ from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import subscribers as subscriber_store
 from briefing.transport import open_transport
+from tests.fixtures.clock import ManualClock
 from tests.fixtures.newsroom import EDITION, Newsroom
 from tests.fixtures.smtp import FaultPlan, SmtpTestServer
 
 NOW = datetime(2026, 11, 30, 6, 0, 30, tzinfo=UTC)  # thirty seconds after the 06:00 send time
 
 
-def send(room: Newsroom, server_url: str, setup: publishing.EditionSetup | None = None, **kw: object):
+def send(
+    room: Newsroom,
+    server_url: str,
+    setup: publishing.EditionSetup | None = None,
+    *,
+    clock: ManualClock | None = None,
+    **kw: object,
+):
+    """Send at NOW on a clock that stands still until the send waits (a backoff costs no real time)."""
     mail = open_transport(server_url, pool_size=(setup or room.setup).policy.workers, timeout=5)
     try:
-        return publishing.send_edition(room.engine, setup or room.setup, EDITION, mail, now=NOW, **kw)  # type: ignore[arg-type]
+        return publishing.send_edition(
+            room.engine,
+            setup or room.setup,
+            EDITION,
+            mail,
+            clock=clock or ManualClock(NOW),
+            **kw,  # type: ignore[arg-type]
+        )
     finally:
         mail.close()
+
+
+class GreylistingClock(ManualClock):
+    """Greylisting lifts once time passes: the first wait for a retry lifts it on the server."""
+
+    def __init__(self, start: datetime, server: SmtpTestServer) -> None:
+        super().__init__(start)
+        self.server = server
+
+    def wait(self, seconds: float, stop: object = None) -> bool:
+        self.server.plan.temp_prefix = "no-longer-greylisted"
+        return super().wait(seconds, stop)  # type: ignore[arg-type]
 
 
 def ledger_rows(room: Newsroom) -> dict[str, ledger.LedgerRow]:
@@ -45,7 +71,7 @@ def test_every_active_subscriber_gets_exactly_one_copy(
     emails = newsroom.readers(25)
     newsroom.subscribe("left@example.com")
     with session_scope(newsroom.engine) as s:
-        subscriber_store.unsubscribe(s, subscriber_store.get_by_email(s, "left@example.com").id)
+        subscriber_store.unsubscribe(s, subscriber_store.get_by_email(s, "left@example.com").id, now=NOW)
 
     outcome = send(newsroom, smtp_server.url())
 
@@ -88,30 +114,20 @@ def test_temporary_refusals_are_retried_without_delaying_others(
     room = sqlite_newsroom
     room.readers(6)
     room.subscribe("temp1@example.com", "temp2@example.com")
+    clock = GreylistingClock(NOW, smtp_server)
 
-    def lift_greylisting() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with Session(room.engine) as s:
-                e = edition_store.find_edition(s, EDITION)
-                if e is not None and ledger.counts(s, e.id).deferred == 2:
-                    smtp_server.plan.temp_prefix = "no-longer-greylisted"
-                    return
-            time.sleep(0.02)
-
-    helper = threading.Thread(target=lift_greylisting)
-    helper.start()
-    outcome = send(room, smtp_server.url())
-    helper.join()
+    outcome = send(room, smtp_server.url(), clock=clock)
 
     rows = ledger_rows(room)
+    assert clock.waited == [pytest.approx(0.2)]  # one wait: the first backoff (backoff_base 0.2 s)
     assert outcome.edition.status == "sent"
     assert all(r.status == "sent" for r in rows.values())
     assert rows["temp1@example.com"].attempts == 2 and rows["temp2@example.com"].attempts == 2
     others = [r for e, r in rows.items() if not e.startswith("temp")]
     assert all(r.attempts == 1 for r in others)
     first_retry = min(rows[e].sent_at for e in ("temp1@example.com", "temp2@example.com"))  # type: ignore[type-var]
-    assert all(r.sent_at is not None and r.sent_at <= first_retry for r in others)
+    assert first_retry == NOW + timedelta(seconds=0.2)
+    assert all(r.sent_at == NOW for r in others)  # nobody waited for the greylisted two
 
 
 def test_a_refusal_that_never_lifts_fails_as_a_soft_bounce(
@@ -150,8 +166,8 @@ def test_permanent_refusals_fail_and_bounce_the_subscriber(
     assert outcome.edition.status == "sent"
 
     with session_scope(newsroom.engine) as s:  # the next edition leaves the bounced address out
-        next_edition = edition_store.ensure_edition(s, EDITION + timedelta(days=1))
-        assert ledger.snapshot(s, next_edition.id) == 4
+        next_edition = edition_store.ensure_edition(s, EDITION + timedelta(days=1), now=NOW)
+        assert ledger.snapshot(s, next_edition.id, now=NOW) == 4
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["step-by-step", "pipelined"])
@@ -250,7 +266,7 @@ def test_unsubscribed_after_the_snapshot_is_not_sent(sqlite_newsroom: Newsroom, 
 
     def unsubscribe_the_last(_received: object) -> None:
         with session_scope(room.engine) as s:
-            subscriber_store.unsubscribe(s, subscriber_store.get_by_email(s, leaving).id)
+            subscriber_store.unsubscribe(s, subscriber_store.get_by_email(s, leaving).id, now=NOW)
 
     server = smtp_server_factory(FaultPlan(), on_accept=unsubscribe_the_last)
     send(room, server.url(), room.with_policy(workers=1, claim_batch=1))
@@ -296,16 +312,18 @@ def test_outside_the_window_nothing_is_sent_without_force(
     )
     mail = open_transport(smtp_server.url())
     with pytest.raises(Conflict):
-        publishing.send_edition(room.engine, room.setup, EDITION, mail, now=moment)
+        publishing.send_edition(room.engine, room.setup, EDITION, mail, clock=ManualClock(moment))
     assert smtp_server.messages == []
     with Session(room.engine) as s:
         edition = edition_store.find_edition(s, EDITION)
     if when == "too early":
-        assert edition is None or edition.status == "scheduled"
+        assert edition is None  # a refused early send writes nothing
     else:
         assert edition is not None and edition.status == "expired"
 
-    forced = publishing.send_edition(room.engine, room.setup, EDITION, mail, now=moment, force=True)
+    forced = publishing.send_edition(
+        room.engine, room.setup, EDITION, mail, clock=ManualClock(moment), force=True
+    )
     mail.close()
     assert forced.edition.status == "sent" and len(smtp_server.messages) == 2
 

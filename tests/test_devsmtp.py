@@ -6,20 +6,25 @@ import signal
 import smtplib
 import subprocess
 import sys
-import time
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dkim
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from briefing.devsmtp import DevSmtpServer, ReceivedMessage, free_port
+from briefing.devsmtp import DevSmtpServer, ReceivedMessage, free_port, run
 from briefing.domain import Recipient
 from briefing.message import DkimSigner, MessageTemplate
 from briefing.transport import open_transport
+from tests.fixtures.clock import ManualClock
+from tests.fixtures.smtp import pin_dkim_clock
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
+WHEN = datetime(2026, 11, 28, 6, tzinfo=UTC)
 
 TEMPLATE = MessageTemplate(
     from_name="The Morning Briefing",
@@ -36,12 +41,13 @@ TEMPLATE = MessageTemplate(
 
 def _message(sid: int) -> bytes:
     r = Recipient(sid, f"reader{sid}@example.com", "Reader", f"https://news.example.com/unsubscribe/t{sid}.s")
-    return TEMPLATE.render(r, date=datetime(2026, 11, 28, 6, tzinfo=UTC))
+    return TEMPLATE.render(r, date=WHEN)
 
 
 def test_stores_every_message_and_reports_it(tmp_path: Path) -> None:
     seen: list[ReceivedMessage] = []
-    with DevSmtpServer(tmp_path / "mail", port=0, on_message=seen.append) as server:
+    clock = ManualClock(WHEN)
+    with DevSmtpServer(tmp_path / "mail", port=0, clock=clock, on_message=seen.append) as server:
         assert server.host == "127.0.0.1" and server.port > 0
         transport = open_transport(server.url, timeout=5)
         for sid in (1, 2, 3):
@@ -59,21 +65,27 @@ def test_stores_every_message_and_reports_it(tmp_path: Path) -> None:
         ("reader2@example.com",),
         ("reader3@example.com",),
     ]
+    assert [m.received_at for m in seen] == [WHEN] * 3  # stamped by the server's clock
     line = seen[0].summary()
-    assert "bounces@news.example.com -> reader1@example.com: Caf\u00e9 news Bcc: someone@example.net" in line
-    assert "\n" not in line
+    assert line == (
+        f"{WHEN.astimezone():%H:%M:%S} "
+        "bounces@news.example.com -> reader1@example.com: Caf\u00e9 news Bcc: someone@example.net"
+    )
 
 
-def test_stored_bytes_keep_dkim_valid(tmp_path: Path) -> None:
+def test_stored_bytes_keep_dkim_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = rsa.generate_private_key(65537, 2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     signer = DkimSigner(pem, "brief", "news.example.com")
     record = signer.dns_record().encode()
-    with DevSmtpServer(tmp_path / "mail", port=0, on_message=lambda m: None) as server:
+    pin_dkim_clock(monkeypatch, WHEN)
+    clock = ManualClock(WHEN)
+    with DevSmtpServer(tmp_path / "mail", port=0, clock=clock, on_message=lambda m: None) as server:
         with smtplib.SMTP(server.host, server.port, timeout=5) as client:
-            client.sendmail("bounces@news.example.com", ["reader1@example.com"], signer.sign(_message(1)))
+            signed = signer.sign(_message(1), now=WHEN)
+            client.sendmail("bounces@news.example.com", ["reader1@example.com"], signed)
     box = mailbox.Maildir(str(tmp_path / "mail"), create=False)
     [raw] = [box.get_bytes(k) for k in box.keys()]
     assert raw.startswith(b"Return-Path: <bounces@news.example.com>\r\nX-RcptTo: reader1@example.com\r\n")
@@ -81,7 +93,7 @@ def test_stored_bytes_keep_dkim_valid(tmp_path: Path) -> None:
 
 
 def test_start_stop_is_idempotent(tmp_path: Path) -> None:
-    server = DevSmtpServer(tmp_path / "mail", port=0, on_message=lambda m: None)
+    server = DevSmtpServer(tmp_path / "mail", port=0, clock=ManualClock(WHEN), on_message=lambda m: None)
     server.start()
     server.start()
     port = server.port
@@ -96,35 +108,53 @@ def test_start_stop_is_idempotent(tmp_path: Path) -> None:
             raise AssertionError("server still listening after stop()")
 
 
+def test_run_stops_at_its_time_limit_on_its_clock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = ManualClock(WHEN)
+    assert run(0, tmp_path / "mail", clock=clock, max_seconds=3, on_message=lambda m: None) == 0
+    assert sum(clock.waited) == 3 and max(clock.waited) <= 0.5  # in short waits, so a signal is seen
+    assert "stopped after 0 message(s)" in capsys.readouterr().err
+
+
+def _first_line(proc: subprocess.Popen[bytes], timeout: float = 20) -> bytes:
+    """The child's first line of output (it prints it once it listens), or b"" if it said nothing."""
+    box: list[bytes] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline() if proc.stdout else b""))
+    reader.daemon = True
+    reader.start()
+    reader.join(timeout)
+    return box[0] if box else b""
+
+
 def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     maildir = tmp_path / "mail"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    script = (
+        "from briefing.devsmtp import run; from briefing.wiring import SystemClock; "
+        f"run({port}, {str(maildir)!r}, clock=SystemClock())"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", f"from briefing.devsmtp import run; run({port}, {str(maildir)!r})"],
+        [sys.executable, "-c", script],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 10
-        client = None
-        while time.monotonic() < deadline:
-            try:
-                client = smtplib.SMTP("127.0.0.1", port, timeout=5)
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert client is not None, "dev SMTP server did not start"
+        first = _first_line(proc)
+        assert f"smtp://127.0.0.1:{port}".encode() in first, "dev SMTP server did not start"
+        client = smtplib.SMTP("127.0.0.1", port, timeout=5)
         client.sendmail("bounces@news.example.com", ["reader1@example.com"], _message(1))
         client.quit()
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        # Not communicate(timeout=...): its wait loop calls time.sleep, which fails under libfaketime.
+        assert wait_until(lambda: proc.poll() is not None, timeout=10), "dev SMTP server ignored SIGTERM"
+        rest, err = proc.communicate()
+        out = first + rest
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(timeout=5)
+            proc.wait()
     assert proc.returncode == 0, err.decode()
     text = out.decode()
     assert f"smtp://127.0.0.1:{port}" in text

@@ -14,36 +14,49 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from briefing.errors import LockHeld
 from briefing.locks import SchedulerLock, acquire_scheduler_lock, lock_file_path, scheduler_lock_holder
+from tests.fixtures.clock import ManualClock
 from tests.fixtures.db import postgres_url_or_skip
+from tests.fixtures.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT = 20.0
 
+# The children choose their time like the tests do: the holder took the lock at CHILD_NOW.
+NOW = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+CHILD_NOW = datetime(2026, 11, 30, 5, 30, tzinfo=UTC)
+
 HOLDER_SCRIPT = textwrap.dedent(
-    """
-    import sys, time
+    f"""
+    import sys, threading
+    from datetime import datetime
     from pathlib import Path
     from briefing.locks import acquire_scheduler_lock
-    lock = acquire_scheduler_lock(sys.argv[1], Path(sys.argv[2]))
+    from tests.fixtures.clock import ManualClock
+    clock = ManualClock(datetime.fromisoformat({CHILD_NOW.isoformat()!r}))
+    lock = acquire_scheduler_lock(sys.argv[1], Path(sys.argv[2]), clock=clock)
     print("HELD", flush=True)
-    time.sleep(120)
+    threading.Event().wait(120)  # until the test kills it
     """
 )
 
 TRY_SCRIPT = textwrap.dedent(
-    """
+    f"""
     import sys
+    from datetime import datetime
     from pathlib import Path
     from briefing.errors import LockHeld
     from briefing.locks import acquire_scheduler_lock
+    from tests.fixtures.clock import ManualClock
+    clock = ManualClock(datetime.fromisoformat({CHILD_NOW.isoformat()!r}))
     try:
-        lock = acquire_scheduler_lock(sys.argv[1], Path(sys.argv[2]))
+        lock = acquire_scheduler_lock(sys.argv[1], Path(sys.argv[2]), clock=clock)
     except LockHeld as exc:
         print("REFUSED", exc, flush=True)
         sys.exit(3)
@@ -64,15 +77,20 @@ def _env() -> dict[str, str]:
 
 
 def _try_in_child(url: str, lock_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """Run TRY_SCRIPT. Not `subprocess.run(timeout=...)`: its wait loop calls time.sleep, which fails
+    under libfaketime; the exit is polled instead, and a child that hangs is killed."""
+    proc = subprocess.Popen(
         _python(TRY_SCRIPT, url, str(lock_dir)),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=CHILD_TIMEOUT,
         env=_env(),
         cwd=REPO,
-        check=False,
     )
+    if not wait_until(lambda: proc.poll() is not None, timeout=CHILD_TIMEOUT):
+        proc.kill()
+    out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _read_line_with_timeout(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -106,7 +124,7 @@ def holder_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str,
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait(timeout=CHILD_TIMEOUT)
+        proc.wait()  # killed, or already gone: returns at once
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
@@ -118,16 +136,19 @@ def holder_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str,
 @pytest.mark.timeout(30)
 def test_sqlite_second_acquirer_in_the_same_process_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'briefing.db'}"
-    with acquire_scheduler_lock(url, tmp_path) as lock:
+    clock = ManualClock(NOW)
+    with acquire_scheduler_lock(url, tmp_path, clock=clock) as lock:
         assert lock.held and lock.verify()
+        assert lock.since == NOW
         with pytest.raises(LockHeld) as info:
-            acquire_scheduler_lock(url, tmp_path)
+            acquire_scheduler_lock(url, tmp_path, clock=clock)
         message = str(info.value)
         assert "another scheduler is running" in message
         assert f"pid {os.getpid()}" in message
-        assert "since " in message
+        assert "since 2026-11-30T05:00:00+00:00" in message  # when the holder's clock said it took it
+        assert len(clock.waited) == 3  # a few quick retries, on the clock it was given, then refused
     # Released on leaving the block: the next acquirer wins.
-    again = acquire_scheduler_lock(url, tmp_path)
+    again = acquire_scheduler_lock(url, tmp_path, clock=clock)
     again.release()
     again.release()  # idempotent
     assert not again.held
@@ -138,12 +159,12 @@ def test_lock_file_sits_next_to_the_database_and_names_the_holder(tmp_path: Path
     url = f"sqlite:///{tmp_path / 'data' / 'briefing.db'}"
     path = lock_file_path(url, tmp_path / "elsewhere")
     assert path == (tmp_path / "data" / "briefing.db.scheduler.lock").resolve()
-    with acquire_scheduler_lock(url, tmp_path / "elsewhere"):
+    with acquire_scheduler_lock(url, tmp_path / "elsewhere", clock=ManualClock(NOW)):
         info = json.loads(path.read_text())
         assert info["pid"] == os.getpid()
-        assert info["since"]
+        assert info["since"] == "2026-11-30T05:00:00+00:00"
         holder = scheduler_lock_holder(url, tmp_path / "elsewhere")
-        assert holder is not None and holder.pid == os.getpid()
+        assert holder is not None and holder.pid == os.getpid() and holder.since == NOW
     assert path.exists()  # never deleted, so no two processes can lock different inodes
     assert path.read_text() == ""
     assert scheduler_lock_holder(url, tmp_path / "elsewhere") is None
@@ -153,19 +174,21 @@ def test_lock_file_sits_next_to_the_database_and_names_the_holder(tmp_path: Path
 def test_in_memory_sqlite_uses_lock_dir(tmp_path: Path) -> None:
     path = lock_file_path("sqlite://", tmp_path)
     assert path == tmp_path.resolve() / "scheduler.lock"
-    with acquire_scheduler_lock("sqlite:///:memory:", tmp_path), pytest.raises(LockHeld):
-        acquire_scheduler_lock("sqlite://", tmp_path)
+    clock = ManualClock(NOW)
+    with acquire_scheduler_lock("sqlite:///:memory:", tmp_path, clock=clock), pytest.raises(LockHeld):
+        acquire_scheduler_lock("sqlite://", tmp_path, clock=clock)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_sqlite_second_process_is_refused_while_we_hold_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'briefing.db'}"
-    with acquire_scheduler_lock(url, tmp_path):
+    with acquire_scheduler_lock(url, tmp_path, clock=ManualClock(NOW)):
         result = _try_in_child(url, tmp_path)
     assert result.returncode == 3, result.stderr
     assert "REFUSED" in result.stdout
     assert f"another scheduler is running (pid {os.getpid()}" in result.stdout
+    assert "since 2026-11-30T05:00:00+00:00" in result.stdout
     # And once we let go, a new process gets it.
     result = _try_in_child(url, tmp_path)
     assert result.returncode == 0 and "ACQUIRED" in result.stdout, result.stderr
@@ -177,11 +200,12 @@ def test_lock_of_a_killed_process_is_free_again(
     holder_process: tuple[subprocess.Popen[str], str, Path],
 ) -> None:
     proc, url, lock_dir = holder_process
-    with pytest.raises(LockHeld, match=f"pid {proc.pid}"):
-        acquire_scheduler_lock(url, lock_dir)
+    clock = ManualClock(NOW)
+    with pytest.raises(LockHeld, match=f"pid {proc.pid} on .*, since 2026-11-30T05:30:00"):
+        acquire_scheduler_lock(url, lock_dir, clock=clock)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=CHILD_TIMEOUT)
-    lock = acquire_scheduler_lock(url, lock_dir)
+    proc.wait()
+    lock = acquire_scheduler_lock(url, lock_dir, clock=clock)
     try:
         assert lock.held
     finally:
@@ -191,15 +215,30 @@ def test_lock_of_a_killed_process_is_free_again(
 # --- PostgreSQL: advisory lock on a dedicated connection -----------------------------------------
 
 
+def _wait_for_advisory_lock(url: str) -> None:
+    """Block until the scheduler's advisory lock is free (take it and give it back at once)."""
+    import psycopg
+    import sqlalchemy as sa
+
+    from briefing.locks import ADVISORY_LOCK_KEY
+
+    conninfo = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"SET lock_timeout = '{int(CHILD_TIMEOUT)}s'")
+        conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+
+
 @pytest.mark.postgres
 @pytest.mark.timeout(60)
 def test_postgres_second_acquirer_is_refused_and_release_frees_it(tmp_path: Path) -> None:
     url = postgres_url_or_skip()
-    first: SchedulerLock = acquire_scheduler_lock(url, tmp_path)
+    clock = ManualClock(NOW)
+    first: SchedulerLock = acquire_scheduler_lock(url, tmp_path, clock=clock)
     try:
-        assert first.kind == "advisory" and first.verify()
+        assert first.kind == "advisory" and first.verify() and first.since == NOW
         with pytest.raises(LockHeld) as info:
-            acquire_scheduler_lock(url, tmp_path)
+            acquire_scheduler_lock(url, tmp_path, clock=clock)
         assert f"another scheduler is running (pid {os.getpid()}" in str(info.value)
         holder = scheduler_lock_holder(url, tmp_path)
         assert holder is not None and holder.pid == os.getpid()
@@ -209,7 +248,7 @@ def test_postgres_second_acquirer_is_refused_and_release_frees_it(tmp_path: Path
         first.release()
     assert not first.verify()
     assert scheduler_lock_holder(url, tmp_path) is None
-    second = acquire_scheduler_lock(url, tmp_path)
+    second = acquire_scheduler_lock(url, tmp_path, clock=clock)
     second.release()
 
 
@@ -226,26 +265,23 @@ def test_postgres_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None
         env=_env(),
         cwd=REPO,
     )
+    clock = ManualClock(NOW)
     try:
         assert _read_line_with_timeout(proc, CHILD_TIMEOUT).strip() == "HELD"
         with pytest.raises(LockHeld, match=f"pid {proc.pid}"):
-            acquire_scheduler_lock(url, tmp_path)
+            acquire_scheduler_lock(url, tmp_path, clock=clock)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=CHILD_TIMEOUT)
-        # The server notices the closed socket at once on loopback; allow a moment for it.
-        lock = None
-        for _ in range(50):
-            try:
-                lock = acquire_scheduler_lock(url, tmp_path)
-                break
-            except LockHeld:
-                threading.Event().wait(0.1)
-        assert lock is not None, "lock still held 5 s after the holder died"
+        proc.wait()
+        # The server ends the dead session when it notices the closed socket; wait for exactly that
+        # (a blocking lock request), instead of retrying on a timetable.
+        _wait_for_advisory_lock(url)
+        lock = acquire_scheduler_lock(url, tmp_path, clock=clock)
+        assert lock.held
         lock.release()
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait(timeout=CHILD_TIMEOUT)
+        proc.wait()  # killed, or already gone: returns at once
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()

@@ -17,7 +17,10 @@ from briefing.db import session_scope
 from briefing.store import articles as article_store
 from briefing.store import editions as edition_store
 from briefing.transport import MemoryTransport
+from tests.fixtures.clock import T0, ManualClock
 from tests.fixtures.newsroom import EDITION, Newsroom
+
+SEND_AT = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)  # the edition's send time
 
 
 def _articles(room: Newsroom, n: int) -> None:
@@ -30,8 +33,9 @@ def _articles(room: Newsroom, n: int) -> None:
                     title=f"Fresh story {i}",
                     summary="Just published.",
                     section="Politics",
-                    published_at=datetime.now(UTC) - timedelta(minutes=i + 1),
+                    published_at=SEND_AT - timedelta(minutes=i + 1),
                 ),
+                now=T0,
             )
 
 
@@ -42,14 +46,16 @@ def test_top_up_fills_a_thin_edition_and_freezes_only_real_stories(sqlite_newsro
     setup = replace(room.setup, min_stories=3)
 
     with Session(room.engine) as s:
-        prepared = publishing.prepare(s, setup, EDITION, now=datetime.now(UTC))
+        prepared = publishing.prepare(s, setup, EDITION, now=SEND_AT)
     automatic = [st for st in prepared.briefing.stories if st.automatic]
     assert len(prepared.briefing.stories) == 3 and len(automatic) == 2
     assert [st.headline for st in automatic] == ["Fresh story 0", "Fresh story 1"]
     assert sum("added automatically" in str(w) for w in prepared.report.warnings) == 2
 
     mail = MemoryTransport()
-    outcome = publishing.send_edition(room.engine, setup, EDITION, mail, force=True)
+    outcome = publishing.send_edition(
+        room.engine, setup, EDITION, mail, force=True, clock=ManualClock(SEND_AT)
+    )
     assert outcome.edition.status == "sent"
     with Session(room.engine) as s:
         frozen = edition_store.get_edition(s, EDITION)
@@ -64,7 +70,9 @@ def test_test_send_is_marked_and_leaves_the_ledger_alone(sqlite_newsroom: Newsro
     room.readers(3)
     mail = MemoryTransport()
 
-    publishing.send_test(room.engine, room.setup, EDITION, "editor@example.org", mail)
+    publishing.send_test(
+        room.engine, room.setup, EDITION, "editor@example.org", mail, clock=ManualClock(SEND_AT)
+    )
 
     [copy] = mail.messages
     parsed = message_from_bytes(copy.data, policy=default_policy)
@@ -77,10 +85,12 @@ def test_test_send_is_marked_and_leaves_the_ledger_alone(sqlite_newsroom: Newsro
 def test_preview_shows_frozen_content_once_sending_started(sqlite_newsroom: Newsroom) -> None:
     room = sqlite_newsroom
     room.readers(1)
-    publishing.send_edition(room.engine, room.setup, EDITION, MemoryTransport(), force=True)
+    publishing.send_edition(
+        room.engine, room.setup, EDITION, MemoryTransport(), force=True, clock=ManualClock(SEND_AT)
+    )
     room.queue_story(headline="A late story that missed the edition")
 
-    result = publishing.preview(room.engine, room.setup, EDITION)
+    result = publishing.preview(room.engine, room.setup, EDITION, clock=ManualClock(SEND_AT))
 
     assert result.prepared.frozen
     assert "A late story" not in result.html

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from tests.fixtures.newsroom import EDITION, Newsroom, make_setup
 from tests.fixtures.smtp import FaultPlan
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = 2
@@ -47,9 +47,7 @@ def test_sigkill_mid_send_then_rerun(sqlite_url: str, sqlite_engine, smtp_subpro
     }
 
     first = _send_command(env)
-    deadline = time.monotonic() + 30
-    while len(server.messages()) < 12 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(server.messages()) >= 12, timeout=30, every=0.01)
     first.kill()
     first.wait(timeout=10)
     assert 12 <= len(server.messages()) < 40, "the kill must land mid-send"

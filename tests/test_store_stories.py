@@ -11,13 +11,17 @@ from briefing import service
 from briefing.domain import StoryStatus
 from briefing.store import articles as article_store
 from briefing.store import stories as story_store
+from tests.fixtures.clock import T0
 
 
 def _add(s: Session, headline: str, section: str = "Politics", **kw: object) -> int:
     req = service.StoryRequest(
-        url=f"https://news.example.com/{headline}", headline=headline, section=section, **kw
-    )  # type: ignore[arg-type]
-    return service.add_story(s, req).id
+        url=f"https://news.example.com/{headline}",
+        headline=headline,
+        section=section,
+        **kw,  # type: ignore[arg-type]
+    )
+    return service.add_story(s, req, now=T0).id
 
 
 def test_positions_append_insert_and_move(engine: sa.Engine) -> None:
@@ -28,8 +32,8 @@ def test_positions_append_insert_and_move(engine: sa.Engine) -> None:
         _add(s, "w", section="World")
         order = [x.headline for x in story_store.list_stories(s) if x.section == "Politics"]
         assert order == ["d", "a", "b", "c"]
-        story_store.move_story(s, c, 2)
-        story_store.move_story(s, d, 99)
+        story_store.move_story(s, c, 2, now=T0)
+        story_store.move_story(s, d, 99, now=T0)
         got = [(x.headline, x.position) for x in story_store.list_stories(s) if x.section == "Politics"]
         assert got == [("c", 1), ("a", 2), ("b", 3), ("d", 4)]
 
@@ -40,7 +44,7 @@ def test_list_for_a_date_includes_next_edition_and_excludes_other_dates(engine: 
         _add(s, "monday", edition_date=date(2026, 11, 30))
         _add(s, "tuesday", edition_date=date(2026, 12, 1))
         dropped = _add(s, "dropped")
-        story_store.set_status(s, dropped, StoryStatus.DROPPED)
+        story_store.set_status(s, dropped, StoryStatus.DROPPED, now=T0)
         got = {x.headline for x in story_store.list_stories(s, edition_date=date(2026, 11, 30))}
         assert got == {"undated", "monday"}
 
@@ -57,8 +61,9 @@ def test_story_from_article_inherits_fields(engine: sa.Engine) -> None:
                 image_url="https://news.example.com/x.jpg",
                 image_alt="A chart",
             ),
+            now=T0,
         )
-        item = service.add_story(s, service.StoryRequest(article_id=art.id))
+        item = service.add_story(s, service.StoryRequest(article_id=art.id), now=T0)
         assert (item.headline, item.url, item.blurb, item.section, item.image_alt) == (
             "From the site",
             "https://news.example.com/x",
@@ -73,5 +78,5 @@ def test_changing_section_moves_story_to_end_of_new_section(engine: sa.Engine) -
     with Session(engine) as s:
         _add(s, "w1", section="World")
         p = _add(s, "p1")
-        item = service.edit_story(s, p, {"section": "World"})
+        item = service.edit_story(s, p, {"section": "World"}, now=T0)
         assert item.position == 2

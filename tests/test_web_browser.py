@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import re
-import time
 from collections.abc import Callable, Iterator
 from email.message import Message
 from email.policy import default as default_policy
@@ -22,11 +21,12 @@ import sqlalchemy as sa
 from briefing.config import Settings
 from briefing.transport import ConnectionPool, open_transport
 from briefing.web.app import create_app
+from tests.fixtures.clock import ManualClock
 from tests.fixtures.smtp import SmtpTestServer
+from tests.fixtures.waiting import wait_until
 from tests.fixtures.web import (
     EDITION_DAY,
     EDITOR_EMAIL,
-    FIXED_NOW,
     PASSWORD,
     LiveServer,
     add_editor,
@@ -55,21 +55,20 @@ def text_part(data: bytes) -> str:
 
 def wait_for_messages(server: SmtpTestServer, count: int, seconds: float = 10.0) -> None:
     """The confirmation email goes out just after the page (a background task): give it a moment."""
-    deadline = time.monotonic() + seconds
-    while len(server.messages) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(server.messages) >= count, f"{len(server.messages)} messages, expected {count}"
+    wait_until(lambda: len(server.messages) >= count, timeout=seconds)
+    assert len(server.messages) == count, f"{len(server.messages)} messages, expected {count}"
 
 
 @pytest.fixture
 def site(
-    sqlite_url: str, sqlite_engine: sa.Engine, smtp_server: SmtpTestServer
+    sqlite_url: str, sqlite_engine: sa.Engine, smtp_server: SmtpTestServer, web_clock: ManualClock
 ) -> Iterator[tuple[LiveServer, Settings, ConnectionPool]]:
+    """The app on a real port, on the test's clock (FIXED_NOW: the queue opens on EDITION_DAY)."""
     port = free_port()
     settings = web_settings_for(sqlite_url, public_base_url=f"http://127.0.0.1:{port}")
     pool = open_transport(smtp_server.url(), pool_size=1, timeout=10)
     assert isinstance(pool, ConnectionPool)
-    app = create_app(settings, engine=sqlite_engine, transport=pool, clock=lambda: FIXED_NOW)
+    app = create_app(settings, engine=sqlite_engine, transport=pool, clock=web_clock)
     live = start_live_server(app, port)
     try:
         yield live, settings, pool

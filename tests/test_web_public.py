@@ -8,7 +8,6 @@ from __future__ import annotations
 import email
 import html
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,9 +29,11 @@ from briefing.tokens import TokenSigner
 from briefing.transport import MemoryTransport, open_transport
 from briefing.web import confirmations
 from briefing.wiring import edition_setup
+from tests.fixtures.clock import ManualClock
 from tests.fixtures.web import (
     BASE_URL,
     EDITION_DAY,
+    FIXED_NOW,
     LINK_SECRET,
     add_subscriber,
     queue_stories,
@@ -90,6 +91,7 @@ def test_subscribe_confirm_flow(
     assert len(mailbox.messages) == 1
     message = parse(mailbox.messages[0].data)
     assert message["To"] == "Reader@example.com"
+    assert message["Date"].datetime == FIXED_NOW  # dated by the app's clock
     assert "List-Unsubscribe" not in message and "%%" not in mailbox.messages[0].data.decode()
 
     link = confirm_link(mailbox)
@@ -113,7 +115,7 @@ def test_subscribe_answers_the_same_whatever_the_state(
     add_subscriber(sqlite_engine, "pending@example.com", status=SubscriberStatus.PENDING)
     gone = add_subscriber(sqlite_engine, "gone@example.com")
     with session_scope(sqlite_engine) as session:
-        subscriber_store.unsubscribe(session, gone.id)
+        subscriber_store.unsubscribe(session, gone.id, now=FIXED_NOW)
     bodies = {}
     for address in ("new@example.com", "active@example.com", "pending@example.com", "gone@example.com"):
         response = client.post("/subscribe", data={"email": address})
@@ -157,24 +159,36 @@ def test_honeypot_creates_nothing(
 
 
 def test_confirmation_resends_are_rate_limited_per_address(
-    client: TestClient, sqlite_engine: sa.Engine, mailbox: MemoryTransport
+    client: TestClient, mailbox: MemoryTransport, web_clock: ManualClock
 ) -> None:
     for _ in range(5):
         response = client.post("/subscribe", data={"email": "again@example.com"})
         assert response.status_code == 200
     assert len(mailbox.messages) == 3  # default 3 per hour per address; the page stays the same
+    web_clock.advance(timedelta(minutes=59))
+    assert client.post("/subscribe", data={"email": "again@example.com"}).status_code == 200
+    assert len(mailbox.messages) == 3, "still within the hour"
+    web_clock.advance(timedelta(minutes=1, seconds=1))
+    assert client.post("/subscribe", data={"email": "again@example.com"}).status_code == 200
+    assert len(mailbox.messages) == 4, "an hour after the first, the window has room again"
 
 
 def test_subscribe_is_rate_limited_per_ip(
-    make_app: Callable[..., FastAPI], web_settings: Settings, mailbox: MemoryTransport
+    make_app: Callable[..., FastAPI],
+    web_settings: Settings,
+    mailbox: MemoryTransport,
+    web_clock: ManualClock,
 ) -> None:
     app = make_app(settings=web_settings.model_copy(update={"subscribe_rate_ip": "2/1m"}))
     with TestClient(app, base_url=BASE_URL) as c:
         assert c.post("/subscribe", data={"email": "one@example.com"}).status_code == 200
         assert c.post("/subscribe", data={"email": "two@example.com"}).status_code == 200
         third = c.post("/subscribe", data={"email": "three@example.com"})
-    assert third.status_code == 429 and third.headers["retry-after"] == "60"
-    assert len(mailbox.messages) == 2
+        assert third.status_code == 429 and third.headers["retry-after"] == "60"
+        assert len(mailbox.messages) == 2
+        web_clock.advance(timedelta(seconds=61))
+        assert c.post("/subscribe", data={"email": "three@example.com"}).status_code == 200
+    assert len(mailbox.messages) == 3
 
 
 def test_confirm_replayed_after_unsubscribe_does_not_resubscribe(
@@ -191,15 +205,16 @@ def test_confirm_replayed_after_unsubscribe_does_not_resubscribe(
 
 
 def test_unsubscribed_reader_who_asks_again_is_reactivated_by_the_new_link_only(
-    client: TestClient, sqlite_engine: sa.Engine, mailbox: MemoryTransport
+    client: TestClient, sqlite_engine: sa.Engine, mailbox: MemoryTransport, web_clock: ManualClock
 ) -> None:
     client.post("/subscribe", data={"email": "back@example.com"})
     first = path_of(confirm_link(mailbox))
     client.post(first)
     sub = subscriber(sqlite_engine, "back@example.com")
+    web_clock.advance(timedelta(minutes=5))
     client.post(f"/unsubscribe/{unsubscribe_token(sub.id)}")
-    time.sleep(0.002)  # the new link binds to the row's updated_at
 
+    web_clock.advance(timedelta(days=2))  # the new link binds to the row's updated_at (the unsubscribe)
     client.post("/subscribe", data={"email": "back@example.com"})
     second = path_of(confirm_link(mailbox))
     assert second != first
@@ -207,50 +222,60 @@ def test_unsubscribed_reader_who_asks_again_is_reactivated_by_the_new_link_only(
     assert status_of(sqlite_engine, "back@example.com") == "unsubscribed"
     assert client.post(second).status_code == 200
     assert status_of(sqlite_engine, "back@example.com") == "active"
-    # Unsubscribing again retires the second link too.
+    # Unsubscribing again, later, retires the second link too.
+    web_clock.advance(timedelta(minutes=5))
     client.post(f"/unsubscribe/{unsubscribe_token(sub.id)}")
     assert client.post(second).status_code == 400
     assert status_of(sqlite_engine, "back@example.com") == "unsubscribed"
 
 
 def test_expired_confirm_link_offers_a_new_one(
-    make_app: Callable[..., FastAPI],
-    web_settings: Settings,
-    sqlite_engine: sa.Engine,
-    mailbox: MemoryTransport,
+    client: TestClient, sqlite_engine: sa.Engine, mailbox: MemoryTransport, web_clock: ManualClock
 ) -> None:
-    app = make_app(settings=web_settings.model_copy(update={"confirm_max_age": "1s"}))
-    with TestClient(app, base_url=BASE_URL) as c:
-        c.post("/subscribe", data={"email": "slow@example.com"})
-        link = path_of(confirm_link(mailbox))
-        time.sleep(2.1)
-        page = c.get(link)
-        assert page.status_code == 400 and "expired" in page.text and f'action="{link}/resend"' in page.text
-        assert c.post(link).status_code == 400
-        assert status_of(sqlite_engine, "slow@example.com") == "pending"
-        resent = c.post(f"{link}/resend")
-        assert resent.status_code == 200 and "Check your inbox" in resent.text
-        assert len(mailbox.messages) == 2
-        fresh = path_of(confirm_link(mailbox))
-        assert c.post(fresh).status_code == 200
+    # Confirm links last seven days (BRIEFING_CONFIRM_MAX_AGE's default), on the app's clock.
+    client.post("/subscribe", data={"email": "slow@example.com"})
+    link = path_of(confirm_link(mailbox))
+    web_clock.advance(timedelta(days=7))
+    still = client.get(link)
+    assert still.status_code == 200 and "Yes, subscribe me" in still.text, (
+        "exactly seven days old: still good"
+    )
+    web_clock.advance(timedelta(seconds=1))
+    page = client.get(link)
+    assert page.status_code == 400 and "expired" in page.text and f'action="{link}/resend"' in page.text
+    assert client.post(link).status_code == 400
+    assert status_of(sqlite_engine, "slow@example.com") == "pending"
+    resent = client.post(f"{link}/resend")
+    assert resent.status_code == 200 and "Check your inbox" in resent.text
+    assert len(mailbox.messages) == 2
+    assert parse(mailbox.messages[-1].data)["Date"].datetime == web_clock.now()
+    fresh = path_of(confirm_link(mailbox))
+    assert fresh != link
+    assert client.post(fresh).status_code == 200
     assert status_of(sqlite_engine, "slow@example.com") == "active"
 
 
 @pytest.mark.parametrize(
-    "token",
+    ("token", "expected"),
     [
-        "",
-        "x",
-        "' OR 1=1--",
-        "a" * 10_000,
-        "InMxLnAi.awoy0w.CDcY3kdwUpTj2sO6-WzjDWqAGF4",  # a well-formed token signed with another key
+        ("", 404),  # /confirm/ is no page at all
+        ("x", 400),
+        ("' OR 1=1--", 400),
+        ("a" * 10_000, 400),
+        ("InMxLnAi.awoy0w.CDcY3kdwUpTj2sO6-WzjDWqAGF4", 400),  # a well-formed token signed with another key
     ],
 )
-def test_junk_confirm_tokens_are_rejected(client: TestClient, token: str) -> None:
+def test_junk_confirm_tokens_are_rejected(
+    client: TestClient, sqlite_engine: sa.Engine, token: str, expected: int
+) -> None:
     for method in ("GET", "POST"):
         response = client.request(method, f"/confirm/{token}")
-        assert response.status_code in (400, 404, 405), (method, token[:20])
+        assert response.status_code == expected, (method, token[:20], response.status_code)
         assert "Traceback" not in response.text
+        if expected == 400:
+            assert "not valid" in response.text, (method, token[:20])
+    with session_scope(sqlite_engine) as session:
+        assert sum(subscriber_store.count_by_status(session).values()) == 0
 
 
 def test_unsubscribe_token_is_not_a_confirm_token(client: TestClient, sqlite_engine: sa.Engine) -> None:
@@ -301,7 +326,9 @@ def test_unreachable_mail_server_still_answers_the_page(
 
 
 @pytest.mark.parametrize("style", ["urlencoded", "multipart", "empty"])
-def test_one_click_unsubscribe(anon: TestClient, sqlite_engine: sa.Engine, style: str) -> None:
+def test_one_click_unsubscribe(
+    anon: TestClient, sqlite_engine: sa.Engine, web_clock: ManualClock, style: str
+) -> None:
     sub = add_subscriber(sqlite_engine, "one.click@example.com", "One")
     url = f"/unsubscribe/{unsubscribe_token(sub.id)}"
     anon.cookies.clear()
@@ -318,13 +345,13 @@ def test_one_click_unsubscribe(anon: TestClient, sqlite_engine: sa.Engine, style
     assert "You are unsubscribed" in response.text
     assert 'action="' + url + '/resubscribe"' in response.text
     assert status_of(sqlite_engine, "one.click@example.com") == "unsubscribed"  # committed before the answer
+    assert sub_unsubscribed_at(sqlite_engine, sub.id) == FIXED_NOW
 
+    web_clock.advance(timedelta(hours=3))  # the provider retries the POST later
     replay = anon.post(url, data={"List-Unsubscribe": "One-Click"})
     assert replay.status_code == 200 and "location" not in replay.headers
     after = subscriber(sqlite_engine, "one.click@example.com")
-    assert after.status == "unsubscribed" and after.unsubscribed_at == sub_unsubscribed_at(
-        sqlite_engine, sub.id
-    )
+    assert after.status == "unsubscribed" and after.unsubscribed_at == FIXED_NOW
 
 
 def sub_unsubscribed_at(engine: sa.Engine, subscriber_id: int) -> object:
@@ -332,14 +359,19 @@ def sub_unsubscribed_at(engine: sa.Engine, subscriber_id: int) -> object:
         return subscriber_store.get_subscriber(session, subscriber_id).unsubscribed_at
 
 
-def test_unsubscribe_replay_keeps_the_first_timestamp(anon: TestClient, sqlite_engine: sa.Engine) -> None:
+def test_unsubscribe_replay_keeps_the_first_timestamp(
+    anon: TestClient, sqlite_engine: sa.Engine, web_clock: ManualClock
+) -> None:
     sub = add_subscriber(sqlite_engine, "stamp@example.com")
     url = f"/unsubscribe/{unsubscribe_token(sub.id)}"
-    anon.post(url)
-    first = sub_unsubscribed_at(sqlite_engine, sub.id)
+    web_clock.advance(timedelta(minutes=10))
+    first_at = web_clock.now()
+    assert anon.post(url).status_code == 200
+    assert sub_unsubscribed_at(sqlite_engine, sub.id) == first_at
     for _ in range(3):
+        web_clock.advance(timedelta(hours=1))
         assert anon.post(url).status_code == 200
-    assert sub_unsubscribed_at(sqlite_engine, sub.id) == first
+    assert sub_unsubscribed_at(sqlite_engine, sub.id) == first_at
 
 
 def test_tampered_and_cross_purpose_tokens_change_nothing(anon: TestClient, sqlite_engine: sa.Engine) -> None:
@@ -357,7 +389,7 @@ def test_tampered_and_cross_purpose_tokens_change_nothing(anon: TestClient, sqli
         other_key,
         cross,
         signer.preferences_token(b.id),
-        signer.confirm_token(f"s{b.id}.p"),
+        signer.confirm_token(f"s{b.id}.p", now=FIXED_NOW),
         unsubscribe_token(b.id, version=2),  # a version the row has never had
         unsubscribe_token(999_999),
     ):
@@ -372,7 +404,7 @@ def test_tampered_and_cross_purpose_tokens_change_nothing(anon: TestClient, sqli
 def test_one_click_leaves_a_bounced_address_bounced(anon: TestClient, sqlite_engine: sa.Engine) -> None:
     sub = add_subscriber(sqlite_engine, "bounced@example.com")
     with session_scope(sqlite_engine) as session:
-        subscriber_store.set_status(session, sub.id, SubscriberStatus.BOUNCED)
+        subscriber_store.set_status(session, sub.id, SubscriberStatus.BOUNCED, now=FIXED_NOW)
     response = anon.post(f"/unsubscribe/{unsubscribe_token(sub.id)}")
     assert response.status_code == 200 and "We have stopped sending" in response.text
     assert status_of(sqlite_engine, "bounced@example.com") == "bounced"
@@ -437,7 +469,9 @@ def test_preferences_page(anon: TestClient, sqlite_engine: sa.Engine) -> None:
 
 
 def _edition_links(engine: sa.Engine, settings: Settings, address: str) -> list[str]:
-    result = publishing.preview(engine, edition_setup(settings), EDITION_DAY, as_email=address)
+    result = publishing.preview(
+        engine, edition_setup(settings), EDITION_DAY, clock=ManualClock(FIXED_NOW), as_email=address
+    )
     found = set(LINK_RE.findall(html.unescape(result.html))) | set(LINK_RE.findall(result.text))
     eml = parse(result.eml)
     found |= set(LINK_RE.findall(str(eml["List-Unsubscribe"])))
@@ -502,7 +536,7 @@ def test_feed_is_valid_rss(anon: TestClient, sqlite_engine: sa.Engine, web_setti
     assert len(items) == 1
     assert items[0].findtext("title", "").startswith('Rates & "rents" <rise>')
     assert items[0].findtext("link") == f"{BASE_URL}/archive/{EDITION_DAY.isoformat()}"
-    assert items[0].findtext("pubDate")
+    assert items[0].findtext("pubDate") == "Sun, 29 Nov 2026 12:00:00 +0000"  # when the send started
 
 
 # --------------------------------------------------------------------------- every page
@@ -556,12 +590,12 @@ def test_confirmation_token_payload_carries_no_address(sqlite_engine: sa.Engine)
     with session_scope(sqlite_engine) as session:
         state = subscriber_store.link_state(session, sub.id)
     assert state is not None
-    token = confirmations.make_token(TokenSigner([LINK_SECRET]), state)
+    token = confirmations.make_token(TokenSigner([LINK_SECRET]), state, now=FIXED_NOW)
     assert token is not None and "hidden" not in token
     import base64
 
     payload = token.split(".")[0]
     decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     assert b"@" not in decoded
-    claim = confirmations.read_token(TokenSigner([LINK_SECRET]), token, timedelta(days=7))
+    claim = confirmations.read_token(TokenSigner([LINK_SECRET]), token, timedelta(days=7), now=FIXED_NOW)
     assert claim.subscriber_id == sub.id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -54,7 +53,7 @@ def add(
     if published_at is not None:
         item = dataclasses.replace(item, published_at=published_at)
     with session_scope(state().engine) as session:
-        article = article_store.add_article(session, item)
+        article = article_store.add_article(session, item, now=state().now())
     console.print(f"Stored article {article.id}: {article.title}")
 
 
@@ -75,7 +74,7 @@ def list_(
     after = None
     if since:
         try:
-            after = datetime.now(UTC) - parse_duration(since)
+            after = state().now() - parse_duration(since)
         except ValueError as exc:
             raise InvalidInput(str(exc), field="--since") from None
     with session_scope(state().engine) as session:
@@ -98,7 +97,7 @@ def import_(
 
     Example: briefing articles import articles.jsonl
     """
-    report = service.import_articles(state().engine, file)
+    report = service.import_articles(state().engine, file, now=state().now())
     table = Table("added", "updated", "unchanged", "rejected", title=f"Imported {file.name}")
     table.add_row(str(report.added), str(report.updated), str(report.unchanged), str(len(report.rejected)))
     console.print(table)

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 
-from briefing import inputs
+from briefing import inputs, wiring
 from briefing.config import Settings, load_settings
 from briefing.db import make_engine, upgrade
+from briefing.domain import Clock
 from briefing.errors import BriefingError
 
 # Piped output (logs, CI, scripts) gets a wide fixed width instead of rich's 80 columns.
@@ -37,12 +38,23 @@ class AppState:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._engine: sa.Engine | None = None
+        self._clock: Clock | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
         return self._settings
+
+    @property
+    def clock(self) -> Clock:
+        """The real clock, or the one BRIEFING_NOW pins (rehearsals and tests)."""
+        if self._clock is None:
+            self._clock = wiring.clock(self.settings)
+        return self._clock
+
+    def now(self) -> datetime:
+        return self.clock.now()
 
     @property
     def engine(self) -> sa.Engine:

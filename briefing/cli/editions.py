@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-import time
 import webbrowser
 from datetime import date
 from pathlib import Path
@@ -58,7 +57,7 @@ def _setup() -> publishing.EditionSetup:
 
 
 def _edition_date(value: str, setup: publishing.EditionSetup) -> date:
-    return parse_date(value) or publishing.default_edition_date(setup.plan)
+    return parse_date(value) or publishing.default_edition_date(setup.plan, state().now())
 
 
 def print_preflight(report: PreflightReport) -> None:
@@ -109,7 +108,7 @@ def preview(
     """
     setup = _setup()
     day = _edition_date(edition, setup)
-    result = publishing.preview(state().engine, setup, day, as_email=as_email)
+    result = publishing.preview(state().engine, setup, day, as_email=as_email, clock=state().clock)
     paths = publishing.write_preview(result, out)
     source = "frozen content" if result.prepared.frozen else "the current queue"
     console.print(f"Edition of {day} ({source}): {result.prepared.rendered.subject}")
@@ -188,11 +187,11 @@ def send(
             print_preflight(result.prepared.report)
         console.print(f"Dry run: {result.message}. Nothing was sent.")
         return
-    mail = transport(state().settings)
+    mail = transport(state().settings, state().clock)
     try:
         if to:
             address = email_address(to, field="--to")
-            reply = publishing.send_test(engine, setup, day, address, mail)
+            reply = publishing.send_test(engine, setup, day, address, mail, clock=state().clock)
             console.print(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
             return
         outcome = _send_with_progress(engine, setup, day, mail, force=force, retry_failed=retry_failed)
@@ -230,11 +229,12 @@ def _send_with_progress(
         transient=True,
     ) as bar:
         task = bar.add_task("send", total=None, rate=0.0)
-        started = time.monotonic()
+        clock = state().clock
+        started = clock.monotonic()
 
         def progress(tally: RunTally) -> None:
             done = tally.sent + tally.failed + tally.skipped
-            elapsed = max(time.monotonic() - started, 1e-6)
+            elapsed = max(clock.monotonic() - started, 1e-6)
             bar.update(task, total=tally.total or None, completed=done, rate=done / elapsed)
 
         try:
@@ -247,6 +247,7 @@ def _send_with_progress(
                 retry_failed=retry_failed,
                 stop=stop,
                 on_progress=progress,
+                clock=clock,
             )
         except KeyboardInterrupt:
             stop.set()
@@ -365,7 +366,7 @@ def note(
     """
     day = _edition_date(edition, _setup())
     with session_scope(state().engine) as session:
-        publishing.set_note(session, day, text)
+        publishing.set_note(session, day, text, now=state().now())
     console.print(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
 
 
@@ -398,7 +399,7 @@ def release(
 def _set_hold(edition: str, *, held: bool) -> date:
     day = _edition_date(edition, _setup())
     with session_scope(state().engine) as session:
-        publishing.hold(session, day, held)
+        publishing.hold(session, day, held, now=state().now())
     return day
 
 
@@ -415,4 +416,4 @@ def dev_smtp(
 
     if not 0 <= port <= 65535:
         raise InvalidInput("must be from 0 to 65535", field="--port")
-    devsmtp.run(port, maildir)
+    devsmtp.run(port, maildir, clock=state().clock)

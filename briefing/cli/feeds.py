@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -54,7 +53,9 @@ def add(
 
     Example: briefing feeds add https://news.example.com/feed.xml --name site
     """
-    feed = feeds.add_feed(state().engine, source, name=name, section=section, allow_private=allow_private)
+    feed = feeds.add_feed(
+        state().engine, source, name=name, section=section, allow_private=allow_private, now=state().now()
+    )
     console.print(f"Added feed {feed.id} [bold]{feed.name}[/bold]: {feed.url}")
     console.print(f"Read it now with: briefing feeds poll {shlex.quote(feed.name)}")
 
@@ -121,17 +122,17 @@ def poll(
         raise InvalidInput("give a feed name or --all, not both", field="--all")
     engine = state().engine
     policy = feed_policy(state().settings)
-    now = datetime.now(UTC)
+    clock = state().clock
     if name:
         with session_scope(engine) as session:
             ids = [feed_store.find_feed(session, name).id]
-        results = feeds.poll_feeds(engine, ids, now=now, force=force, policy=policy)
+        results = feeds.poll_feeds(engine, ids, clock=clock, force=force, policy=policy)
     elif all_:
         with session_scope(engine) as session:
             ids = feed_store.all_feed_ids(session)
-        results = feeds.poll_feeds(engine, ids, now=now, force=force, policy=policy)
+        results = feeds.poll_feeds(engine, ids, clock=clock, force=force, policy=policy)
     else:
-        results = feeds.poll_due_feeds(engine, now=now, policy=policy)
+        results = feeds.poll_due_feeds(engine, clock=clock, policy=policy)
     _print_results(results)
     if any(r.status == "error" for r in results):
         raise typer.Exit(1)
@@ -173,7 +174,7 @@ def create_token(name: Annotated[str, typer.Argument(help="Who will use it, such
     Example: briefing tokens create cms
     """
     with session_scope(state().engine) as session:
-        token, secret = push.create_token(session, name)
+        token, secret = push.create_token(session, name, now=state().now())
     err_console.print(f"Created token [bold]{token.name}[/bold]. Copy it now; it cannot be shown again:")
     typer.echo(secret)
 
@@ -206,5 +207,5 @@ def revoke_token(name: Annotated[str, typer.Argument(help="The token's name.")])
     Example: briefing tokens revoke cms
     """
     with session_scope(state().engine) as session:
-        token, changed = push.revoke_token(session, name, now=datetime.now(UTC))
+        token, changed = push.revoke_token(session, name, now=state().now())
     console.print(f"Revoked token {token.name}." if changed else f"Token {token.name} was already revoked.")

@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +19,7 @@ from briefing import daily, feeds
 from briefing.cli.common import console, handle_errors, parse_date, state
 from briefing.config import parse_duration
 from briefing.db import session_scope
-from briefing.errors import InvalidInput, LockHeld
+from briefing.errors import ConfigError, InvalidInput, LockHeld
 from briefing.locks import acquire_scheduler_lock
 from briefing.publishing import EditionSetup
 from briefing.scheduler import PeriodicJob, run_scheduler
@@ -67,18 +67,23 @@ def schedule(
     settings = state().settings
     engine = state().engine
     settings.secret_keys()  # fail now, not at 06:00
+    if settings.now is not None:
+        raise ConfigError(
+            "the scheduler fires by the real clock; unset it to run the scheduler", field="BRIEFING_NOW"
+        )
     try:
         watch_interval = parse_duration(watch_every)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="--watch-every") from None
+    clock = state().clock
     try:
-        lock = acquire_scheduler_lock(settings.database_url, lock_dir)
+        lock = acquire_scheduler_lock(settings.database_url, lock_dir, clock=clock)
     except LockHeld as exc:
         console.print(f"[bold red]error:[/bold red] {exc}")
         raise typer.Exit(LOCK_HELD_EXIT) from None
     stop = threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    started = datetime.now(UTC)
+    started = clock.now()
     plan = _plan()
 
     def setup_factory() -> EditionSetup:
@@ -89,16 +94,17 @@ def schedule(
     policy = feed_policy(settings)
 
     def poll_feeds() -> object:
-        return feeds.poll_due_feeds(engine, now=datetime.now(UTC), log=log, policy=policy)
+        return feeds.poll_due_feeds(engine, clock=clock, log=log, policy=policy)
 
     sender = daily.DailySender(
         daily.DailyContext(
             engine=engine,
             setup=setup_factory,
-            transport=lambda: transport(settings),
+            transport=lambda: transport(settings, clock),
             alert_email=settings.alert_email,
             stop=stop,
             log=log,
+            clock=clock,
             poll_feeds=poll_feeds,
         )
     )
@@ -107,7 +113,11 @@ def schedule(
         upcoming = cal.next_send_times(now, plan, 1)
         with session_scope(engine) as session:
             schedule_store.beat(
-                session, owner=owner, started_at=started, next_run_at=upcoming[0].utc if upcoming else None
+                session,
+                owner=owner,
+                started_at=started,
+                next_run_at=upcoming[0].utc if upcoming else None,
+                now=now,
             )
         if not lock.verify():
             log.error("the scheduler lock was lost (database connection dropped); stopping")
@@ -127,6 +137,7 @@ def schedule(
             ],
             stop_event=stop,
             log=log,
+            now=clock.now,
         )
         log.info("scheduler stopped")
 
@@ -141,7 +152,7 @@ def status() -> None:
     Example: briefing status || echo "the morning email needs attention"
     """
     plan = _plan()
-    now = datetime.now(UTC)
+    now = state().now()
     result = daily.status(state().engine, plan, now, stale_after=HEARTBEAT_STALE_AFTER)
     zone = plan.zone
     if result.next_send:
@@ -186,7 +197,7 @@ def calendar(count: Annotated[int, typer.Option("--count", min=1, max=366)] = 10
     Example: briefing calendar --count 20
     """
     plan = _plan()
-    now = datetime.now(UTC)
+    now = state().now()
     table = Table("edition", "day", "local time", "UTC", title=f"Next {count} sends ({plan.zone.key})")
     for t in cal.next_send_times(now, plan, count):
         table.add_row(t.edition_date.isoformat(), f"{t.local:%A}", f"{t.local:%H:%M %Z}", f"{t.utc:%H:%M}")
@@ -215,7 +226,7 @@ def skip(
     if len(reason) > 200 or "\n" in reason:
         raise InvalidInput("must be one line of at most 200 characters", field="--reason")
     with session_scope(state().engine) as session:
-        added = schedule_store.add_skip(session, when, reason)
+        added = schedule_store.add_skip(session, when, reason, now=state().now())
     console.print(f"No edition on {when}." if added else f"{when} was already skipped.")
 
 

@@ -63,7 +63,7 @@ def add(
         lead=lead,
     )
     with session_scope(state().engine) as session:
-        story = service.add_story(session, request)
+        story = service.add_story(session, request, now=state().now())
     when = story.edition_date.isoformat() if story.edition_date else "the next edition"
     console.print(f"Queued story {story.id} for {when}: {story.headline} ({story.status})")
 
@@ -154,7 +154,7 @@ def edit(
         raise InvalidInput("give at least one option to change (see --help)", field="story")
     with session_scope(state().engine) as session:
         service.require_story(session, story_id)
-        story = service.edit_story(session, story_id, raw)
+        story = service.edit_story(session, story_id, raw, now=state().now())
     console.print(f"Updated story {story.id}: {story.headline} ({story.status})")
 
 
@@ -170,7 +170,7 @@ def move(
     """
     with session_scope(state().engine) as session:
         service.require_story(session, story_id)
-        story = story_store.move_story(session, story_id, to)
+        story = story_store.move_story(session, story_id, to, now=state().now())
     console.print(f"Story {story.id} is now number {story.position} in {story.section or '(no section)'}.")
 
 
@@ -184,7 +184,7 @@ def ready(story_ids: Annotated[list[int], typer.Argument(help="One or more story
     with session_scope(state().engine) as session:
         for story_id in story_ids:
             service.require_story(session, story_id)
-            story_store.set_status(session, story_id, StoryStatus.READY)
+            story_store.set_status(session, story_id, StoryStatus.READY, now=state().now())
     console.print(f"Marked ready: {', '.join(map(str, story_ids))}")
 
 
@@ -197,5 +197,5 @@ def drop(story_id: Annotated[int, typer.Argument(help="Story id.")]) -> None:
     """
     with session_scope(state().engine) as session:
         story = service.require_story(session, story_id)
-        story_store.set_status(session, story_id, StoryStatus.DROPPED)
+        story_store.set_status(session, story_id, StoryStatus.DROPPED, now=state().now())
     console.print(f"Dropped story {story.id}: {story.headline}")

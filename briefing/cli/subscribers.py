@@ -37,7 +37,7 @@ def add(
     """
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
     with session_scope(state().engine) as session:
-        sub = service.add_subscriber(session, email, name, status=status)
+        sub = service.add_subscriber(session, email, name, status=status, now=state().now())
     console.print(f"Added {sub.email} ({sub.status}).")
 
 
@@ -99,10 +99,13 @@ def import_(
                 status=wanted,
                 rejects_to=rejects,
                 progress=lambda done: bar.update(task, completed=done),
+                now=state().now(),
             )
             bar.update(task, completed=size)
     else:
-        report = service.import_subscribers(state().engine, file, status=wanted, rejects_to=rejects)
+        report = service.import_subscribers(
+            state().engine, file, status=wanted, rejects_to=rejects, now=state().now()
+        )
     c = report.counts
     table = Table(
         "added", "updated", "unchanged", "kept suppressed", "duplicates", "rejected", title=f"{file.name}"
@@ -148,7 +151,7 @@ def unsubscribe(email: Annotated[str, typer.Argument(help="Email address.")]) ->
     Example: briefing subscribers unsubscribe reader@example.com
     """
     with session_scope(state().engine) as session:
-        sub, changed = service.unsubscribe_email(session, email)
+        sub, changed = service.unsubscribe_email(session, email, now=state().now())
     console.print(f"{sub.email} is unsubscribed." if changed else f"{sub.email} was already {sub.status}.")
 
 

@@ -100,7 +100,7 @@ def add(
     """
     password = _read_password(password_stdin)
     with session_scope(state().engine) as session:
-        account = accounts.add_editor(session, email, password, admin=admin)
+        account = accounts.add_editor(session, email, password, admin=admin, now=state().now())
     console.print(f"Added {account.email} ({account.role}). They can sign in at /login.")
 
 

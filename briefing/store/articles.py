@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import ArticleData
 from briefing.errors import Conflict, NotFound
-from briefing.models import Article, Story, utcnow
+from briefing.models import Article, Story
 
 ARTICLE_FIELDS = ("title", "summary", "author", "section", "image_url", "image_alt", "published_at", "guid")
 
@@ -51,20 +51,20 @@ def to_data(row: Article) -> ArticleData:
     )
 
 
-def add_article(session: Session, item: ArticleInput) -> ArticleData:
+def add_article(session: Session, item: ArticleInput, *, now: datetime) -> ArticleData:
     if session.exec(select(Article.id).where(Article.url == item.url)).first() is not None:
         raise Conflict(f"an article with this URL is already stored: {item.url}", field="url")
-    row = Article(**_fields(item))
+    row = Article(**_fields(item), created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return to_data(row)
 
 
-def upsert_article(session: Session, item: ArticleInput) -> tuple[ArticleData, str]:
+def upsert_article(session: Session, item: ArticleInput, *, now: datetime) -> tuple[ArticleData, str]:
     """Insert, or update the stored article with the same URL. Returns (article, added|updated|unchanged)."""
     row = session.exec(select(Article).where(Article.url == item.url)).first()
     if row is None:
-        row = Article(**_fields(item))
+        row = Article(**_fields(item), created_at=now, updated_at=now)
         session.add(row)
         session.flush()
         return to_data(row), "added"
@@ -77,7 +77,7 @@ def upsert_article(session: Session, item: ArticleInput) -> tuple[ArticleData, s
             setattr(row, name, new)
             changed = True
     if changed:
-        row.updated_at = utcnow()
+        row.updated_at = now
         session.add(row)
         session.flush()
     return to_data(row), "updated" if changed else "unchanged"

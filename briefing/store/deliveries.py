@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from briefing.domain import DeliveryStatus, LedgerCounts, SubscriberStatus
-from briefing.models import Delivery, Subscriber, utcnow
+from briefing.models import Delivery, Subscriber
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]
@@ -47,13 +47,12 @@ class LedgerRow:
     sent_at: datetime | None
 
 
-def snapshot(session: Session, edition_id: int) -> int:
+def snapshot(session: Session, edition_id: int, *, now: datetime) -> int:
     """Create one pending row per active subscriber, in one statement; returns the ledger size.
 
     Running it again adds nobody who is already there (UNIQUE(edition, subscriber)), so a crash
     between snapshot and send never doubles or drops anyone.
     """
-    now = utcnow()
     existing = sa.select(D.c.subscriber_id).where(D.c.edition_id == edition_id)
     source = sa.select(
         sa.literal(edition_id),

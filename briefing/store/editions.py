@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import EditionData, EditionStatus
 from briefing.errors import Conflict, NotFound
-from briefing.models import Edition, utcnow
+from briefing.models import Edition
 
 # Statuses in which the content is fixed and a send may (re)start.
 FROZEN_STATUSES = (EditionStatus.FROZEN, EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.PARTIAL)
@@ -50,7 +50,7 @@ def get_edition(session: Session, edition_date: date) -> EditionData:
 
 
 def ensure_edition(
-    session: Session, edition_date: date, *, scheduled_for: datetime | None = None
+    session: Session, edition_date: date, *, now: datetime, scheduled_for: datetime | None = None
 ) -> EditionData:
     """Return the edition for a date, creating it if needed.
 
@@ -66,7 +66,9 @@ def ensure_edition(
         return to_data(row)
     try:
         with session.begin_nested():
-            row = Edition(edition_date=edition_date, scheduled_for=scheduled_for)
+            row = Edition(
+                edition_date=edition_date, scheduled_for=scheduled_for, created_at=now, updated_at=now
+            )
             session.add(row)
     except sa.exc.IntegrityError:
         row = _find(session, edition_date)
@@ -101,6 +103,7 @@ def freeze(
     text: str,
     story_ids: Sequence[int],
     featured_urls: Sequence[str] = (),
+    now: datetime,
 ) -> EditionData:
     """Fix the content before the first message. Only a scheduled edition can be frozen."""
     row = _row(session, edition_id)
@@ -108,7 +111,6 @@ def freeze(
         raise Conflict(f"the edition of {row.edition_date} is {row.status}; its content is already fixed")
     if row.held:
         raise Conflict(f"the edition of {row.edition_date} is on hold; release it first (briefing release)")
-    now = utcnow()
     row.subject = subject
     row.preheader = preheader
     row.html_template = html
@@ -131,9 +133,9 @@ def set_status(
     error: str | None = None,
     started: bool = False,
     finished: bool = False,
+    now: datetime,
 ) -> EditionData:
     row = _row(session, edition_id)
-    now = utcnow()
     row.status = status.value
     if error is not None:
         row.last_error = error[:2000]
@@ -147,39 +149,39 @@ def set_status(
     return to_data(row)
 
 
-def set_snapshot_size(session: Session, edition_id: int, size: int) -> None:
+def set_snapshot_size(session: Session, edition_id: int, size: int, *, now: datetime) -> None:
     row = _row(session, edition_id)
     row.snapshot_size = size
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.add(row)
 
 
-def set_counts(session: Session, edition_id: int, *, sent: int, failed: int) -> None:
+def set_counts(session: Session, edition_id: int, *, sent: int, failed: int, now: datetime) -> None:
     row = _row(session, edition_id)
     row.sent_count = sent
     row.failed_count = failed
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.add(row)
 
 
-def set_hold(session: Session, edition_id: int, held: bool) -> EditionData:
+def set_hold(session: Session, edition_id: int, held: bool, *, now: datetime) -> EditionData:
     row = _row(session, edition_id)
     if row.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
         raise Conflict(f"the edition of {row.edition_date} is already {row.status}; it can no longer be held")
     row.held = held
     row.status = (EditionStatus.HELD if held else EditionStatus.SCHEDULED).value
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.add(row)
     session.flush()
     return to_data(row)
 
 
-def set_note(session: Session, edition_id: int, note: str) -> EditionData:
+def set_note(session: Session, edition_id: int, note: str, *, now: datetime) -> EditionData:
     row = _row(session, edition_id)
     if row.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
         raise Conflict(f"the edition of {row.edition_date} is {row.status}; its content is fixed")
     row.note = note
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.add(row)
     session.flush()
     return to_data(row)

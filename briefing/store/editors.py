@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from briefing.errors import Conflict, NotFound
-from briefing.models import Editor, utcnow
+from briefing.models import Editor
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +49,10 @@ def get_editor(session: Session, editor_id: int) -> EditorRecord | None:
     return _record(row) if row is not None else None
 
 
-def add_editor(session: Session, email: str, password_hash: str, role: str) -> EditorRecord:
+def add_editor(session: Session, email: str, password_hash: str, role: str, *, now: datetime) -> EditorRecord:
     if _find(session, email) is not None:
         raise Conflict(f"{email} already has an account (use `briefing editors password`)", field="email")
-    row = Editor(email=email, password_hash=password_hash, role=role)
+    row = Editor(email=email, password_hash=password_hash, role=role, created_at=now)
     session.add(row)
     session.flush()
     return _record(row)
@@ -79,14 +79,16 @@ def set_password_hash(session: Session, email: str, password_hash: str) -> Edito
     return _record(row)
 
 
-def record_login(session: Session, editor_id: int, *, new_hash: str | None = None) -> EditorRecord:
+def record_login(
+    session: Session, editor_id: int, *, now: datetime, new_hash: str | None = None
+) -> EditorRecord:
     """Note the sign-in time, and store a rehashed password when the hasher's parameters moved on."""
     row = session.get(Editor, editor_id)
     if row is None:
         raise NotFound(f"no editor with id {editor_id}", field="editor")
     if new_hash:
         row.password_hash = new_hash
-    row.last_login_at = utcnow()
+    row.last_login_at = now
     session.add(row)
     session.flush()
     return _record(row)

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import ArticleData
 from briefing.errors import Conflict, NotFound
-from briefing.models import Article, Feed, utcnow
+from briefing.models import Article, Feed
 from briefing.store import articles as article_store
 from briefing.store.articles import ArticleInput
 
@@ -78,10 +78,16 @@ def to_data(row: Feed, article_count: int = 0) -> FeedData:
     )
 
 
-def add_feed(session: Session, item: FeedInput) -> FeedData:
+def add_feed(session: Session, item: FeedInput, *, now: datetime) -> FeedData:
     if session.exec(select(Feed.id).where(Feed.name == item.name)).first() is not None:
         raise Conflict(f"a feed named {item.name!r} exists already; choose another --name", field="name")
-    row = Feed(name=item.name, url=item.url, section=item.section, allow_private=item.allow_private)
+    row = Feed(
+        name=item.name,
+        url=item.url,
+        section=item.section,
+        allow_private=item.allow_private,
+        created_at=now,
+    )
     session.add(row)
     session.flush()
     return to_data(row)
@@ -187,6 +193,7 @@ def upsert_feed_article(
     feed_id: int,
     guid_trusted: bool = True,
     date_estimated: bool = False,
+    now: datetime,
 ) -> tuple[ArticleData, str]:
     """Store one feed entry: update the article with this link, else this feed's article with this
     guid (its link changed), else add it. Returns (article, added|updated|unchanged).
@@ -204,16 +211,16 @@ def upsert_feed_article(
         ).first()
         if by_guid is not None:
             by_guid.url = item.url
-            by_guid.updated_at = utcnow()
+            by_guid.updated_at = now
             session.add(by_guid)
             session.flush()
             if date_estimated:
                 item = dataclasses.replace(item, published_at=None)
-            article, _ = article_store.upsert_article(session, item)
+            article, _ = article_store.upsert_article(session, item, now=now)
             return article, "updated"
     if by_url is not None and date_estimated and by_url.published_at is not None:
         item = dataclasses.replace(item, published_at=None)  # upsert never blanks a field
-    return article_store.upsert_article(session, item)
+    return article_store.upsert_article(session, item, now=now)
 
 
 def _count(session: Session, feed_id: int) -> int:

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
-from briefing.models import SchedulerHeartbeat, SkipDate, utcnow
+from briefing.models import SchedulerHeartbeat, SkipDate
 
 
 def skip_dates(session: Session) -> frozenset[date]:
@@ -20,11 +20,11 @@ def list_skips(session: Session, *, since: date | None = None) -> list[tuple[dat
     return [(r.skip_date, r.reason) for r in session.exec(stmt.order_by(col(SkipDate.skip_date))).all()]
 
 
-def add_skip(session: Session, day: date, reason: str = "") -> bool:
+def add_skip(session: Session, day: date, reason: str = "", *, now: datetime) -> bool:
     """True when the date was added, False when it was already skipped."""
     if session.get(SkipDate, day) is not None:
         return False
-    session.add(SkipDate(skip_date=day, reason=reason))
+    session.add(SkipDate(skip_date=day, reason=reason, created_at=now))
     session.flush()
     return True
 
@@ -38,13 +38,15 @@ def remove_skip(session: Session, day: date) -> bool:
     return True
 
 
-def beat(session: Session, *, owner: str, started_at: datetime, next_run_at: datetime | None) -> None:
+def beat(
+    session: Session, *, owner: str, started_at: datetime, next_run_at: datetime | None, now: datetime
+) -> None:
     row = session.get(SchedulerHeartbeat, 1)
     if row is None:
         row = SchedulerHeartbeat(id=1)
     row.owner = owner
     row.started_at = started_at
-    row.beat_at = utcnow()
+    row.beat_at = now
     row.next_run_at = next_run_at
     session.add(row)
 

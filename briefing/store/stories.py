@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import StoryItem, StoryStatus
 from briefing.errors import InvalidInput, NotFound
-from briefing.models import Article, Story, utcnow
+from briefing.models import Article, Story
 
 ACTIVE_STATUSES = (StoryStatus.DRAFT.value, StoryStatus.READY.value)
 EDITABLE_FIELDS = frozenset(
@@ -77,7 +77,7 @@ def to_item(row: Story, article: Article | None = None) -> StoryItem:
     )
 
 
-def add_story(session: Session, item: StoryInput) -> StoryItem:
+def add_story(session: Session, item: StoryInput, *, now: datetime) -> StoryItem:
     position = item.position
     if position is None:
         position = _last_position(session, item.edition_date, item.section) + 1
@@ -93,6 +93,8 @@ def add_story(session: Session, item: StoryInput) -> StoryItem:
         edition_date=item.edition_date,
         embargo_until=item.embargo_until,
         expires_at=item.expires_at,
+        created_at=now,
+        updated_at=now,
         status=item.status,
         lead=item.lead,
         automatic=item.automatic,
@@ -132,7 +134,7 @@ def list_stories(
     return [to_item(story, article) for story, article in session.exec(stmt).all()]
 
 
-def update_story(session: Session, story_id: int, changes: dict[str, object]) -> StoryItem:
+def update_story(session: Session, story_id: int, changes: dict[str, object], *, now: datetime) -> StoryItem:
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"cannot edit {', '.join(sorted(unknown))}", field="story")
@@ -148,13 +150,13 @@ def update_story(session: Session, story_id: int, changes: dict[str, object]) ->
         setattr(row, name, value)
     if regroup:
         row.position = _last_position(session, row.edition_date, row.section, exclude=story_id) + 1
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.add(row)
     session.flush()
     return _item_with_article(session, row)
 
 
-def move_story(session: Session, story_id: int, to_position: int) -> StoryItem:
+def move_story(session: Session, story_id: int, to_position: int, *, now: datetime) -> StoryItem:
     """Put a story at position N of its section (1 = top) and renumber the others 1..n."""
     if to_position < 1:
         raise InvalidInput("must be 1 or more", field="to")
@@ -162,7 +164,6 @@ def move_story(session: Session, story_id: int, to_position: int) -> StoryItem:
     siblings = [s for s in _group(session, row.edition_date, row.section) if s.id != story_id]
     index = min(to_position, len(siblings) + 1) - 1
     siblings.insert(index, row)
-    now = utcnow()
     for number, sibling in enumerate(siblings, start=1):
         if sibling.position != number:
             sibling.position = number
@@ -172,22 +173,22 @@ def move_story(session: Session, story_id: int, to_position: int) -> StoryItem:
     return _item_with_article(session, row)
 
 
-def set_status(session: Session, story_id: int, status: StoryStatus) -> StoryItem:
+def set_status(session: Session, story_id: int, status: StoryStatus, *, now: datetime) -> StoryItem:
     row = _row(session, story_id)
     row.status = status.value
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.add(row)
     session.flush()
     return _item_with_article(session, row)
 
 
-def mark_used(session: Session, story_ids: Sequence[int], edition_date: date) -> None:
+def mark_used(session: Session, story_ids: Sequence[int], edition_date: date, *, now: datetime) -> None:
     if not story_ids:
         return
     session.execute(
         sa.update(Story)
         .where(col(Story.id).in_(list(story_ids)))
-        .values(status=StoryStatus.USED.value, edition_date=edition_date, updated_at=utcnow())
+        .values(status=StoryStatus.USED.value, edition_date=edition_date, updated_at=now)
     )
 
 

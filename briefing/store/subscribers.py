@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberStatus
 from briefing.errors import Conflict, NotFound
-from briefing.models import Delivery, Subscriber, utcnow
+from briefing.models import Delivery, Subscriber
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 
@@ -57,11 +57,11 @@ def add_subscriber(
     *,
     status: SubscriberStatus = SubscriberStatus.ACTIVE,
     source: str = "manual",
+    now: datetime,
 ) -> SubscriberData:
     key = item.email.casefold()
     if session.exec(select(Subscriber.id).where(Subscriber.email_key == key)).first() is not None:
         raise Conflict(f"{item.email} is already on the list", field="email")
-    now = utcnow()
     row = Subscriber(
         email=item.email,
         email_key=key,
@@ -71,6 +71,8 @@ def add_subscriber(
         consent_at=now,
         confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
         attributes=dict(item.attributes or {}),
+        created_at=now,
+        updated_at=now,
     )
     session.add(row)
     session.flush()
@@ -135,9 +137,7 @@ def count_by_status(session: Session) -> dict[str, int]:
     return counts
 
 
-def unsubscribe(
-    session: Session, subscriber_id: int, *, at: datetime | None = None
-) -> tuple[SubscriberData, bool]:
+def unsubscribe(session: Session, subscriber_id: int, *, now: datetime) -> tuple[SubscriberData, bool]:
     """Idempotent: returns (subscriber, changed). A bounced or complained address keeps its status."""
     row = session.get(Subscriber, subscriber_id)
     if row is None:
@@ -145,21 +145,20 @@ def unsubscribe(
     if row.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
         return to_data(row), False
     row.status = SubscriberStatus.UNSUBSCRIBED.value
-    row.unsubscribed_at = at or utcnow()
-    row.updated_at = utcnow()
+    row.unsubscribed_at = now
+    row.updated_at = now
     session.add(row)
     session.flush()
     return to_data(row), True
 
 
-def confirm(session: Session, subscriber_id: int) -> tuple[SubscriberData, bool]:
+def confirm(session: Session, subscriber_id: int, *, now: datetime) -> tuple[SubscriberData, bool]:
     """Pending -> active. Anything else is left as it is (a confirm replayed after unsubscribing)."""
     row = session.get(Subscriber, subscriber_id)
     if row is None:
         raise NotFound(f"no subscriber with id {subscriber_id}", field="subscriber")
     if row.status != SubscriberStatus.PENDING:
         return to_data(row), False
-    now = utcnow()
     row.status = SubscriberStatus.ACTIVE.value
     row.confirmed_at = now
     row.updated_at = now
@@ -168,12 +167,14 @@ def confirm(session: Session, subscriber_id: int) -> tuple[SubscriberData, bool]
     return to_data(row), True
 
 
-def set_status(session: Session, subscriber_id: int, status: SubscriberStatus) -> SubscriberData:
+def set_status(
+    session: Session, subscriber_id: int, status: SubscriberStatus, *, now: datetime
+) -> SubscriberData:
     row = session.get(Subscriber, subscriber_id)
     if row is None:
         raise NotFound(f"no subscriber with id {subscriber_id}", field="subscriber")
     row.status = status.value
-    row.updated_at = utcnow()
+    row.updated_at = now
     if status == SubscriberStatus.UNSUBSCRIBED and row.unsubscribed_at is None:
         row.unsubscribed_at = row.updated_at
     session.add(row)
@@ -181,7 +182,7 @@ def set_status(session: Session, subscriber_id: int, status: SubscriberStatus) -
     return to_data(row)
 
 
-def record_soft_bounce(session: Session, subscriber_id: int, *, limit: int) -> bool:
+def record_soft_bounce(session: Session, subscriber_id: int, *, limit: int, now: datetime) -> bool:
     """Count one edition with a soft bounce; returns True when the subscriber is now bounced."""
     row = session.get(Subscriber, subscriber_id)
     if row is None:
@@ -189,7 +190,7 @@ def record_soft_bounce(session: Session, subscriber_id: int, *, limit: int) -> b
     row.soft_bounce_count += 1
     if row.soft_bounce_count >= limit and row.status == SubscriberStatus.ACTIVE:
         row.status = SubscriberStatus.BOUNCED.value
-    row.updated_at = utcnow()
+    row.updated_at = now
     session.add(row)
     return row.status == SubscriberStatus.BOUNCED
 
@@ -208,6 +209,7 @@ def import_batch(
     source: str,
     first_new_id: int,
     counts: ImportCounts,
+    now: datetime,
 ) -> None:
     """Upsert one batch of validated rows.
 
@@ -227,7 +229,6 @@ def import_batch(
         row.email_key: row
         for row in session.exec(select(Subscriber).where(col(Subscriber.email_key).in_(list(unique)))).all()
     }
-    now = utcnow()
     new_rows: list[dict[str, Any]] = []
     for key, item in unique.items():
         row = existing.get(key)
@@ -309,7 +310,9 @@ class LinkState:
     row: object = field(default=None, repr=False, compare=False)
 
 
-def unsubscribe_by_link(conn: sa.Connection, subscriber_id: int, max_version: int) -> LinkState | None:
+def unsubscribe_by_link(
+    conn: sa.Connection, subscriber_id: int, max_version: int, *, now: datetime
+) -> LinkState | None:
     """The one-click unsubscribe in two Core statements on a plain connection.
 
     It is the hot path when mail providers POST for a whole list: an ORM session costs about as
@@ -329,7 +332,6 @@ def unsubscribe_by_link(conn: sa.Connection, subscriber_id: int, max_version: in
         return None
     status = found.status
     if status not in SUPPRESSED_STATUSES:
-        now = utcnow()
         conn.execute(
             sa.update(S)
             .where(S.c.id == subscriber_id, S.c.status.not_in([s.value for s in SUPPRESSED_STATUSES]))

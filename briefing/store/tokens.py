@@ -35,12 +35,12 @@ def to_data(row: ApiToken) -> ApiTokenData:
     )
 
 
-def add_token(session: Session, name: str, token_hash: str) -> ApiTokenData:
+def add_token(session: Session, name: str, token_hash: str, *, now: datetime) -> ApiTokenData:
     if session.exec(select(ApiToken.id).where(ApiToken.name == name)).first() is not None:
         raise Conflict(
             f"a token named {name!r} exists already (revoked tokens keep their name)", field="name"
         )
-    row = ApiToken(name=name, token_hash=token_hash)
+    row = ApiToken(name=name, token_hash=token_hash, created_at=now)
     session.add(row)
     session.flush()
     return to_data(row)

@@ -10,14 +10,15 @@ Answers:
 - 401 for a missing, unknown or revoked token; 400 for a body that is not JSON or not an object or
   list; 413 for a body over the size limit or a batch over MAX_BATCH articles.
 
-The app that includes this router provides `app.state.engine` (and, optionally, `app.state.settings`
-with `api_max_body_bytes`).
+The app that includes this router provides `app.state.engine`, `app.state.clock` (a `Clock`: the
+time a token is used and an article is stored comes from it) and, optionally, `app.state.settings`
+with `api_max_body_bytes`.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from briefing import push
+from briefing.domain import Clock
 from briefing.store.tokens import ApiTokenData
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -65,11 +67,15 @@ def _bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def _now(request: Request) -> datetime:
+    """The time on the app's clock (the edge hands it in; tests set it)."""
+    clock: Clock = request.app.state.clock
+    return clock.now()
+
+
 async def _authenticated(request: Request, engine: sa.Engine) -> ApiTokenData:
     token = _bearer(request)
-    found = (
-        await run_in_threadpool(push.authenticate, engine, token, now=datetime.now(UTC)) if token else None
-    )
+    found = await run_in_threadpool(push.authenticate, engine, token, now=_now(request)) if token else None
     if found is None:
         raise _Refused(
             401,
@@ -121,7 +127,7 @@ async def post_articles(
         records = _records(await _read_body(request, limit))
     except _Refused as refused:
         return refused.response()
-    results = await run_in_threadpool(push.store_pushed_articles, engine, records)
+    results = await run_in_threadpool(push.store_pushed_articles, engine, records, now=_now(request))
     counts = {status: 0 for status in ("added", "updated", "unchanged", "rejected")}
     for r in results:
         counts[r.status] += 1

@@ -12,9 +12,9 @@ import importlib
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,14 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from briefing import wiring
 from briefing.config import Settings, parse_duration
 from briefing.db import make_engine, upgrade
+from briefing.domain import Clock
 from briefing.errors import ConfigError
 from briefing.transport import Transport
 from briefing.web import archive, auth, editions, editors, errors, public, subscribers
-from briefing.web.context import Limits, Pages, WebContext
+from briefing.web.context import Limits, Pages, PreviewCache, WebContext
 from briefing.web.ratelimit import SlidingWindow, parse_rate
 from briefing.web.sessions import SessionManager
 from briefing.wiring import PACKAGE_ROOT, edition_setup, templates_dir
@@ -132,12 +134,12 @@ def _duration(settings: Settings, name: str) -> timedelta:
         raise ConfigError(str(exc), field=f"BRIEFING_{name.upper()}") from None
 
 
-def _limit(settings: Settings, name: str, clock: Callable[[], float] | None) -> SlidingWindow:
+def _limit(settings: Settings, name: str, clock: Clock) -> SlidingWindow:
     try:
         rate = parse_rate(_setting(settings, name), field=f"BRIEFING_{name.upper()}")
     except ValueError as exc:
         raise ConfigError(str(exc), field=f"BRIEFING_{name.upper()}") from None
-    return SlidingWindow(rate, clock=clock) if clock else SlidingWindow(rate)
+    return SlidingWindow(rate, clock=clock.monotonic)
 
 
 def _session_secret(settings: Settings) -> str:
@@ -175,11 +177,13 @@ def build_context(
     settings: Settings,
     engine: sa.Engine,
     transport: Transport,
-    clock: Callable[[], datetime],
-    *,
-    limit_clock: Callable[[], float] | None = None,
+    clock: Clock,
 ) -> WebContext:
-    """Every setting the web app uses is read and checked here, once, at start-up."""
+    """Every setting the web app uses is read and checked here, once, at start-up.
+
+    `clock` is the app's one clock: request handlers, session and flash cookies, rate limits and
+    the preview cache all read it, so a test that moves it moves all of them.
+    """
     setup = edition_setup(settings)
     base_url = settings.public_base_url.rstrip("/")
     web_dir = web_templates(settings)
@@ -195,6 +199,7 @@ def build_context(
         },
         settings.zone,
         session_secret,
+        clock,
     )
     return WebContext(
         settings=settings,
@@ -204,17 +209,18 @@ def build_context(
         clock=clock,
         pages=pages,
         limits=Limits(
-            subscribe_ip=_limit(settings, "subscribe_rate_ip", limit_clock),
-            subscribe_address=_limit(settings, "subscribe_rate_address", limit_clock),
-            login=_limit(settings, "login_rate", limit_clock),
-            login_ip=_limit(settings, "login_rate_ip", limit_clock),
+            subscribe_ip=_limit(settings, "subscribe_rate_ip", clock),
+            subscribe_address=_limit(settings, "subscribe_rate_address", clock),
+            login=_limit(settings, "login_rate", clock),
+            login_ip=_limit(settings, "login_rate_ip", clock),
         ),
         base_url=base_url,
         secure_cookies=base_url.startswith("https://"),
         confirm_max_age=_duration(settings, "confirm_max_age"),
-        sessions=SessionManager(session_secret, session_age.total_seconds()),
+        sessions=SessionManager(session_secret, session_age.total_seconds(), clock),
         session_max_age=session_age,
         web_dir=web_dir,
+        previews=PreviewCache(clock),
         # Only SQLite needs this process's transactions in single file (see WebContext.gate).
         gate=threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext(),
     )
@@ -236,7 +242,7 @@ def create_app(
     *,
     engine: sa.Engine | None = None,
     transport: Transport | None = None,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The whole web app. Without an engine or transport it makes its own (and closes them on shutdown)."""
     own_engine = engine is None
@@ -244,8 +250,9 @@ def create_app(
         engine = make_engine(settings.database_url)
         upgrade(engine)
     own_transport = transport is None
-    mail: Transport = transport if transport is not None else open_transport(settings)
-    ctx = build_context(settings, engine, mail, clock or (lambda: datetime.now(UTC)))
+    clock = clock or wiring.clock(settings)
+    mail: Transport = transport if transport is not None else open_transport(settings, clock)
+    ctx = build_context(settings, engine, mail, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -266,8 +273,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.state.engine = engine  # for routers that only need the engine and settings (briefing.web.api)
+    # For routers that only need the engine, the settings and the clock (briefing.web.api).
+    app.state.engine = engine
     app.state.settings = settings
+    app.state.clock = ctx.clock
     errors.install(app)
     app.include_router(public.router)
     app.include_router(archive.router)

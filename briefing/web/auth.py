@@ -160,7 +160,7 @@ def login(
             "Too many sign-in attempts. Wait a minute and try again.", int(ctx.limits.login.rate.window)
         )
     with ctx.writing() as session:
-        editor = accounts.authenticate(session, email, password)
+        editor = accounts.authenticate(session, email, password, now=ctx.now())
     if editor is None:
         return _login_page(
             request, ctx, next_url=target, email=email, error="Wrong email or password.", status=401

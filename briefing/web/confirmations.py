@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
-from briefing.domain import SubscriberStatus
+from briefing.domain import Clock, SubscriberStatus
 from briefing.errors import BriefingError, TokenInvalid
 from briefing.message import clean_header_text, format_address
 from briefing.publishing import EditionSetup
@@ -57,18 +57,19 @@ def marker_for(state: LinkState) -> str | None:
     return None  # active: nothing to confirm; complained: never mail again unasked
 
 
-def make_token(signer: TokenSigner, state: LinkState) -> str | None:
+def make_token(signer: TokenSigner, state: LinkState, *, now: datetime) -> str | None:
+    """A confirm token stamped with `now` (its age counts from then), or None when no link is due."""
     marker = marker_for(state)
     if marker is None:
         return None
-    return signer.confirm_token(f"s{state.subscriber.id}.{marker}")
+    return signer.confirm_token(f"s{state.subscriber.id}.{marker}", now=now)
 
 
 def read_token(
-    signer: TokenSigner, token: str, max_age: timedelta, *, ignore_expiry: bool = False
+    signer: TokenSigner, token: str, max_age: timedelta, *, now: datetime, ignore_expiry: bool = False
 ) -> ConfirmClaim:
-    """TokenExpired when genuine but old (unless ignore_expiry), TokenInvalid for anything else."""
-    value = signer.read_confirm(token, _EVER if ignore_expiry else max_age)
+    """TokenExpired when older than max_age at `now` (unless ignore_expiry); TokenInvalid for the rest."""
+    value = signer.read_confirm(token, _EVER if ignore_expiry else max_age, now=now)
     match = _SUBJECT_RE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise TokenInvalid("this confirmation link is not valid")
@@ -85,15 +86,17 @@ def still_valid(claim: ConfirmClaim, state: LinkState) -> bool:
     return claim.marker == marker_for(state)
 
 
-def build_email(setup: EditionSetup, to_address: str, link: str, first_name: str = "") -> bytes:
-    """The confirmation message: one link, no per-recipient list headers (there is no list yet)."""
+def build_email(
+    setup: EditionSetup, to_address: str, link: str, first_name: str = "", *, now: datetime
+) -> bytes:
+    """The confirmation message, dated `now`: one link, no per-recipient list headers (no list yet)."""
     mail = setup.mailing
     content = setup.renderer.render_confirmation(setup.compose, link, first_name=first_name)
     msg = EmailMessage(policy=SMTP)
     msg["From"] = format_address(mail.from_name, mail.from_address)
     msg["To"] = to_address
     msg["Subject"] = clean_header_text(content.subject)
-    msg["Date"] = format_datetime(datetime.now(UTC).replace(microsecond=0))
+    msg["Date"] = format_datetime(now.replace(microsecond=0))
     msg["Message-ID"] = make_msgid(domain=mail.domain)
     if mail.reply_to:
         msg["Reply-To"] = mail.reply_to
@@ -102,17 +105,26 @@ def build_email(setup: EditionSetup, to_address: str, link: str, first_name: str
     msg.add_alternative(content.html, subtype="html", cte="quoted-printable")
     data = msg.as_bytes(policy=SMTP)
     if setup.dkim is not None:
-        data = setup.dkim.sign(data)
+        data = setup.dkim.sign(data, now=now)
     return data
 
 
 def send_confirmation(
-    setup: EditionSetup, transport: Transport, to_address: str, token: str, first_name: str = ""
+    setup: EditionSetup,
+    transport: Transport,
+    to_address: str,
+    token: str,
+    first_name: str = "",
+    *,
+    clock: Clock,
 ) -> bool:
-    """Send one confirmation; failures are logged, never raised (the reader's page was already sent)."""
+    """Send one confirmation; failures are logged, never raised (the reader's page was already sent).
+
+    It runs after the page has gone out, so the message is dated when it is built, on the app's clock.
+    """
     try:
         link = confirm_url(setup.mailing.public_base_url, token)
-        data = build_email(setup, to_address, link, first_name)
+        data = build_email(setup, to_address, link, first_name, now=clock.now())
         result = transport.send(setup.mailing.from_address, to_address, data)
     except (BriefingError, OSError) as exc:
         log.warning("confirmation email not sent: %s", exc)

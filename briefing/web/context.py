@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -28,8 +27,9 @@ from sqlmodel import Session
 from briefing import publishing
 from briefing.config import Settings
 from briefing.db import session_scope
+from briefing.domain import Clock
 from briefing.store import schedule as schedule_store
-from briefing.tokens import TokenSigner
+from briefing.tokens import ClockedTimestampSigner, TokenSigner
 from briefing.transport import Transport
 from briefing.web.ratelimit import SlidingWindow
 from briefing.web.sessions import SessionManager
@@ -43,13 +43,14 @@ FLASH_MAX_AGE = 120
 class PreviewCache:
     """The last preview per date, so the preview page's two frames do not render the edition again."""
 
-    def __init__(self, ttl: float = PREVIEW_TTL) -> None:
+    def __init__(self, clock: Clock, ttl: float = PREVIEW_TTL) -> None:
+        self._clock = clock
         self._ttl = ttl
         self._items: dict[date, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def put(self, day: date, html: str) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             self._items = {d: v for d, v in self._items.items() if now - v[0] < self._ttl}
             self._items[day] = (now, html)
@@ -57,7 +58,7 @@ class PreviewCache:
     def get(self, day: date) -> str | None:
         with self._lock:
             found = self._items.get(day)
-        if found is None or time.monotonic() - found[0] >= self._ttl:
+        if found is None or self._clock.monotonic() - found[0] >= self._ttl:
             return None
         return found[1]
 
@@ -76,7 +77,7 @@ class WebContext:
     engine: sa.Engine
     setup: publishing.EditionSetup
     transport: Transport
-    clock: Callable[[], datetime]
+    clock: Clock
     pages: Pages
     limits: Limits
     base_url: str
@@ -85,11 +86,11 @@ class WebContext:
     sessions: SessionManager
     session_max_age: timedelta
     web_dir: Path
+    previews: PreviewCache
     stop: threading.Event = field(default_factory=threading.Event)
     # Background "retry failed" sends, by edition date; one at a time per date in this process.
     retries: dict[date, threading.Thread] = field(default_factory=dict)
     retry_lock: threading.Lock = field(default_factory=threading.Lock)
-    previews: PreviewCache = field(default_factory=PreviewCache)
     # SQLite takes its write lock at BEGIN (briefing.db), and a thread that finds it taken sleeps in
     # SQLite's busy handler (1, 2, 5 ... 100 ms). Under load that backoff, not the work, sets the
     # pace; queueing this process's transactions on a lock instead keeps each one a millisecond.
@@ -104,7 +105,7 @@ class WebContext:
         return self.settings.zone
 
     def now(self) -> datetime:
-        return self.clock()
+        return self.clock.now()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -136,7 +137,9 @@ class WebContext:
 class Pages:
     """Jinja pages with autoescape on; every value from the database reaches HTML escaped."""
 
-    def __init__(self, directory: Path, globals_: Mapping[str, Any], zone: ZoneInfo, secret: str) -> None:
+    def __init__(
+        self, directory: Path, globals_: Mapping[str, Any], zone: ZoneInfo, secret: str, clock: Clock
+    ) -> None:
         self.env = Environment(
             loader=FileSystemLoader(str(directory)),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -152,7 +155,13 @@ class Pages:
             moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M") if moment else ""
         )
         self.env.filters["day_label"] = lambda day: f"{day:%A} {day.day} {day:%B %Y}" if day else ""
-        self._flash = URLSafeTimedSerializer(secret, salt="briefing-flash-v1")
+        # The one-time message's age is measured on the app's clock, like every other signed value.
+        self._flash = URLSafeTimedSerializer(
+            secret,
+            salt="briefing-flash-v1",
+            signer=ClockedTimestampSigner,
+            signer_kwargs={"now": clock.now},
+        )
 
     def render(
         self,

@@ -122,7 +122,13 @@ def retry_failed(ctx: Ctx, day: str) -> Response:
 def _retry(ctx: WebContext, edition_date: date) -> None:
     try:
         outcome = publishing.send_edition(
-            ctx.engine, ctx.current_setup(), edition_date, ctx.transport, retry_failed=True, stop=ctx.stop
+            ctx.engine,
+            ctx.current_setup(),
+            edition_date,
+            ctx.transport,
+            retry_failed=True,
+            stop=ctx.stop,
+            clock=ctx.clock,
         )
     except BriefingError as exc:
         log.warning("retry of the edition of %s stopped: %s", edition_date, exc)

@@ -197,7 +197,7 @@ def add_story(
             created_by=editor.email,
         )
         with ctx.writing() as session:
-            story = service.add_story(session, request_)
+            story = service.add_story(session, request_, now=ctx.now())
     except BriefingError as exc:
         return _queue_page(request, ctx, back, error=str(exc), form=form, status=400)
     return ctx.pages.redirect(
@@ -238,7 +238,7 @@ def edit_story(
             current = service.require_story(session, story_id)
             if current.status not in (StoryStatus.DRAFT, StoryStatus.READY):
                 raise InvalidInput(f"the story is {current.status} and can no longer change", field="story")
-            story = service.edit_story(session, story_id, changes)
+            story = service.edit_story(session, story_id, changes, now=ctx.now())
     except BriefingError as exc:
         return _queue_page(request, ctx, back, error=f"Story {story_id} was not saved. {exc}", status=400)
     return ctx.pages.redirect(
@@ -269,7 +269,7 @@ def move_story(
         ]
         index = next(i for i, s in enumerate(group, start=1) if s.id == story.id)
         target = max(1, index - 1) if direction == "up" else index + 1
-        story_store.move_story(session, story.id, target)
+        story_store.move_story(session, story.id, target, now=ctx.now())
     return ctx.pages.redirect(_queue_url(back, f"#story-{story.id}"), "", secure=ctx.secure_cookies)
 
 
@@ -282,7 +282,7 @@ def set_note(
     """The editor's note for one edition, shown near its top; empty removes it."""
     back = _day(ctx, day)
     with ctx.writing() as session:
-        publishing.set_note(session, back, note)
+        publishing.set_note(session, back, note, now=ctx.now())
     message = "The editor's note is saved." if note.strip() else "The editor's note is removed."
     return ctx.pages.redirect(_queue_url(back, "#note"), message, secure=ctx.secure_cookies)
 
@@ -303,7 +303,7 @@ def set_story_status(
         story = service.require_story(session, story_id)
         if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
             raise InvalidInput(f"the story is {story.status} and can no longer change", field="status")
-        story = story_store.set_status(session, story.id, allowed[status])
+        story = story_store.set_status(session, story.id, allowed[status], now=ctx.now())
     words = {"ready": "is ready", "draft": "is back to draft", "dropped": "was dropped"}
     return ctx.pages.redirect(
         _queue_url(back, "" if status == "dropped" else f"#story-{story.id}"),
@@ -322,7 +322,7 @@ def preview(request: Request, ctx: Ctx, date: str = "") -> HTMLResponse:
     try:
         setup = ctx.current_setup()
         with ctx.gate:
-            result = publishing.preview(ctx.engine, setup, day)
+            result = publishing.preview(ctx.engine, setup, day, clock=ctx.clock)
     except BriefingError as exc:
         values["error"] = str(exc)
         return ctx.pages.render(request, "preview.html", values, status_code=409, headers=NO_STORE)
@@ -340,7 +340,7 @@ def preview_frame(ctx: Ctx, date: str = "") -> HTMLResponse:
     if html is None:
         setup = ctx.current_setup()
         with ctx.gate:
-            html = publishing.preview(ctx.engine, setup, day).html
+            html = publishing.preview(ctx.engine, setup, day, clock=ctx.clock).html
         ctx.previews.put(day, html)
     return HTMLResponse(html, headers={"Content-Security-Policy": PREVIEW_CSP, **NO_STORE})
 
@@ -350,7 +350,9 @@ def send_test(ctx: Ctx, editor: Editor, day: Annotated[str, Form(max_length=20)]
     when = _day(ctx, day)
     back = f"/editor/preview?{urlencode({'date': when.isoformat()})}"
     try:
-        publishing.send_test(ctx.engine, ctx.current_setup(), when, editor.email, ctx.transport)
+        publishing.send_test(
+            ctx.engine, ctx.current_setup(), when, editor.email, ctx.transport, clock=ctx.clock
+        )
     except BriefingError as exc:
         return ctx.pages.redirect(
             back, f"The test copy was not sent: {exc}", kind="error", secure=ctx.secure_cookies

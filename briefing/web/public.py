@@ -10,6 +10,7 @@ whatever the address's state, so the form cannot be used to find out who is on t
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -89,7 +90,9 @@ def subscribe(
     may_mail = ctx.limits.subscribe_address.allow(inputs.email_key(address))
     token, greet = _register(ctx, address, given)
     if token is not None and may_mail:
-        background.add_task(confirmations.send_confirmation, ctx.setup, ctx.transport, address, token, greet)
+        background.add_task(
+            confirmations.send_confirmation, ctx.setup, ctx.transport, address, token, greet, clock=ctx.clock
+        )
     return done
 
 
@@ -117,20 +120,21 @@ def _register(ctx: WebContext, address: str, name: str) -> tuple[str | None, str
                         subscriber_store.SubscriberInput(email=address, name=name),
                         status=SubscriberStatus.PENDING,
                         source="web",
+                        now=ctx.now(),
                     )
             except sa.exc.IntegrityError:  # the same address, submitted twice at once
                 found = subscriber_store.find_by_email(session, address)
         state = subscriber_store.link_state(session, found.id) if found is not None else None
     if state is None:
         return None, ""
-    return confirmations.make_token(ctx.signer, state), greet
+    return confirmations.make_token(ctx.signer, state, now=ctx.now()), greet
 
 
 # --------------------------------------------------------------------------- confirm
 
 
 def _confirm_state(ctx: WebContext, token: str) -> tuple[confirmations.ConfirmClaim, LinkState]:
-    claim = confirmations.read_token(ctx.signer, token, ctx.confirm_max_age)
+    claim = confirmations.read_token(ctx.signer, token, ctx.confirm_max_age, now=ctx.now())
     with ctx.reading() as session:
         state = subscriber_store.link_state(session, claim.subscriber_id)
     if state is None:
@@ -173,7 +177,7 @@ def confirm_page(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
 @router.post("/confirm/{token}", response_class=HTMLResponse)
 def confirm(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
     try:
-        claim = confirmations.read_token(ctx.signer, token, ctx.confirm_max_age)
+        claim = confirmations.read_token(ctx.signer, token, ctx.confirm_max_age, now=ctx.now())
     except TokenExpired:
         return _expired_page(request, ctx, token)
     with ctx.writing() as session:
@@ -186,10 +190,10 @@ def confirm(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
         elif not confirmations.still_valid(claim, state):
             page, code = "stale", 400
         elif status == SubscriberStatus.PENDING:
-            subscriber_store.confirm(session, claim.subscriber_id)
+            subscriber_store.confirm(session, claim.subscriber_id, now=ctx.now())
             page, code = "done", 200
         else:  # they unsubscribed or bounced, then asked again with the subscribe form
-            subscriber_store.set_status(session, claim.subscriber_id, SubscriberStatus.ACTIVE)
+            subscriber_store.set_status(session, claim.subscriber_id, SubscriberStatus.ACTIVE, now=ctx.now())
             page, code = "done", 200
     return ctx.pages.render(
         request,
@@ -203,7 +207,9 @@ def confirm(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
 @router.post("/confirm/{token}/resend", response_class=HTMLResponse)
 def resend_confirmation(request: Request, background: BackgroundTasks, ctx: Ctx, token: str) -> HTMLResponse:
     """A fresh link for an expired one; the same answer whether or not a new email goes out."""
-    claim = confirmations.read_token(ctx.signer, token, ctx.confirm_max_age, ignore_expiry=True)
+    claim = confirmations.read_token(
+        ctx.signer, token, ctx.confirm_max_age, now=ctx.now(), ignore_expiry=True
+    )
     if not ctx.limits.subscribe_ip.allow(client_ip(request)):
         raise TooManyRequests(
             "Too many requests from your network. Please try again later.",
@@ -213,7 +219,7 @@ def resend_confirmation(request: Request, background: BackgroundTasks, ctx: Ctx,
         state = subscriber_store.link_state(session, claim.subscriber_id)
     if state is not None and confirmations.still_valid(claim, state):
         address = state.subscriber.email
-        fresh = confirmations.make_token(ctx.signer, state)
+        fresh = confirmations.make_token(ctx.signer, state, now=ctx.now())
         if fresh is not None and ctx.limits.subscribe_address.allow(inputs.email_key(address)):
             background.add_task(
                 confirmations.send_confirmation,
@@ -222,6 +228,7 @@ def resend_confirmation(request: Request, background: BackgroundTasks, ctx: Ctx,
                 address,
                 fresh,
                 _greeting(state.subscriber),
+                clock=ctx.clock,
             )
     return ctx.pages.render(request, "subscribe_sent.html", {"title": "Check your inbox"}, headers=NO_STORE)
 
@@ -278,7 +285,7 @@ def unsubscribe(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
     """RFC 8058 one-click: the body (List-Unsubscribe=One-Click, or empty from our button) is not needed."""
     subscriber_id, version = ctx.signer.read_unsubscribe(token)
     with ctx.connecting() as conn:
-        state = subscriber_store.unsubscribe_by_link(conn, subscriber_id, version)
+        state = subscriber_store.unsubscribe_by_link(conn, subscriber_id, version, now=ctx.now())
     if state is None:
         raise TokenInvalid("this link is not valid")
     return _reader_page(request, ctx, "unsubscribe.html", state, token, outcome="unsubscribed")
@@ -288,14 +295,14 @@ def unsubscribe(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
 def resubscribe(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
     """Undo an unsubscribe from the page that confirmed it; only for the current link version."""
     with ctx.writing() as session:
-        state = _resubscribe(session, _unsubscribe_state(ctx, session, token, exact=True))
+        state = _resubscribe(session, _unsubscribe_state(ctx, session, token, exact=True), ctx.now())
     return _reader_page(request, ctx, "unsubscribe.html", state, token, outcome="resubscribed")
 
 
-def _resubscribe(session: Session, state: LinkState) -> LinkState:
+def _resubscribe(session: Session, state: LinkState, now: datetime) -> LinkState:
     if state.subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         return state  # active stays active; bounced and complained need the subscribe form
-    data = subscriber_store.set_status(session, state.subscriber.id, SubscriberStatus.ACTIVE)
+    data = subscriber_store.set_status(session, state.subscriber.id, SubscriberStatus.ACTIVE, now=now)
     return replace(state, subscriber=data)
 
 
@@ -315,10 +322,10 @@ def preferences(
     with ctx.writing() as session:
         state = _preferences_state(ctx, session, token)
         if action == "unsubscribe":
-            data, _ = subscriber_store.unsubscribe(session, state.subscriber.id)
+            data, _ = subscriber_store.unsubscribe(session, state.subscriber.id, now=ctx.now())
             state = replace(state, subscriber=data)
             outcome = "unsubscribed"
         else:
-            state = _resubscribe(session, state)
+            state = _resubscribe(session, state, ctx.now())
             outcome = "resubscribed"
     return _reader_page(request, ctx, "preferences.html", state, token, outcome=outcome)

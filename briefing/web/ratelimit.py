@@ -3,12 +3,14 @@
 The counters live in the process: one uvicorn process (what `briefing serve` runs) enforces the
 limits exactly; several processes would each allow the full limit. That is enough to stop
 subscription bombing and password guessing from one address without a shared store.
+
+Windows are measured on the clock they are given (the app's `Clock.monotonic`), never the real one
+directly, so a test can let a window pass without waiting for it.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
@@ -22,9 +24,7 @@ MAX_KEYS = 50_000  # memory bound: the least recently used keys are forgotten fi
 class SlidingWindow:
     """At most `rate.limit` hits per key within any `rate.window` seconds."""
 
-    def __init__(
-        self, rate: Rate, *, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS
-    ) -> None:
+    def __init__(self, rate: Rate, *, clock: Callable[[], float], max_keys: int = MAX_KEYS) -> None:
         self.rate = rate
         self._clock = clock
         self._max_keys = max_keys

@@ -1,15 +1,20 @@
-"""Signed session cookies for editors, kept apart from every other signed value by their own secret."""
+"""Signed session cookies for editors, kept apart from every other signed value by their own secret.
+
+A cookie's age and a revoked session's lifetime are measured on the app's clock, so a test can let
+twelve hours pass in no time, and a server started with BRIEFING_NOW agrees with itself.
+"""
 
 from __future__ import annotations
 
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from briefing.accounts import EditorAccount
+from briefing.domain import Clock
+from briefing.tokens import ClockedTimestampSigner
 
 MAX_COOKIE = 1000
 
@@ -25,8 +30,14 @@ class SessionData:
 class SessionManager:
     """Issues and reads the session cookie; remembers revoked session ids until they would expire."""
 
-    def __init__(self, secret: str, max_age: float) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt="briefing-session-v1")
+    def __init__(self, secret: str, max_age: float, clock: Clock) -> None:
+        self._serializer = URLSafeTimedSerializer(
+            secret,
+            salt="briefing-session-v1",
+            signer=ClockedTimestampSigner,
+            signer_kwargs={"now": clock.now},
+        )
+        self._clock = clock
         self.max_age = max_age
         self._revoked: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -53,7 +64,7 @@ class SessionManager:
         return SessionData(editor_id, sid, csrf, stamp)
 
     def revoke(self, sid: str) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             self._revoked = {k: t for k, t in self._revoked.items() if t > now}
             self._revoked[sid] = now + self.max_age
