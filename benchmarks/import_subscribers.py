@@ -17,8 +17,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from briefing import files, service
+from briefing import files
 from briefing.db import make_engine, upgrade
+from briefing.service import subscribers as subscriber_service
 
 
 def peak_rss_mb() -> float:
@@ -42,7 +43,7 @@ def main() -> None:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         upgrade(engine)
         started = time.perf_counter()
-        report = service.import_subscribers(engine, csv_path, now=datetime.now(UTC))
+        report = subscriber_service.import_subscribers(engine, csv_path, now=datetime.now(UTC))
         seconds = time.perf_counter() - started
         assert report.counts.added == args.rows == parsed
     print(

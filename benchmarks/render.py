@@ -20,7 +20,6 @@ from pathlib import Path
 
 from mjml import mjml2html
 
-from briefing.compose import compose_briefing
 from briefing.domain import (
     PERSONAL_TOKENS,
     ArticleData,
@@ -29,7 +28,8 @@ from briefing.domain import (
     StoryItem,
     StoryStatus,
 )
-from briefing.render import BRIEFING_HTML, Renderer, _parse_markdown, personalise
+from briefing.edition.compose import compose_briefing
+from briefing.edition.render import BRIEFING_HTML, Renderer, _parse_markdown, personalise
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 EDITION = date(2026, 11, 30)

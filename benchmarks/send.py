@@ -58,9 +58,10 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
 
 
 def build_database(path: Path, subscribers: int) -> str:
-    from briefing import service
+
     from briefing.db import make_engine, session_scope, upgrade
     from briefing.models import Subscriber
+    from briefing.service import stories as story_service
 
     url = f"sqlite:///{path}"
     engine = make_engine(url)
@@ -91,9 +92,9 @@ def build_database(path: Path, subscribers: int) -> str:
             conn.execute(sa.insert(Subscriber), batch)
     with session_scope(engine) as session:
         for i in range(15):
-            service.add_story(
+            story_service.add_story(
                 session,
-                service.StoryRequest(
+                story_service.StoryRequest(
                     url=f"https://news.example.com/2026/11/story-{i}",
                     headline=f"Story {i}: the council votes on the new transport plan after a long debate",
                     blurb="Councillors argued for six hours about bus lanes, fares and the timetable. "
@@ -110,12 +111,12 @@ def build_database(path: Path, subscribers: int) -> str:
 
 def setup(dkim: str, connections: int, key_dir: Path):  # type: ignore[no-untyped-def]
     from briefing import calendar as cal
-    from briefing.delivery import DeliveryPolicy
     from briefing.domain import ComposeOptions
-    from briefing.message import DkimSigner
-    from briefing.publishing import EditionSetup, Mailing
-    from briefing.render import Renderer
-    from briefing.tokens import TokenSigner
+    from briefing.edition.render import Renderer
+    from briefing.links import LinkSigner
+    from briefing.mail.message import DkimSigner
+    from briefing.service.delivery import DeliveryPolicy
+    from briefing.service.editions import EditionSetup, Mailing
 
     signer = None
     if dkim:
@@ -143,7 +144,7 @@ def setup(dkim: str, connections: int, key_dir: Path):  # type: ignore[no-untype
             list_id="briefing.news.example.com",
             unsubscribe_mailto="unsubscribe@news.example.com",
         ),
-        signer=TokenSigner(["bench-secret"]),
+        signer=LinkSigner(["bench-secret"]),
         plan=cal.SendPlan(
             send_days=(0, 1, 2, 3, 4, 5, 6), send_time=dtime(6, 0), zone=ZoneInfo("Europe/London")
         ),
@@ -154,9 +155,9 @@ def setup(dkim: str, connections: int, key_dir: Path):  # type: ignore[no-untype
 
 def child(args: argparse.Namespace) -> None:
     """One measured send in this process; prints a JSON line with rate, size and peak RSS."""
-    from briefing import publishing
     from briefing.db import make_engine
-    from briefing.transport import open_transport
+    from briefing.mail.transport import open_transport
+    from briefing.service import editions as edition_service
     from briefing.wiring import SystemClock
 
     clock = SystemClock()  # a benchmark is an edge: it runs on the real clock
@@ -167,12 +168,12 @@ def child(args: argparse.Namespace) -> None:
         f"smtp://127.0.0.1:{args.port}?starttls=off", pool_size=args.connections, timeout=30
     )
     with Session(engine) as session:
-        prepared = publishing.prepare(session, s, EDITION)
-    sample, _ = publishing.MailFactory(
+        prepared = edition_service.prepare(session, s, EDITION)
+    sample, _ = edition_service.MailFactory(
         s, EDITION, prepared.rendered.subject, prepared.rendered.html, prepared.rendered.text, clock
-    ).message(publishing.sample_recipient(s))
+    ).message(edition_service.sample_recipient(s))
     started = time.perf_counter()
-    outcome = publishing.send_edition(engine, s, EDITION, mail, force=True, clock=clock)
+    outcome = edition_service.send_edition(engine, s, EDITION, mail, force=True, clock=clock)
     elapsed = time.perf_counter() - started
     mail.close()
     assert outcome.report is not None and outcome.report.complete, outcome.message

@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from briefing.db import make_engine, session_scope, upgrade  # noqa: E402
-from briefing.domain import SubscriberStatus  # noqa: E402
+from briefing.domain import SubscriberInput, SubscriberStatus  # noqa: E402
+from briefing.links import LinkSigner  # noqa: E402
 from briefing.models import Subscriber  # noqa: E402
 from briefing.store import subscribers as subscriber_store  # noqa: E402
-from briefing.tokens import TokenSigner  # noqa: E402
 
 SECRET = "benchmark-link-secret-not-for-production"
 HOST = "127.0.0.1"
@@ -122,7 +122,7 @@ def make_list(database_url: str, count: int, tokens_file: Path) -> list[str]:
     batch = 1000
     for start in range(0, count, batch):
         items = [
-            subscriber_store.SubscriberInput(email=f"reader{i}@example.com", name=f"Reader {i}")
+            SubscriberInput(email=f"reader{i}@example.com", name=f"Reader {i}")
             for i in range(start, min(count, start + batch))
         ]
         with session_scope(engine) as session:
@@ -135,7 +135,7 @@ def make_list(database_url: str, count: int, tokens_file: Path) -> list[str]:
                 counts=subscriber_store.ImportCounts(),
                 now=datetime.now(UTC),  # a benchmark is an edge: the real clock
             )
-    signer = TokenSigner([SECRET])
+    signer = LinkSigner([SECRET])
     with engine.connect() as conn:
         ids = [int(i) for i in conn.execute(sa.select(Subscriber.id).order_by(Subscriber.id)).scalars()]  # type: ignore[call-overload]
     engine.dispose()

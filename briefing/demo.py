@@ -15,14 +15,18 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from briefing import feeds, publishing, service, wiring
+from briefing import wiring
 from briefing.cli.common import console
 from briefing.cli.editions import print_preflight, print_report
 from briefing.cli.stories import print_queue
 from briefing.config import load_settings
 from briefing.db import make_engine, session_scope, upgrade
-from briefing.devsmtp import DevSmtpServer
 from briefing.domain import Clock
+from briefing.mail.devsmtp import DevSmtpServer
+from briefing.service import editions as edition_service
+from briefing.service import feeds as feed_service
+from briefing.service import stories as story_service
+from briefing.service import subscribers as subscriber_service
 from briefing.store import stories as story_store
 from briefing.wiring import edition_setup, transport
 
@@ -33,12 +37,12 @@ DEMO_SECRET = "demo-only-secret-not-for-production"
 
 def load_sample_data(engine: sa.Engine, root: Path, clock: Clock) -> None:
     now = clock.now()
-    result = feeds.load_feed_file(engine, SAMPLE_DIR / "feed.xml", name="Example News", clock=clock)
+    result = feed_service.load_feed_file(engine, SAMPLE_DIR / "feed.xml", name="Example News", clock=clock)
     console.print(f"Loaded {result.added} sample articles through the site's feed (sample_data/feed.xml).")
     with session_scope(engine) as session:
         for raw in json.loads((SAMPLE_DIR / "stories.json").read_text(encoding="utf-8")):
-            service.add_story(session, service.StoryRequest(**raw), now=now)
-    subscribers = service.import_subscribers(engine, root / "subscribers" / "example.csv", now=now)
+            story_service.add_story(session, story_service.StoryRequest(**raw), now=now)
+    subscribers = subscriber_service.import_subscribers(engine, root / "subscribers" / "example.csv", now=now)
     console.print(f"Loaded {subscribers.counts.added} sample subscribers from subscribers/example.csv.")
 
 
@@ -66,14 +70,14 @@ def main(folder: Path = ROOT / "demo") -> int:
             postal_address="Example News, 1 Market Street, Exampletown EX1 2AB",
         )
         setup = edition_setup(settings)
-        day = publishing.default_edition_date(setup.plan, clock.now())
+        day = edition_service.default_edition_date(setup.plan, clock.now())
 
         with session_scope(engine) as session:
             queue = story_store.list_stories(session, edition_date=day)
         print_queue(queue, day)
 
-        result = publishing.preview(engine, setup, day, clock=clock)
-        paths = publishing.write_preview(result, folder / "preview")
+        result = edition_service.preview(engine, setup, day, clock=clock)
+        paths = edition_service.write_preview(result, folder / "preview")
         console.print(f"\n[bold]Edition of {day}[/bold]: {result.prepared.rendered.subject}")
         print_preflight(result.prepared.report)
 
@@ -83,7 +87,7 @@ def main(folder: Path = ROOT / "demo") -> int:
         )
         mail = transport(settings, clock)
         try:
-            outcome = publishing.send_edition(engine, setup, day, mail, force=True, clock=clock)
+            outcome = edition_service.send_edition(engine, setup, day, mail, force=True, clock=clock)
         finally:
             mail.close()
         if outcome.report is not None:

@@ -316,3 +316,62 @@ class Briefing:
         """Every story in reading order, lead first, so checks and counts see what readers see."""
         lead = (self.lead,) if self.lead is not None else ()
         return lead + tuple(s for section in self.sections for s in section.stories)
+
+
+# --------------------------------------------------------------------------- inputs
+# Validated values on their way into the store (briefing.inputs checks them first).
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInput:
+    """Validated fields for a new feed (see briefing.service.feeds.add_feed)."""
+
+    name: str
+    url: str
+    section: str = ""
+    allow_private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberInput:
+    email: str  # already normalised by briefing.inputs.email_address
+    name: str = ""
+    attributes: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryInput:
+    """Validated fields for a new story (see briefing.inputs and service.add_story)."""
+
+    headline: str
+    url: str
+    blurb: str = ""
+    section: str = ""
+    article_id: int | None = None
+    position: int | None = None
+    edition_date: date | None = None
+    embargo_until: datetime | None = None
+    expires_at: datetime | None = None
+    status: str = StoryStatus.DRAFT
+    lead: bool = False
+    automatic: bool = False
+    image_url: str = ""
+    image_alt: str = ""
+    created_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleInput:
+    """Validated fields for one article (see briefing.inputs)."""
+
+    url: str
+    title: str
+    summary: str = ""
+    author: str = ""
+    section: str = ""
+    image_url: str = ""
+    image_alt: str = ""
+    published_at: datetime | None = None
+    source: str = "manual"
+    guid: str = ""
+    feed_id: int | None = None

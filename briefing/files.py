@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
 from briefing import inputs
+from briefing.domain import ArticleInput, SubscriberInput
 from briefing.errors import ImportFileError, InvalidInput
-from briefing.store.articles import ArticleInput
-from briefing.store.subscribers import SubscriberInput
 
 EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail", "address")
 NAME_HEADERS = ("name", "full name", "full_name", "first name", "first_name", "firstname")

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from briefing import calendar as cal
 from briefing.config import Settings, parse_dates, parse_duration, parse_send_days
-from briefing.delivery import DeliveryPolicy
 from briefing.domain import Clock, ComposeOptions
+from briefing.edition.render import Renderer
 from briefing.errors import ConfigError
-from briefing.feeds import DEFAULT_POLICY, FeedPolicy
-from briefing.message import DkimSigner
-from briefing.publishing import EditionSetup, Mailing
-from briefing.render import Renderer
-from briefing.tokens import TokenSigner
-from briefing.transport import ConnectionPool, MaildirTransport, MemoryTransport, open_transport
+from briefing.links import LinkSigner
+from briefing.mail.message import DkimSigner
+from briefing.mail.transport import ConnectionPool, MaildirTransport, MemoryTransport, open_transport
+from briefing.service.delivery import DeliveryPolicy
+from briefing.service.editions import EditionSetup, Mailing
+from briefing.service.feeds import DEFAULT_POLICY, FeedPolicy
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None
         compose=compose_options(settings),
         renderer=Renderer(templates_dir(settings) / "email"),
         mailing=mailing(settings),
-        signer=TokenSigner(settings.secret_keys()),
+        signer=LinkSigner(settings.secret_keys()),
         plan=send_plan(settings, extra_skips),
         policy=delivery_policy(settings),
         dkim=dkim_signer(settings),

@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from briefing import push
 from briefing.db import session_scope
 from briefing.errors import Conflict, InvalidInput
 from briefing.models import ApiToken, Article
-from briefing.store import tokens as token_store
+from briefing.service import api_tokens as api_token_service
+from briefing.store import api_tokens as token_store
 from briefing.web.api import router
 from tests.fixtures.clock import ManualClock
 
@@ -57,7 +57,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def token(engine: sa.Engine) -> str:
     with session_scope(engine) as session:
-        _, secret = push.create_token(session, "cms", now=NOW - timedelta(days=30))
+        _, secret = api_token_service.create_token(session, "cms", now=NOW - timedelta(days=30))
     return secret
 
 
@@ -164,7 +164,7 @@ def test_a_revoked_token_stops_working_and_use_is_recorded(
         (listed,) = token_store.list_tokens(session)
         assert listed.last_used_at == NOW
         clock.advance(timedelta(hours=1))
-        push.revoke_token(session, "cms", now=clock.now())
+        api_token_service.revoke_token(session, "cms", now=clock.now())
     assert client.post("/api/articles", json=GOOD, headers=auth(token)).status_code == 401
     assert client.post("/api/articles", json=GOOD, headers=auth(token.lower())).status_code == 401
 
@@ -173,7 +173,7 @@ def test_only_the_hash_is_stored(engine: sa.Engine, token: str) -> None:
     with Session(engine) as s:
         (row,) = s.exec(select(ApiToken)).all()
     assert token.startswith("brf_") and len(token) > 40
-    assert row.token_hash == push.hash_token(token) and token not in row.token_hash
+    assert row.token_hash == api_token_service.hash_token(token) and token not in row.token_hash
 
 
 def test_non_json_body_is_400(client: TestClient, token: str) -> None:
@@ -212,6 +212,6 @@ def test_empty_list_is_fine(client: TestClient, token: str) -> None:
 
 def test_token_names_are_unique_and_validated(engine: sa.Engine, token: str) -> None:
     with session_scope(engine) as session, pytest.raises(InvalidInput):
-        push.create_token(session, "two\nlines", now=NOW)
+        api_token_service.create_token(session, "two\nlines", now=NOW)
     with pytest.raises(Conflict, match="exists already"), session_scope(engine) as session:
-        push.create_token(session, "cms", now=NOW)
+        api_token_service.create_token(session, "cms", now=NOW)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from briefing.compose import compose_briefing, format_date
 from briefing.domain import ArticleData, Briefing, ComposeOptions, StoryItem, StoryStatus
+from briefing.edition.compose import compose_briefing, format_date
 from briefing.errors import InvalidInput
 from tests.fixtures.edition import ARTICLES, EDITION_DATE, OPTIONS, SEND_AT, STORIES, story
 

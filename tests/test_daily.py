@@ -11,10 +11,11 @@ from email.policy import default as default_policy
 
 from sqlmodel import Session
 
-from briefing import daily, publishing
 from briefing.db import session_scope
+from briefing.mail.transport import MemoryTransport
+from briefing.service import editions as edition_service
+from briefing.service import schedule as schedule_service
 from briefing.store import editions as edition_store
-from briefing.transport import MemoryTransport
 from tests.fixtures.clock import T0, ManualClock
 from tests.fixtures.newsroom import EDITION, Newsroom
 
@@ -22,10 +23,10 @@ SEND_AT = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 
 def sender(
-    room: Newsroom, mail: MemoryTransport, now: datetime, setup: publishing.EditionSetup | None = None
+    room: Newsroom, mail: MemoryTransport, now: datetime, setup: edition_service.EditionSetup | None = None
 ):
-    return daily.DailySender(
-        daily.DailyContext(
+    return schedule_service.DailySender(
+        schedule_service.DailyContext(
             engine=room.engine,
             setup=lambda: setup or room.setup,
             transport=lambda: mail,
@@ -73,7 +74,7 @@ def test_a_held_edition_expires_when_its_window_closes(sqlite_newsroom: Newsroom
     room = sqlite_newsroom
     room.readers(1)
     with session_scope(room.engine) as s:
-        publishing.hold(s, EDITION, True, now=T0)
+        edition_service.hold(s, EDITION, True, now=T0)
     mail = MemoryTransport()
 
     assert sender(room, mail, SEND_AT.replace(minute=5)).send_job(EDITION, SEND_AT) == "held"
@@ -105,7 +106,7 @@ def test_a_skipped_date_sends_nothing(sqlite_newsroom: Newsroom) -> None:
 
 
 def test_status_is_unhealthy_without_a_heartbeat(sqlite_newsroom: Newsroom) -> None:
-    result = daily.status(
+    result = schedule_service.status(
         sqlite_newsroom.engine, sqlite_newsroom.setup.plan, SEND_AT, stale_after=timedelta(minutes=2)
     )
     assert not result.healthy
@@ -126,13 +127,13 @@ def test_status_is_healthy_with_a_fresh_heartbeat_and_a_sent_edition(sqlite_news
             )
         )
 
-    result = daily.status(
+    result = schedule_service.status(
         room.engine, room.setup.plan, now.replace(second=30), stale_after=timedelta(minutes=2)
     )
 
     assert result.problems == () and result.healthy
     assert result.last is not None and result.last.edition_date == EDITION
-    stale = daily.status(
+    stale = schedule_service.status(
         room.engine, room.setup.plan, now.replace(minute=5), stale_after=timedelta(minutes=2)
     )
     assert not stale.healthy and "heartbeat" in stale.problems[0]

@@ -10,13 +10,13 @@ from email.policy import default as default_policy
 import pytest
 from sqlmodel import Session
 
-from briefing import publishing
 from briefing.db import session_scope
 from briefing.domain import DeliveryStatus
+from briefing.mail.transport import open_transport
+from briefing.service import editions as edition_service
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import subscribers as subscriber_store
-from briefing.transport import open_transport
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.newsroom import EDITION, Newsroom
 from tests.fixtures.smtp import FaultPlan, SmtpTestServer
@@ -27,7 +27,7 @@ NOW = datetime(2026, 11, 30, 6, 0, 30, tzinfo=UTC)  # thirty seconds after the 0
 def send(
     room: Newsroom,
     server_url: str,
-    setup: publishing.EditionSetup | None = None,
+    setup: edition_service.EditionSetup | None = None,
     *,
     clock: ManualClock | None = None,
     **kw: object,
@@ -35,7 +35,7 @@ def send(
     """Send at NOW on a clock that stands still until the send waits (a backoff costs no real time)."""
     mail = open_transport(server_url, pool_size=(setup or room.setup).policy.workers, timeout=5)
     try:
-        return publishing.send_edition(
+        return edition_service.send_edition(
             room.engine,
             setup or room.setup,
             EDITION,
@@ -312,7 +312,7 @@ def test_outside_the_window_nothing_is_sent_without_force(
     )
     mail = open_transport(smtp_server.url())
     with pytest.raises(Conflict):
-        publishing.send_edition(room.engine, room.setup, EDITION, mail, clock=ManualClock(moment))
+        edition_service.send_edition(room.engine, room.setup, EDITION, mail, clock=ManualClock(moment))
     assert smtp_server.messages == []
     with Session(room.engine) as s:
         edition = edition_store.find_edition(s, EDITION)
@@ -321,7 +321,7 @@ def test_outside_the_window_nothing_is_sent_without_force(
     else:
         assert edition is not None and edition.status == "expired"
 
-    forced = publishing.send_edition(
+    forced = edition_service.send_edition(
         room.engine, room.setup, EDITION, mail, clock=ManualClock(moment), force=True
     )
     mail.close()

@@ -15,10 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from briefing.devsmtp import DevSmtpServer, ReceivedMessage, free_port, run
 from briefing.domain import Recipient
-from briefing.message import DkimSigner, MessageTemplate
-from briefing.transport import open_transport
+from briefing.mail.devsmtp import DevSmtpServer, ReceivedMessage, free_port, run
+from briefing.mail.message import DkimSigner, MessageTemplate
+from briefing.mail.transport import open_transport
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.smtp import pin_dkim_clock
 from tests.fixtures.waiting import wait_until
@@ -130,7 +130,7 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     maildir = tmp_path / "mail"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     script = (
-        "from briefing.devsmtp import run; from briefing.wiring import SystemClock; "
+        "from briefing.mail.devsmtp import run; from briefing.wiring import SystemClock; "
         f"run({port}, {str(maildir)!r}, clock=SystemClock())"
     )
     proc = subprocess.Popen(

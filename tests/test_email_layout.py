@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from briefing.compose import compose_briefing
 from briefing.domain import Recipient
-from briefing.render import Renderer, personalise
+from briefing.edition.compose import compose_briefing
+from briefing.edition.render import Renderer, personalise
 from tests.fixtures.edition import ARTICLES, EDITION_DATE, OPTIONS, SEND_AT, STORIES
 
 pytestmark = pytest.mark.browser

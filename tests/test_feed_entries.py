@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from briefing.feed_entries import NotAFeed, ParsedFeed, canonical_url, html_to_text, parse_feed
-from briefing.store.articles import ArticleInput
+from briefing.domain import ArticleInput
+from briefing.feeds.parse import NotAFeed, ParsedFeed, canonical_url, html_to_text, parse_feed
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)

@@ -9,8 +9,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from briefing import fetch as fetch_module
-from briefing.fetch import AddressRefused, Fetched, FetchFailed, GuardedBackend, check_host, refused_kind
+from briefing.feeds import fetch as fetch_module
+from briefing.feeds.fetch import (
+    AddressRefused,
+    Fetched,
+    FetchFailed,
+    GuardedBackend,
+    check_host,
+    refused_kind,
+)
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.feed_server import FeedServer, Route, http_date
 

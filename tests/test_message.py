@@ -20,12 +20,7 @@ from hypothesis import strategies as st
 
 from briefing.domain import TOKEN_FIRST_NAME, TOKEN_PREFERENCES_URL, TOKEN_UNSUBSCRIBE_URL, Recipient
 from briefing.errors import InvalidInput
-from briefing.message import (
-    DkimSigner,
-    MessageTemplate,
-    clean_header_text,
-    personalise,
-)
+from briefing.mail.message import DkimSigner, MessageTemplate, clean_header_text, personalise
 from tests.fixtures.smtp import pin_dkim_clock
 
 U, P, N = TOKEN_UNSUBSCRIBE_URL, TOKEN_PREFERENCES_URL, TOKEN_FIRST_NAME
@@ -575,7 +570,7 @@ def test_dkim_rejects_bad_keys() -> None:
 @pytest.mark.parametrize("recipient", RECIPIENTS[:5], ids=lambda r: str(r.subscriber_id))
 def test_same_content_as_render_personalise(recipient: Recipient) -> None:
     """The preview path (render.personalise) and the send path must show a reader the same thing."""
-    render = pytest.importorskip("briefing.render")
+    render = pytest.importorskip("briefing.edition.render")
     from briefing.domain import RenderedEdition
 
     edition = RenderedEdition(WHEN.date(), "Your briefing", "", _html(), _text())

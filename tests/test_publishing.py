@@ -11,12 +11,13 @@ from pathlib import Path
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from briefing import publishing
 from briefing.cli import app
 from briefing.db import session_scope
+from briefing.domain import ArticleInput
+from briefing.mail.transport import MemoryTransport
+from briefing.service import editions as edition_service
 from briefing.store import articles as article_store
 from briefing.store import editions as edition_store
-from briefing.transport import MemoryTransport
 from tests.fixtures.clock import T0, ManualClock
 from tests.fixtures.newsroom import EDITION, Newsroom
 
@@ -28,7 +29,7 @@ def _articles(room: Newsroom, n: int) -> None:
         for i in range(n):
             article_store.add_article(
                 s,
-                article_store.ArticleInput(
+                ArticleInput(
                     url=f"https://news.example.com/fresh-{i}",
                     title=f"Fresh story {i}",
                     summary="Just published.",
@@ -46,14 +47,14 @@ def test_top_up_fills_a_thin_edition_and_freezes_only_real_stories(sqlite_newsro
     setup = replace(room.setup, min_stories=3)
 
     with Session(room.engine) as s:
-        prepared = publishing.prepare(s, setup, EDITION, now=SEND_AT)
+        prepared = edition_service.prepare(s, setup, EDITION, now=SEND_AT)
     automatic = [st for st in prepared.briefing.stories if st.automatic]
     assert len(prepared.briefing.stories) == 3 and len(automatic) == 2
     assert [st.headline for st in automatic] == ["Fresh story 0", "Fresh story 1"]
     assert sum("added automatically" in str(w) for w in prepared.report.warnings) == 2
 
     mail = MemoryTransport()
-    outcome = publishing.send_edition(
+    outcome = edition_service.send_edition(
         room.engine, setup, EDITION, mail, force=True, clock=ManualClock(SEND_AT)
     )
     assert outcome.edition.status == "sent"
@@ -70,7 +71,7 @@ def test_test_send_is_marked_and_leaves_the_ledger_alone(sqlite_newsroom: Newsro
     room.readers(3)
     mail = MemoryTransport()
 
-    publishing.send_test(
+    edition_service.send_test(
         room.engine, room.setup, EDITION, "editor@example.org", mail, clock=ManualClock(SEND_AT)
     )
 
@@ -85,12 +86,12 @@ def test_test_send_is_marked_and_leaves_the_ledger_alone(sqlite_newsroom: Newsro
 def test_preview_shows_frozen_content_once_sending_started(sqlite_newsroom: Newsroom) -> None:
     room = sqlite_newsroom
     room.readers(1)
-    publishing.send_edition(
+    edition_service.send_edition(
         room.engine, room.setup, EDITION, MemoryTransport(), force=True, clock=ManualClock(SEND_AT)
     )
     room.queue_story(headline="A late story that missed the edition")
 
-    result = publishing.preview(room.engine, room.setup, EDITION, clock=ManualClock(SEND_AT))
+    result = edition_service.preview(room.engine, room.setup, EDITION, clock=ManualClock(SEND_AT))
 
     assert result.prepared.frozen
     assert "A late story" not in result.html

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from briefing import publishing
 from briefing.db import session_scope
+from briefing.service import editions as edition_service
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from tests.fixtures.clock import T0
@@ -168,14 +168,14 @@ def test_a_held_edition_waits_and_goes_out_when_released(
     _room(sqlite_engine, 3)
     send_at = (datetime.now(UTC) + timedelta(seconds=3)).astimezone(ZONE)
     with session_scope(sqlite_engine) as s:
-        publishing.hold(s, send_at.date(), True, now=T0)
+        edition_service.hold(s, send_at.date(), True, now=T0)
     scheduler = start(smtp_server.url(), send_at)
 
     assert scheduler.wait_for(lambda: "is on hold" in scheduler.output(), timeout=20), scheduler.output()
     pause(1.5)
     assert smtp_server.messages == []
     with session_scope(sqlite_engine) as s:
-        publishing.hold(s, send_at.date(), False, now=T0)
+        edition_service.hold(s, send_at.date(), False, now=T0)
     assert scheduler.wait_for(lambda: _status(sqlite_engine, send_at.date()) == "sent"), scheduler.output()
     scheduler.terminate()
     assert len(smtp_server.messages) == 3

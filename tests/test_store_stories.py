@@ -7,21 +7,21 @@ from datetime import date
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from briefing import service
-from briefing.domain import StoryStatus
+from briefing.domain import ArticleInput, StoryStatus
+from briefing.service import stories as story_service
 from briefing.store import articles as article_store
 from briefing.store import stories as story_store
 from tests.fixtures.clock import T0
 
 
 def _add(s: Session, headline: str, section: str = "Politics", **kw: object) -> int:
-    req = service.StoryRequest(
+    req = story_service.StoryRequest(
         url=f"https://news.example.com/{headline}",
         headline=headline,
         section=section,
         **kw,  # type: ignore[arg-type]
     )
-    return service.add_story(s, req, now=T0).id
+    return story_service.add_story(s, req, now=T0).id
 
 
 def test_positions_append_insert_and_move(engine: sa.Engine) -> None:
@@ -53,7 +53,7 @@ def test_story_from_article_inherits_fields(engine: sa.Engine) -> None:
     with Session(engine) as s:
         art = article_store.add_article(
             s,
-            article_store.ArticleInput(
+            ArticleInput(
                 url="https://news.example.com/x",
                 title="From the site",
                 summary="Summary.",
@@ -63,7 +63,7 @@ def test_story_from_article_inherits_fields(engine: sa.Engine) -> None:
             ),
             now=T0,
         )
-        item = service.add_story(s, service.StoryRequest(article_id=art.id), now=T0)
+        item = story_service.add_story(s, story_service.StoryRequest(article_id=art.id), now=T0)
         assert (item.headline, item.url, item.blurb, item.section, item.image_alt) == (
             "From the site",
             "https://news.example.com/x",
@@ -78,5 +78,5 @@ def test_changing_section_moves_story_to_end_of_new_section(engine: sa.Engine) -
     with Session(engine) as s:
         _add(s, "w1", section="World")
         p = _add(s, "p1")
-        item = service.edit_story(s, p, {"section": "World"}, now=T0)
+        item = story_service.edit_story(s, p, {"section": "World"}, now=T0)
         assert item.position == 2

@@ -7,16 +7,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
-from briefing import tokens
+from briefing import links
 from briefing.errors import InvalidInput, TokenExpired, TokenInvalid
-from briefing.tokens import (
-    TokenSigner,
-    confirm_url,
-    preferences_url,
-    unsubscribe_url,
-)
+from briefing.links import LinkSigner, confirm_url, preferences_url, unsubscribe_url
 
-SIGNER = TokenSigner(["an-old-secret-key-for-tests", "the-current-secret-key-for-tests"])
+SIGNER = LinkSigner(["an-old-secret-key-for-tests", "the-current-secret-key-for-tests"])
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # confirm tokens are minted and read at a chosen time
 
 
@@ -93,15 +88,15 @@ def test_purposes_are_separate() -> None:
 
 
 def test_rotation_accepts_old_key_and_signs_with_new() -> None:
-    old = TokenSigner(["an-old-secret-key-for-tests"])
+    old = LinkSigner(["an-old-secret-key-for-tests"])
     token = old.unsubscribe_token(9)
     assert SIGNER.read_unsubscribe(token) == (9, 1)
-    new_only = TokenSigner(["the-current-secret-key-for-tests"])
+    new_only = LinkSigner(["the-current-secret-key-for-tests"])
     assert new_only.read_unsubscribe(SIGNER.unsubscribe_token(9)) == (9, 1)
     with pytest.raises(TokenInvalid):
         new_only.read_unsubscribe(token)  # the old key was retired
     with pytest.raises(TokenInvalid):
-        TokenSigner(["another-key"]).read_unsubscribe(SIGNER.unsubscribe_token(9))
+        LinkSigner(["another-key"]).read_unsubscribe(SIGNER.unsubscribe_token(9))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +117,7 @@ def test_rotation_accepts_old_key_and_signs_with_new() -> None:
 def test_junk_rejected_before_any_decoding(junk: object) -> None:
     # The cheap shape check every reader runs first refuses it: no base64, JSON or HMAC work is done.
     with pytest.raises(TokenInvalid, match=r"^this link is not valid$"):
-        tokens._precheck(junk)
+        links._precheck(junk)
     for read in (
         SIGNER.read_unsubscribe,
         SIGNER.read_preferences,
@@ -142,9 +137,9 @@ def test_payload_shape_is_checked() -> None:
 
 def test_bad_arguments() -> None:
     with pytest.raises(InvalidInput):
-        TokenSigner([])
+        LinkSigner([])
     with pytest.raises(InvalidInput):
-        TokenSigner([""])
+        LinkSigner([""])
     with pytest.raises(InvalidInput):
         SIGNER.unsubscribe_token(0)
     with pytest.raises(InvalidInput):
@@ -216,7 +211,7 @@ def test_confirm_tamper_fails(email: str, data: st.DataObject) -> None:
 def test_fast_minting_matches_itsdangerous(subscriber_id: int, version: int) -> None:
     from itsdangerous import URLSafeSerializer
 
-    signer = TokenSigner(["older-key", "newest-key"])
+    signer = LinkSigner(["older-key", "newest-key"])
     for salt, mint in (
         ("unsubscribe-v1", signer.unsubscribe_token),
         ("preferences-v1", signer.preferences_token),

@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from briefing import topup as topup_module
-from briefing.compose import compose_briefing
 from briefing.domain import ArticleData, ComposeOptions, StoryItem, StoryStatus
-from briefing.topup import top_up
+from briefing.edition import topup as topup_module
+from briefing.edition.compose import compose_briefing
+from briefing.edition.topup import top_up
 
 NOW = datetime(2026, 11, 30, 5, 30, tzinfo=UTC)
 

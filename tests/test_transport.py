@@ -13,8 +13,8 @@ import pytest
 
 from briefing.domain import Recipient
 from briefing.errors import AuthFailed, InvalidInput, TransportError
-from briefing.message import MessageTemplate
-from briefing.transport import (
+from briefing.mail.message import MessageTemplate
+from briefing.mail.transport import (
     ConnectionPool,
     MaildirTransport,
     MemoryTransport,
@@ -478,7 +478,7 @@ def test_signed_message_verifies_after_smtp(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from briefing.message import DkimSigner
+    from briefing.mail.message import DkimSigner
 
     key = rsa.generate_private_key(65537, 2048)
     pem = key.private_bytes(

@@ -19,13 +19,14 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
-from briefing import accounts, service
 from briefing.config import Settings
 from briefing.db import session_scope
 from briefing.domain import SubscriberStatus
+from briefing.mail.transport import open_transport
+from briefing.service import editors as editor_service
+from briefing.service import stories as story_service
 from briefing.store import stories as story_store
 from briefing.store import subscribers as subscriber_store
-from briefing.transport import open_transport
 from briefing.web.auth import SESSION_COOKIE
 from briefing.web.context import PREVIEW_TTL
 from tests.fixtures.clock import ManualClock
@@ -231,7 +232,7 @@ def test_unknown_address_and_disabled_account(client: TestClient, sqlite_engine:
     add_editor(sqlite_engine)
     assert login(client, "nobody@example.com").status_code == 401
     with session_scope(sqlite_engine) as session:
-        accounts.set_active(session, EDITOR_EMAIL, False)
+        editor_service.set_active(session, EDITOR_EMAIL, False)
     assert login(client).status_code == 401
 
 
@@ -240,11 +241,11 @@ def test_disabling_or_changing_the_password_ends_sessions(
 ) -> None:
     assert editor_client.get("/editor/queue").status_code == 200
     with session_scope(sqlite_engine) as session:
-        accounts.set_password(session, EDITOR_EMAIL, "a brand new long password")
+        editor_service.set_password(session, EDITOR_EMAIL, "a brand new long password")
     assert editor_client.get("/editor/queue").status_code == 303
     assert login(editor_client, password="a brand new long password").status_code == 303
     with session_scope(sqlite_engine) as session:
-        accounts.set_active(session, EDITOR_EMAIL, False)
+        editor_service.set_active(session, EDITOR_EMAIL, False)
     assert editor_client.get("/editor/queue").status_code == 303
 
 
@@ -537,7 +538,7 @@ def test_preview_frames_reuse_the_preview_for_two_minutes(
     day = EDITION_DAY.isoformat()
     assert "Council story number 0" in editor_client.get(f"/editor/preview?date={day}").text
     with session_scope(sqlite_engine) as session:
-        service.edit_story(session, story_id, {"headline": "A rewritten lead"}, now=web_clock.now())
+        story_service.edit_story(session, story_id, {"headline": "A rewritten lead"}, now=web_clock.now())
     web_clock.advance(timedelta(seconds=PREVIEW_TTL - 1))
     cached = editor_client.get(f"/editor/preview/frame?date={day}").text
     assert "Council story number 0" in cached and "A rewritten lead" not in cached

@@ -20,13 +20,13 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from briefing import publishing
 from briefing.config import Settings
 from briefing.db import session_scope
 from briefing.domain import SubscriberStatus
+from briefing.links import LinkSigner
+from briefing.mail.transport import MemoryTransport, open_transport
+from briefing.service import editions as edition_service
 from briefing.store import subscribers as subscriber_store
-from briefing.tokens import TokenSigner
-from briefing.transport import MemoryTransport, open_transport
 from briefing.web import confirmations
 from briefing.wiring import edition_setup
 from tests.fixtures.clock import ManualClock
@@ -73,7 +73,7 @@ def status_of(engine: sa.Engine, address: str) -> str:
 
 
 def unsubscribe_token(sid: int, version: int = 1) -> str:
-    return TokenSigner([LINK_SECRET]).unsubscribe_token(sid, version)
+    return LinkSigner([LINK_SECRET]).unsubscribe_token(sid, version)
 
 
 # --------------------------------------------------------------------------- subscribe and confirm
@@ -379,8 +379,8 @@ def test_tampered_and_cross_purpose_tokens_change_nothing(anon: TestClient, sqli
     b = add_subscriber(sqlite_engine, "bob@example.com")
     good = unsubscribe_token(a.id)
     flipped = good[:-3] + ("A" if good[-3] != "A" else "B") + good[-2:]
-    signer = TokenSigner([LINK_SECRET])
-    other_key = TokenSigner(["a-different-secret-entirely-000"]).unsubscribe_token(b.id)
+    signer = LinkSigner([LINK_SECRET])
+    other_key = LinkSigner(["a-different-secret-entirely-000"]).unsubscribe_token(b.id)
     # Alice's signature on a payload naming Bob.
     payload_b = signer.unsubscribe_token(b.id).split(".")[0]
     cross = payload_b + "." + good.split(".")[1]
@@ -437,7 +437,7 @@ def test_a_rotated_key_still_unsubscribes(
     make_app: Callable[..., FastAPI], web_settings: Settings, sqlite_engine: sa.Engine
 ) -> None:
     sub = add_subscriber(sqlite_engine, "rotated@example.com")
-    old = TokenSigner(["the-key-before-rotation-0000000"]).unsubscribe_token(sub.id)
+    old = LinkSigner(["the-key-before-rotation-0000000"]).unsubscribe_token(sub.id)
     settings = web_settings.model_copy(
         update={"secret_key_previous": web_settings.secret_key.__class__("the-key-before-rotation-0000000")}
     )
@@ -451,7 +451,7 @@ def test_a_rotated_key_still_unsubscribes(
 
 def test_preferences_page(anon: TestClient, sqlite_engine: sa.Engine) -> None:
     sub = add_subscriber(sqlite_engine, "prefs@example.com", "Pat")
-    token = TokenSigner([LINK_SECRET]).preferences_token(sub.id)
+    token = LinkSigner([LINK_SECRET]).preferences_token(sub.id)
     page = anon.get(f"/preferences/{token}")
     assert page.status_code == 200 and "p•••@example.com" in page.text and "Subscribed" in page.text
     assert status_of(sqlite_engine, "prefs@example.com") == "active"
@@ -469,7 +469,7 @@ def test_preferences_page(anon: TestClient, sqlite_engine: sa.Engine) -> None:
 
 
 def _edition_links(engine: sa.Engine, settings: Settings, address: str) -> list[str]:
-    result = publishing.preview(
+    result = edition_service.preview(
         engine, edition_setup(settings), EDITION_DAY, clock=ManualClock(FIXED_NOW), as_email=address
     )
     found = set(LINK_RE.findall(html.unescape(result.html))) | set(LINK_RE.findall(result.text))
@@ -590,12 +590,12 @@ def test_confirmation_token_payload_carries_no_address(sqlite_engine: sa.Engine)
     with session_scope(sqlite_engine) as session:
         state = subscriber_store.link_state(session, sub.id)
     assert state is not None
-    token = confirmations.make_token(TokenSigner([LINK_SECRET]), state, now=FIXED_NOW)
+    token = confirmations.make_token(LinkSigner([LINK_SECRET]), state, now=FIXED_NOW)
     assert token is not None and "hidden" not in token
     import base64
 
     payload = token.split(".")[0]
     decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     assert b"@" not in decoded
-    claim = confirmations.read_token(TokenSigner([LINK_SECRET]), token, timedelta(days=7), now=FIXED_NOW)
+    claim = confirmations.read_token(LinkSigner([LINK_SECRET]), token, timedelta(days=7), now=FIXED_NOW)
     assert claim.subscriber_id == sub.id

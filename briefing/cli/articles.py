@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from briefing import files, service
+from briefing import files
 from briefing.cli.common import console, handle_errors, local, parse_moment, print_json, state
 from briefing.config import parse_duration
 from briefing.db import session_scope
 from briefing.errors import InvalidInput
+from briefing.service import articles as article_service
 from briefing.store import articles as article_store
 
 app = typer.Typer(
@@ -97,7 +98,7 @@ def import_(
 
     Example: briefing articles import articles.jsonl
     """
-    report = service.import_articles(state().engine, file, now=state().now())
+    report = article_service.import_articles(state().engine, file, now=state().now())
     table = Table("added", "updated", "unchanged", "rejected", title=f"Imported {file.name}")
     table.add_row(str(report.added), str(report.updated), str(report.unchanged), str(len(report.rejected)))
     console.print(table)

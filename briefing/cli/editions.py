@@ -15,17 +15,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from briefing import publishing
 from briefing.cli.common import console, err_console, handle_errors, local, parse_date, state
 from briefing.db import session_scope
-from briefing.delivery import DeliveryReport, RunTally
+from briefing.edition.preflight import PreflightReport
 from briefing.errors import InvalidInput, PreflightFailed
 from briefing.inputs import email_address
-from briefing.preflight import PreflightReport
+from briefing.mail.transport import Transport
+from briefing.service import editions as edition_service
+from briefing.service.delivery import DeliveryReport, RunTally
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import schedule as schedule_store
-from briefing.transport import Transport
 from briefing.wiring import edition_setup, transport
 
 editions_app = typer.Typer(
@@ -49,15 +49,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(editions_app, name="editions")
 
 
-def _setup() -> publishing.EditionSetup:
+def _setup() -> edition_service.EditionSetup:
     settings = state().settings
     with session_scope(state().engine) as session:
         skips = schedule_store.skip_dates(session)
     return edition_setup(settings, skips)
 
 
-def _edition_date(value: str, setup: publishing.EditionSetup) -> date:
-    return parse_date(value) or publishing.default_edition_date(setup.plan, state().now())
+def _edition_date(value: str, setup: edition_service.EditionSetup) -> date:
+    return parse_date(value) or edition_service.default_edition_date(setup.plan, state().now())
 
 
 def print_preflight(report: PreflightReport) -> None:
@@ -83,7 +83,7 @@ def preflight(edition: DateOpt = "") -> None:
     setup = _setup()
     day = _edition_date(edition, setup)
     with session_scope(state().engine) as session:
-        prepared = publishing.prepare(session, setup, day)
+        prepared = edition_service.prepare(session, setup, day)
     console.print(f"Edition of {day}: {prepared.rendered.subject}")
     print_preflight(prepared.report)
     if not prepared.report.ok:
@@ -108,8 +108,8 @@ def preview(
     """
     setup = _setup()
     day = _edition_date(edition, setup)
-    result = publishing.preview(state().engine, setup, day, as_email=as_email, clock=state().clock)
-    paths = publishing.write_preview(result, out)
+    result = edition_service.preview(state().engine, setup, day, as_email=as_email, clock=state().clock)
+    paths = edition_service.write_preview(result, out)
     source = "frozen content" if result.prepared.frozen else "the current queue"
     console.print(f"Edition of {day} ({source}): {result.prepared.rendered.subject}")
     console.print(f"  preheader: {result.prepared.rendered.preheader}")
@@ -181,7 +181,7 @@ def send(
     day = _edition_date(edition, setup)
     engine = state().engine
     if dry_run:
-        result = publishing.dry_run(engine, setup, day)
+        result = edition_service.dry_run(engine, setup, day)
         if result.prepared is not None:
             console.print(f"Edition of {day}: {result.prepared.rendered.subject}")
             print_preflight(result.prepared.report)
@@ -191,7 +191,7 @@ def send(
     try:
         if to:
             address = email_address(to, field="--to")
-            reply = publishing.send_test(engine, setup, day, address, mail, clock=state().clock)
+            reply = edition_service.send_test(engine, setup, day, address, mail, clock=state().clock)
             console.print(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
             return
         outcome = _send_with_progress(engine, setup, day, mail, force=force, retry_failed=retry_failed)
@@ -211,13 +211,13 @@ def send(
 
 def _send_with_progress(
     engine: sa.Engine,
-    setup: publishing.EditionSetup,
+    setup: edition_service.EditionSetup,
     day: date,
     mail: Transport,
     *,
     force: bool,
     retry_failed: bool,
-) -> publishing.SendOutcome:
+) -> edition_service.SendOutcome:
     stop = threading.Event()
     with Progress(
         TextColumn("sending"),
@@ -238,7 +238,7 @@ def _send_with_progress(
             bar.update(task, total=tally.total or None, completed=done, rate=done / elapsed)
 
         try:
-            return publishing.send_edition(
+            return edition_service.send_edition(
                 engine,
                 setup,
                 day,
@@ -324,7 +324,7 @@ def editions_show(
     day = parse_date(edition, "DATE")
     assert day is not None
     with session_scope(state().engine) as session:
-        e, counts, ambiguous = publishing.edition_counts(session, day)
+        e, counts, ambiguous = edition_service.edition_counts(session, day)
         last_error = edition_store.last_error(session, e.id)
         detail = (
             ledger.rows(session, e.id, statuses=("failed", "deferred", "ambiguous")) if failed else []
@@ -366,7 +366,7 @@ def note(
     """
     day = _edition_date(edition, _setup())
     with session_scope(state().engine) as session:
-        publishing.set_note(session, day, text, now=state().now())
+        edition_service.set_note(session, day, text, now=state().now())
     console.print(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
 
 
@@ -399,7 +399,7 @@ def release(
 def _set_hold(edition: str, *, held: bool) -> date:
     day = _edition_date(edition, _setup())
     with session_scope(state().engine) as session:
-        publishing.hold(session, day, held, now=state().now())
+        edition_service.hold(session, day, held, now=state().now())
     return day
 
 
@@ -412,7 +412,7 @@ def dev_smtp(
 
     Example: briefing dev-smtp --port 1025 --maildir maildir
     """
-    from briefing import devsmtp
+    from briefing.mail import devsmtp
 
     if not 0 <= port <= 65535:
         raise InvalidInput("must be from 0 to 65535", field="--port")

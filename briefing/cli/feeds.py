@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from briefing import feeds, push
 from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
 from briefing.db import session_scope
 from briefing.errors import InvalidInput
+from briefing.service import api_tokens as api_token_service
+from briefing.service import feeds as feed_service
+from briefing.store import api_tokens as token_store
 from briefing.store import feeds as feed_store
-from briefing.store import tokens as token_store
 from briefing.wiring import feed_policy
 
 feeds_app = typer.Typer(
@@ -53,7 +54,7 @@ def add(
 
     Example: briefing feeds add https://news.example.com/feed.xml --name site
     """
-    feed = feeds.add_feed(
+    feed = feed_service.add_feed(
         state().engine, source, name=name, section=section, allow_private=allow_private, now=state().now()
     )
     console.print(f"Added feed {feed.id} [bold]{feed.name}[/bold]: {feed.url}")
@@ -101,7 +102,7 @@ def remove(name_or_id: Annotated[str, typer.Argument(help="The feed's name or id
 
     Example: briefing feeds remove site
     """
-    feed = feeds.remove_feed(state().engine, name_or_id)
+    feed = feed_service.remove_feed(state().engine, name_or_id)
     console.print(f"Removed feed {feed.id} {feed.name}; its {feed.article_count} articles stay stored.")
 
 
@@ -126,19 +127,19 @@ def poll(
     if name:
         with session_scope(engine) as session:
             ids = [feed_store.find_feed(session, name).id]
-        results = feeds.poll_feeds(engine, ids, clock=clock, force=force, policy=policy)
+        results = feed_service.poll_feeds(engine, ids, clock=clock, force=force, policy=policy)
     elif all_:
         with session_scope(engine) as session:
             ids = feed_store.all_feed_ids(session)
-        results = feeds.poll_feeds(engine, ids, clock=clock, force=force, policy=policy)
+        results = feed_service.poll_feeds(engine, ids, clock=clock, force=force, policy=policy)
     else:
-        results = feeds.poll_due_feeds(engine, clock=clock, policy=policy)
+        results = feed_service.poll_due_feeds(engine, clock=clock, policy=policy)
     _print_results(results)
     if any(r.status == "error" for r in results):
         raise typer.Exit(1)
 
 
-def _print_results(results: list[feeds.FeedPollResult]) -> None:
+def _print_results(results: list[feed_service.FeedPollResult]) -> None:
     if not results:
         console.print("No feed was due. (Poll one now with: briefing feeds poll NAME)")
         return
@@ -174,7 +175,7 @@ def create_token(name: Annotated[str, typer.Argument(help="Who will use it, such
     Example: briefing tokens create cms
     """
     with session_scope(state().engine) as session:
-        token, secret = push.create_token(session, name, now=state().now())
+        token, secret = api_token_service.create_token(session, name, now=state().now())
     err_console.print(f"Created token [bold]{token.name}[/bold]. Copy it now; it cannot be shown again:")
     typer.echo(secret)
 
@@ -207,5 +208,5 @@ def revoke_token(name: Annotated[str, typer.Argument(help="The token's name.")])
     Example: briefing tokens revoke cms
     """
     with session_scope(state().engine) as session:
-        token, changed = push.revoke_token(session, name, now=state().now())
+        token, changed = api_token_service.revoke_token(session, name, now=state().now())
     console.print(f"Revoked token {token.name}." if changed else f"Token {token.name} was already revoked.")

@@ -15,14 +15,15 @@ import typer
 from rich.table import Table
 
 from briefing import calendar as cal
-from briefing import daily, feeds
 from briefing.cli.common import console, handle_errors, parse_date, state
 from briefing.config import parse_duration
 from briefing.db import session_scope
 from briefing.errors import ConfigError, InvalidInput, LockHeld
 from briefing.locks import acquire_scheduler_lock
-from briefing.publishing import EditionSetup
 from briefing.scheduler import PeriodicJob, run_scheduler
+from briefing.service import feeds as feed_service
+from briefing.service import schedule as schedule_service
+from briefing.service.editions import EditionSetup
 from briefing.store import schedule as schedule_store
 from briefing.wiring import edition_setup, feed_policy, send_plan, transport
 
@@ -94,10 +95,10 @@ def schedule(
     policy = feed_policy(settings)
 
     def poll_feeds() -> object:
-        return feeds.poll_due_feeds(engine, clock=clock, log=log, policy=policy)
+        return feed_service.poll_due_feeds(engine, clock=clock, log=log, policy=policy)
 
-    sender = daily.DailySender(
-        daily.DailyContext(
+    sender = schedule_service.DailySender(
+        schedule_service.DailyContext(
             engine=engine,
             setup=setup_factory,
             transport=lambda: transport(settings, clock),
@@ -153,7 +154,7 @@ def status() -> None:
     """
     plan = _plan()
     now = state().now()
-    result = daily.status(state().engine, plan, now, stale_after=HEARTBEAT_STALE_AFTER)
+    result = schedule_service.status(state().engine, plan, now, stale_after=HEARTBEAT_STALE_AFTER)
     zone = plan.zone
     if result.next_send:
         n = result.next_send

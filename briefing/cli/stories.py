@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from briefing import service
 from briefing.cli.common import console, handle_errors, local, parse_date, parse_moment, print_json, state
 from briefing.db import session_scope
 from briefing.domain import StoryItem, StoryStatus
 from briefing.errors import InvalidInput
+from briefing.service import stories as story_service
 from briefing.store import stories as story_store
 
 app = typer.Typer(
@@ -48,7 +48,7 @@ def add(
     by_url = ""
     if article is None and url and not headline:
         by_url, url = url, ""
-    request = service.StoryRequest(
+    request = story_service.StoryRequest(
         article_id=article,
         article_url=by_url,
         url=url,
@@ -63,7 +63,7 @@ def add(
         lead=lead,
     )
     with session_scope(state().engine) as session:
-        story = service.add_story(session, request, now=state().now())
+        story = story_service.add_story(session, request, now=state().now())
     when = story.edition_date.isoformat() if story.edition_date else "the next edition"
     console.print(f"Queued story {story.id} for {when}: {story.headline} ({story.status})")
 
@@ -153,8 +153,8 @@ def edit(
     if not raw:
         raise InvalidInput("give at least one option to change (see --help)", field="story")
     with session_scope(state().engine) as session:
-        service.require_story(session, story_id)
-        story = service.edit_story(session, story_id, raw, now=state().now())
+        story_service.require_story(session, story_id)
+        story = story_service.edit_story(session, story_id, raw, now=state().now())
     console.print(f"Updated story {story.id}: {story.headline} ({story.status})")
 
 
@@ -169,7 +169,7 @@ def move(
     Example: briefing stories move 7 --to 1
     """
     with session_scope(state().engine) as session:
-        service.require_story(session, story_id)
+        story_service.require_story(session, story_id)
         story = story_store.move_story(session, story_id, to, now=state().now())
     console.print(f"Story {story.id} is now number {story.position} in {story.section or '(no section)'}.")
 
@@ -183,7 +183,7 @@ def ready(story_ids: Annotated[list[int], typer.Argument(help="One or more story
     """
     with session_scope(state().engine) as session:
         for story_id in story_ids:
-            service.require_story(session, story_id)
+            story_service.require_story(session, story_id)
             story_store.set_status(session, story_id, StoryStatus.READY, now=state().now())
     console.print(f"Marked ready: {', '.join(map(str, story_ids))}")
 
@@ -196,6 +196,6 @@ def drop(story_id: Annotated[int, typer.Argument(help="Story id.")]) -> None:
     Example: briefing stories drop 7
     """
     with session_scope(state().engine) as session:
-        story = service.require_story(session, story_id)
+        story = story_service.require_story(session, story_id)
         story_store.set_status(session, story_id, StoryStatus.DROPPED, now=state().now())
     console.print(f"Dropped story {story.id}: {story.headline}")

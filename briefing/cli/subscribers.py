@@ -10,11 +10,12 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from briefing import files, service
+from briefing import files
 from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
 from briefing.db import session_scope
 from briefing.domain import SubscriberStatus
 from briefing.errors import InvalidInput
+from briefing.service import subscribers as subscriber_service
 from briefing.store import subscribers as subscriber_store
 
 app = typer.Typer(
@@ -37,7 +38,7 @@ def add(
     """
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
     with session_scope(state().engine) as session:
-        sub = service.add_subscriber(session, email, name, status=status, now=state().now())
+        sub = subscriber_service.add_subscriber(session, email, name, status=status, now=state().now())
     console.print(f"Added {sub.email} ({sub.status}).")
 
 
@@ -93,7 +94,7 @@ def import_(
             TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console
         ) as bar:
             task = bar.add_task("import", total=size)
-            report = service.import_subscribers(
+            report = subscriber_service.import_subscribers(
                 state().engine,
                 file,
                 status=wanted,
@@ -103,7 +104,7 @@ def import_(
             )
             bar.update(task, completed=size)
     else:
-        report = service.import_subscribers(
+        report = subscriber_service.import_subscribers(
             state().engine, file, status=wanted, rejects_to=rejects, now=state().now()
         )
     c = report.counts
@@ -136,10 +137,10 @@ def export(
     Example: briefing subscribers export subscribers/all.local.csv --status active
     """
     if file is None:
-        service.export_subscribers(state().engine, sys.stdout, status=status)
+        subscriber_service.export_subscribers(state().engine, sys.stdout, status=status)
         return
     with file.open("w", encoding="utf-8", newline="") as handle:
-        n = service.export_subscribers(state().engine, handle, status=status)
+        n = subscriber_service.export_subscribers(state().engine, handle, status=status)
     console.print(f"Wrote {n} subscribers to {file}.")
 
 
@@ -151,7 +152,7 @@ def unsubscribe(email: Annotated[str, typer.Argument(help="Email address.")]) ->
     Example: briefing subscribers unsubscribe reader@example.com
     """
     with session_scope(state().engine) as session:
-        sub, changed = service.unsubscribe_email(session, email, now=state().now())
+        sub, changed = subscriber_service.unsubscribe_email(session, email, now=state().now())
     console.print(f"{sub.email} is unsubscribed." if changed else f"{sub.email} was already {sub.status}.")
 
 
@@ -168,5 +169,5 @@ def delete(
     if not yes and not typer.confirm(f"Erase {email} and their delivery records?"):
         raise typer.Exit(1)
     with session_scope(state().engine) as session:
-        sub = service.delete_subscriber_email(session, email)
+        sub = subscriber_service.delete_subscriber_email(session, email)
     console.print(f"Erased {sub.email}.")

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from briefing import accounts
 from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
 from briefing.db import session_scope
 from briefing.errors import InvalidInput
+from briefing.service import editors as editor_service
 
 editors_app = typer.Typer(
     help="Accounts for the editors' web pages.\n\nExample: briefing editors add editor@example.com",
@@ -100,7 +100,7 @@ def add(
     """
     password = _read_password(password_stdin)
     with session_scope(state().engine) as session:
-        account = accounts.add_editor(session, email, password, admin=admin, now=state().now())
+        account = editor_service.add_editor(session, email, password, admin=admin, now=state().now())
     console.print(f"Added {account.email} ({account.role}). They can sign in at /login.")
 
 
@@ -119,7 +119,7 @@ def password(
     """
     new = _read_password(password_stdin)
     with session_scope(state().engine) as session:
-        account = accounts.set_password(session, email, new)
+        account = editor_service.set_password(session, email, new)
     console.print(f"New password set for {account.email}.")
 
 
@@ -131,7 +131,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for s
     Example: briefing editors list
     """
     with session_scope(state().engine) as session:
-        found = accounts.list_editors(session)
+        found = editor_service.list_editors(session)
     if as_json:
         print_json(
             [
@@ -154,7 +154,7 @@ def disable(email: Annotated[str, typer.Argument(help="The editor's email addres
     Example: briefing editors disable editor@example.com
     """
     with session_scope(state().engine) as session:
-        account = accounts.set_active(session, email, False)
+        account = editor_service.set_active(session, email, False)
     console.print(f"{account.email} can no longer sign in.")
 
 
@@ -166,5 +166,5 @@ def enable(email: Annotated[str, typer.Argument(help="The editor's email address
     Example: briefing editors enable editor@example.com
     """
     with session_scope(state().engine) as session:
-        account = accounts.set_active(session, email, True)
+        account = editor_service.set_active(session, email, True)
     console.print(f"{account.email} can sign in again.")

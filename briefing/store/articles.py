@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from briefing.domain import ArticleData
+from briefing.domain import ArticleData, ArticleInput
 from briefing.errors import Conflict, NotFound
 from briefing.models import Article, Story
 
 ARTICLE_FIELDS = ("title", "summary", "author", "section", "image_url", "image_alt", "published_at", "guid")
-
-
-@dataclass(frozen=True, slots=True)
-class ArticleInput:
-    """Validated fields for one article (see briefing.inputs)."""
-
-    url: str
-    title: str
-    summary: str = ""
-    author: str = ""
-    section: str = ""
-    image_url: str = ""
-    image_alt: str = ""
-    published_at: datetime | None = None
-    source: str = "manual"
-    guid: str = ""
-    feed_id: int | None = None
 
 
 def to_data(row: Article) -> ArticleData:

@@ -1,4 +1,4 @@
-"""Editors' accounts as stored; hashing and password rules live in briefing.accounts."""
+"""Editors' accounts as stored; hashing and password rules live in briefing.service.editors."""
 
 from __future__ import annotations
 

@@ -9,21 +9,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from briefing.domain import ArticleData
+from briefing.domain import ArticleData, ArticleInput, FeedInput
 from briefing.errors import Conflict, NotFound
 from briefing.models import Article, Feed
 from briefing.store import articles as article_store
-from briefing.store.articles import ArticleInput
-
-
-@dataclass(frozen=True, slots=True)
-class FeedInput:
-    """Validated fields for a new feed (see briefing.feeds.add_feed)."""
-
-    name: str
-    url: str
-    section: str = ""
-    allow_private: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from briefing.domain import StoryItem, StoryStatus
+from briefing.domain import StoryInput, StoryItem, StoryStatus
 from briefing.errors import InvalidInput, NotFound
 from briefing.models import Article, Story
 
@@ -29,27 +28,6 @@ EDITABLE_FIELDS = frozenset(
         "expires_at",
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StoryInput:
-    """Validated fields for a new story (see briefing.inputs and service.add_story)."""
-
-    headline: str
-    url: str
-    blurb: str = ""
-    section: str = ""
-    article_id: int | None = None
-    position: int | None = None
-    edition_date: date | None = None
-    embargo_until: datetime | None = None
-    expires_at: datetime | None = None
-    status: str = StoryStatus.DRAFT
-    lead: bool = False
-    automatic: bool = False
-    image_url: str = ""
-    image_alt: str = ""
-    created_by: str = ""
 
 
 def to_item(row: Story, article: Article | None = None) -> StoryItem:

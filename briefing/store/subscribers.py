@@ -10,18 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberStatus
+from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberInput, SubscriberStatus
 from briefing.errors import Conflict, NotFound
 from briefing.models import Delivery, Subscriber
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberInput:
-    email: str  # already normalised by briefing.inputs.email_address
-    name: str = ""
-    attributes: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

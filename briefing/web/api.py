@@ -26,9 +26,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from briefing import push
 from briefing.domain import Clock
-from briefing.store.tokens import ApiTokenData
+from briefing.service import api_tokens as api_token_service
+from briefing.service import articles as article_service
+from briefing.store.api_tokens import ApiTokenData
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -75,7 +76,11 @@ def _now(request: Request) -> datetime:
 
 async def _authenticated(request: Request, engine: sa.Engine) -> ApiTokenData:
     token = _bearer(request)
-    found = await run_in_threadpool(push.authenticate, engine, token, now=_now(request)) if token else None
+    found = (
+        await run_in_threadpool(api_token_service.authenticate, engine, token, now=_now(request))
+        if token
+        else None
+    )
     if found is None:
         raise _Refused(
             401,
@@ -127,7 +132,9 @@ async def post_articles(
         records = _records(await _read_body(request, limit))
     except _Refused as refused:
         return refused.response()
-    results = await run_in_threadpool(push.store_pushed_articles, engine, records, now=_now(request))
+    results = await run_in_threadpool(
+        article_service.store_pushed_articles, engine, records, now=_now(request)
+    )
     counts = {status: 0 for status in ("added", "updated", "unchanged", "rejected")}
     for r in results:
         counts[r.status] += 1

@@ -28,8 +28,8 @@ from briefing.config import Settings, parse_duration
 from briefing.db import make_engine, upgrade
 from briefing.domain import Clock
 from briefing.errors import ConfigError
-from briefing.transport import Transport
-from briefing.web import archive, auth, editions, editors, errors, public, subscribers
+from briefing.mail.transport import Transport
+from briefing.web import archive, auth, editions, errors, public, queue, subscribers
 from briefing.web.context import Limits, Pages, PreviewCache, WebContext
 from briefing.web.ratelimit import SlidingWindow, parse_rate
 from briefing.web.sessions import SessionManager
@@ -281,7 +281,7 @@ def create_app(
     app.include_router(public.router)
     app.include_router(archive.router)
     app.include_router(auth.router)
-    app.include_router(editors.router)
+    app.include_router(queue.router)
     app.include_router(editions.router)
     app.include_router(subscribers.router)
     api_router = _optional_router("briefing.web.api")

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from briefing import accounts
-from briefing.accounts import EditorAccount
+from briefing.service import editors as editor_service
+from briefing.service.editors import EditorAccount
 from briefing.web.context import WebContext, client_ip, get_ctx, random_token
 
 SESSION_COOKIE = "briefing_session"
@@ -57,7 +57,7 @@ def current_editor(request: Request, ctx: WebContext) -> EditorAccount | None:
     editor = None
     if data is not None:
         with ctx.reading() as session:
-            found = accounts.get_editor(session, data.editor_id)
+            found = editor_service.get_editor(session, data.editor_id)
         if found is not None and found.active and hmac.compare_digest(found.password_stamp, data.stamp):
             editor = found
             request.state.csrf_token = data.csrf
@@ -145,7 +145,7 @@ def login(
     request: Request,
     ctx: Annotated[WebContext, Depends(get_ctx)],
     email: Annotated[str, Form(max_length=400)] = "",
-    password: Annotated[str, Form(max_length=accounts.MAX_PASSWORD)] = "",
+    password: Annotated[str, Form(max_length=editor_service.MAX_PASSWORD)] = "",
     login_token: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
@@ -160,7 +160,7 @@ def login(
             "Too many sign-in attempts. Wait a minute and try again.", int(ctx.limits.login.rate.window)
         )
     with ctx.writing() as session:
-        editor = accounts.authenticate(session, email, password, now=ctx.now())
+        editor = editor_service.authenticate(session, email, password, now=ctx.now())
     if editor is None:
         return _login_page(
             request, ctx, next_url=target, email=email, error="Wrong email or password.", status=401

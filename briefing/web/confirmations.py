@@ -22,11 +22,11 @@ from email.utils import format_datetime, make_msgid
 
 from briefing.domain import Clock, SubscriberStatus
 from briefing.errors import BriefingError, TokenInvalid
-from briefing.message import clean_header_text, format_address
-from briefing.publishing import EditionSetup
+from briefing.links import LinkSigner, confirm_url
+from briefing.mail.message import clean_header_text, format_address
+from briefing.mail.transport import Outcome, Transport
+from briefing.service.editions import EditionSetup
 from briefing.store.subscribers import LinkState
-from briefing.tokens import TokenSigner, confirm_url
-from briefing.transport import Outcome, Transport
 
 log = logging.getLogger("briefing.web")
 
@@ -57,7 +57,7 @@ def marker_for(state: LinkState) -> str | None:
     return None  # active: nothing to confirm; complained: never mail again unasked
 
 
-def make_token(signer: TokenSigner, state: LinkState, *, now: datetime) -> str | None:
+def make_token(signer: LinkSigner, state: LinkState, *, now: datetime) -> str | None:
     """A confirm token stamped with `now` (its age counts from then), or None when no link is due."""
     marker = marker_for(state)
     if marker is None:
@@ -66,7 +66,7 @@ def make_token(signer: TokenSigner, state: LinkState, *, now: datetime) -> str |
 
 
 def read_token(
-    signer: TokenSigner, token: str, max_age: timedelta, *, now: datetime, ignore_expiry: bool = False
+    signer: LinkSigner, token: str, max_age: timedelta, *, now: datetime, ignore_expiry: bool = False
 ) -> ConfirmClaim:
     """TokenExpired when older than max_age at `now` (unless ignore_expiry); TokenInvalid for the rest."""
     value = signer.read_confirm(token, _EVER if ignore_expiry else max_age, now=now)

@@ -24,13 +24,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 from sqlmodel import Session
 
-from briefing import publishing
 from briefing.config import Settings
 from briefing.db import session_scope
 from briefing.domain import Clock
+from briefing.links import ClockedTimestampSigner, LinkSigner
+from briefing.mail.transport import Transport
+from briefing.service import editions as edition_service
 from briefing.store import schedule as schedule_store
-from briefing.tokens import ClockedTimestampSigner, TokenSigner
-from briefing.transport import Transport
 from briefing.web.ratelimit import SlidingWindow
 from briefing.web.sessions import SessionManager
 from briefing.wiring import send_plan
@@ -75,7 +75,7 @@ class Limits:
 class WebContext:
     settings: Settings
     engine: sa.Engine
-    setup: publishing.EditionSetup
+    setup: edition_service.EditionSetup
     transport: Transport
     clock: Clock
     pages: Pages
@@ -97,7 +97,7 @@ class WebContext:
     gate: AbstractContextManager[Any] = field(default_factory=threading.RLock)
 
     @property
-    def signer(self) -> TokenSigner:
+    def signer(self) -> LinkSigner:
         return self.setup.signer
 
     @property
@@ -124,14 +124,14 @@ class WebContext:
         with self.gate, self.engine.begin() as conn:
             yield conn
 
-    def current_setup(self) -> publishing.EditionSetup:
+    def current_setup(self) -> edition_service.EditionSetup:
         """The setup with today's skip dates from the database (editors may add one at any time)."""
         with self.reading() as session:
             skips = schedule_store.skip_dates(session)
         return replace(self.setup, plan=send_plan(self.settings, skips))
 
     def next_edition(self) -> date:
-        return publishing.default_edition_date(self.current_setup().plan, self.now())
+        return edition_service.default_edition_date(self.current_setup().plan, self.now())
 
 
 class Pages:

@@ -1,6 +1,6 @@
 """Editors' view of the delivery ledger: each edition's state and counts, failed addresses, "retry failed".
 
-"Retry failed" runs the same `publishing.send_edition(..., retry_failed=True)` as
+"Retry failed" runs the same `edition_service.send_edition(..., retry_failed=True)` as
 `briefing send --date D --retry-failed`, in a background thread of this process, so an editor gets
 an answer at once and refreshes to follow it. The ledger makes a parallel CLI run or scheduler
 harmless: `sent` rows are never sent again.
@@ -18,9 +18,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from briefing import inputs, publishing
+from briefing import inputs
 from briefing.domain import DeliveryStatus, EditionData, EditionStatus, LedgerCounts
 from briefing.errors import BriefingError
+from briefing.service import editions as edition_service
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.web.auth import require_editor
@@ -65,7 +66,7 @@ def editions(request: Request, ctx: Ctx) -> HTMLResponse:
 def edition(request: Request, ctx: Ctx, day: str) -> HTMLResponse:
     edition_date = inputs.local_date(day)
     with ctx.reading() as session:
-        found, counts, ambiguous = publishing.edition_counts(session, edition_date)
+        found, counts, ambiguous = edition_service.edition_counts(session, edition_date)
         problems = ledger.rows(
             session,
             found.id,
@@ -97,7 +98,7 @@ def retry_failed(ctx: Ctx, day: str) -> Response:
     edition_date = inputs.local_date(day)
     back = f"/editor/editions/{quote(edition_date.isoformat())}"
     with ctx.reading() as session:
-        found, counts, _ = publishing.edition_counts(session, edition_date)
+        found, counts, _ = edition_service.edition_counts(session, edition_date)
     waiting = counts.failed + counts.deferred
     if found.status not in RETRYABLE or waiting == 0:
         return ctx.pages.redirect(back, "There is nothing to retry.", kind="error", secure=ctx.secure_cookies)
@@ -121,7 +122,7 @@ def retry_failed(ctx: Ctx, day: str) -> Response:
 
 def _retry(ctx: WebContext, edition_date: date) -> None:
     try:
-        outcome = publishing.send_edition(
+        outcome = edition_service.send_edition(
             ctx.engine,
             ctx.current_setup(),
             edition_date,

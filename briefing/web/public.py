@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from sqlmodel import Session
 
 from briefing import inputs
-from briefing.domain import SubscriberData, SubscriberStatus
+from briefing.domain import SubscriberData, SubscriberInput, SubscriberStatus
 from briefing.errors import BriefingError, InvalidInput, TokenExpired, TokenInvalid
 from briefing.store import subscribers as subscriber_store
 from briefing.store.subscribers import LinkState
@@ -117,7 +117,7 @@ def _register(ctx: WebContext, address: str, name: str) -> tuple[str | None, str
                 with session.begin_nested():
                     found = subscriber_store.add_subscriber(
                         session,
-                        subscriber_store.SubscriberInput(email=address, name=name),
+                        SubscriberInput(email=address, name=name),
                         status=SubscriberStatus.PENDING,
                         source="web",
                         now=ctx.now(),

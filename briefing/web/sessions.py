@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from briefing.accounts import EditorAccount
 from briefing.domain import Clock
-from briefing.tokens import ClockedTimestampSigner
+from briefing.links import ClockedTimestampSigner
+from briefing.service.editors import EditorAccount
 
 MAX_COOKIE = 1000
 

@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from briefing import service
 from briefing.domain import SubscriberStatus
 from briefing.errors import InvalidInput
+from briefing.service import subscribers as subscriber_service
 from briefing.store import subscribers as subscriber_store
 from briefing.web.auth import require_admin
 from briefing.web.context import WebContext, get_ctx
@@ -88,7 +88,7 @@ def export(ctx: Ctx, status: str = "") -> StreamingResponse:
     )
     try:
         with ctx.gate:
-            service.export_subscribers(ctx.engine, spool, status=wanted)
+            subscriber_service.export_subscribers(ctx.engine, spool, status=wanted)
     except BaseException:
         spool.close()
         raise

@@ -15,10 +15,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from briefing import inputs, publishing, service
-from briefing.accounts import EditorAccount
+from briefing import inputs
 from briefing.domain import StoryItem, StoryStatus
 from briefing.errors import BriefingError, InvalidInput
+from briefing.service import editions as edition_service
+from briefing.service import stories as story_service
+from briefing.service.editors import EditorAccount
 from briefing.store import articles as article_store
 from briefing.store import editions as edition_store
 from briefing.store import stories as story_store
@@ -183,7 +185,7 @@ def add_story(
         chosen = int(article_id) if article_id.strip() else None
         if chosen is not None and url.strip():
             raise InvalidInput("pick a stored article or give a URL, not both", field="url")
-        request_ = service.StoryRequest(
+        request_ = story_service.StoryRequest(
             article_id=chosen,
             url=url,
             headline=headline,
@@ -197,7 +199,7 @@ def add_story(
             created_by=editor.email,
         )
         with ctx.writing() as session:
-            story = service.add_story(session, request_, now=ctx.now())
+            story = story_service.add_story(session, request_, now=ctx.now())
     except BriefingError as exc:
         return _queue_page(request, ctx, back, error=str(exc), form=form, status=400)
     return ctx.pages.redirect(
@@ -235,10 +237,10 @@ def edit_story(
             "lead": bool(lead),
         }
         with ctx.writing() as session:
-            current = service.require_story(session, story_id)
+            current = story_service.require_story(session, story_id)
             if current.status not in (StoryStatus.DRAFT, StoryStatus.READY):
                 raise InvalidInput(f"the story is {current.status} and can no longer change", field="story")
-            story = service.edit_story(session, story_id, changes, now=ctx.now())
+            story = story_service.edit_story(session, story_id, changes, now=ctx.now())
     except BriefingError as exc:
         return _queue_page(request, ctx, back, error=f"Story {story_id} was not saved. {exc}", status=400)
     return ctx.pages.redirect(
@@ -257,7 +259,7 @@ def move_story(
         raise InvalidInput("must be up or down", field="direction")
     back = _day(ctx, day)
     with ctx.writing() as session:
-        story = service.require_story(session, story_id)
+        story = story_service.require_story(session, story_id)
         if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
             raise InvalidInput(f"the story is {story.status} and can no longer move", field="story")
         group = [
@@ -282,7 +284,7 @@ def set_note(
     """The editor's note for one edition, shown near its top; empty removes it."""
     back = _day(ctx, day)
     with ctx.writing() as session:
-        publishing.set_note(session, back, note, now=ctx.now())
+        edition_service.set_note(session, back, note, now=ctx.now())
     message = "The editor's note is saved." if note.strip() else "The editor's note is removed."
     return ctx.pages.redirect(_queue_url(back, "#note"), message, secure=ctx.secure_cookies)
 
@@ -300,7 +302,7 @@ def set_story_status(
         raise InvalidInput("must be draft, ready or dropped", field="status")
     back = _day(ctx, day)
     with ctx.writing() as session:
-        story = service.require_story(session, story_id)
+        story = story_service.require_story(session, story_id)
         if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
             raise InvalidInput(f"the story is {story.status} and can no longer change", field="status")
         story = story_store.set_status(session, story.id, allowed[status], now=ctx.now())
@@ -322,7 +324,7 @@ def preview(request: Request, ctx: Ctx, date: str = "") -> HTMLResponse:
     try:
         setup = ctx.current_setup()
         with ctx.gate:
-            result = publishing.preview(ctx.engine, setup, day, clock=ctx.clock)
+            result = edition_service.preview(ctx.engine, setup, day, clock=ctx.clock)
     except BriefingError as exc:
         values["error"] = str(exc)
         return ctx.pages.render(request, "preview.html", values, status_code=409, headers=NO_STORE)
@@ -340,7 +342,7 @@ def preview_frame(ctx: Ctx, date: str = "") -> HTMLResponse:
     if html is None:
         setup = ctx.current_setup()
         with ctx.gate:
-            html = publishing.preview(ctx.engine, setup, day, clock=ctx.clock).html
+            html = edition_service.preview(ctx.engine, setup, day, clock=ctx.clock).html
         ctx.previews.put(day, html)
     return HTMLResponse(html, headers={"Content-Security-Policy": PREVIEW_CSP, **NO_STORE})
 
@@ -350,7 +352,7 @@ def send_test(ctx: Ctx, editor: Editor, day: Annotated[str, Form(max_length=20)]
     when = _day(ctx, day)
     back = f"/editor/preview?{urlencode({'date': when.isoformat()})}"
     try:
-        publishing.send_test(
+        edition_service.send_test(
             ctx.engine, ctx.current_setup(), when, editor.email, ctx.transport, clock=ctx.clock
         )
     except BriefingError as exc:

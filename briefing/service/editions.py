@@ -17,9 +17,7 @@ from sqlmodel import Session
 
 from briefing import calendar as cal
 from briefing import inputs
-from briefing.compose import compose_briefing
 from briefing.db import session_scope
-from briefing.delivery import DeliveryPolicy, DeliveryReport, DeliveryRun, RunTally
 from briefing.domain import (
     ArticleData,
     Briefing,
@@ -33,19 +31,21 @@ from briefing.domain import (
     StoryStatus,
     SubscriberStatus,
 )
+from briefing.edition.compose import compose_briefing
+from briefing.edition.preflight import PreflightReport, preflight
+from briefing.edition.render import Renderer, personalise
+from briefing.edition.topup import top_up
 from briefing.errors import Conflict, NotFound, PreflightFailed
-from briefing.message import DkimSigner, MessageTemplate
-from briefing.preflight import PreflightReport, preflight
-from briefing.render import Renderer, personalise
+from briefing.links import LinkSigner, preferences_url, unsubscribe_url
+from briefing.mail.message import DkimSigner, MessageTemplate
+from briefing.mail.transport import Outcome, SendResult, Transport
+from briefing.service.delivery import DeliveryPolicy, DeliveryReport, DeliveryRun, RunTally
 from briefing.store import articles as article_store
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import stories as story_store
 from briefing.store import subscribers as subscriber_store
 from briefing.store.deliveries import Claim
-from briefing.tokens import TokenSigner, preferences_url, unsubscribe_url
-from briefing.topup import top_up
-from briefing.transport import Outcome, SendResult, Transport
 
 SAMPLE_SUBSCRIBER_ID = 2**31 - 1  # no real row has it; a sample's links lead to "not valid"
 MORE_FROM_CANDIDATES = 50
@@ -75,7 +75,7 @@ class EditionSetup:
     compose: ComposeOptions
     renderer: Renderer
     mailing: Mailing
-    signer: TokenSigner
+    signer: LinkSigner
     plan: cal.SendPlan
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     dkim: DkimSigner | None = None

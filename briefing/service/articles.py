@@ -1,61 +1,52 @@
-"""Articles pushed by the site's CMS, and the bearer tokens that let it push.
+"""Use cases for the site's articles: a file import, and the batches the CMS pushes.
 
-A token is shown once when created and only its SHA-256 is kept, so a copy of the database does
-not hand out working credentials. A batch is stored item by item: a bad article is reported by its
-index and never blocks the good ones, and pushing the same batch twice changes nothing.
+Either way a bad item is reported by its line or index and never blocks the good ones, and the
+same item stored twice changes nothing (articles are upserted by canonical URL).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from briefing import files, inputs
+from briefing import files
 from briefing.db import session_scope
-from briefing.domain import ArticleSource
+from briefing.domain import (
+    ArticleInput,
+    ArticleSource,
+)
 from briefing.errors import InvalidInput
-from briefing.feed_entries import canonical_url
+from briefing.feeds.parse import canonical_url
 from briefing.store import articles as article_store
-from briefing.store import tokens as token_store
-from briefing.store.tokens import ApiTokenData
-
-TOKEN_PREFIX = "brf_"  # lets secret scanners and people recognise a leaked token
-MAX_TOKEN_LENGTH = 200
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+@dataclass(slots=True)
+class ArticleImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[files.Rejected] = field(default_factory=list)
 
 
-def create_token(session: Session, name: str, *, now: datetime) -> tuple[ApiTokenData, str]:
-    """Store a new token under `name`; returns it with the secret, which is never retrievable again."""
-    clean = inputs.one_line(name, field="name", max_len=100, required=True)
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    return token_store.add_token(session, clean, hash_token(secret), now=now), secret
-
-
-def revoke_token(session: Session, name: str, *, now: datetime) -> tuple[ApiTokenData, bool]:
-    """Revoke at once; (token, False) when it already was revoked."""
-    return token_store.revoke_token(session, name.strip(), now)
-
-
-def authenticate(engine: sa.Engine, presented: str, *, now: datetime) -> ApiTokenData | None:
-    """The active token matching `presented`, or None. Records when it was last used."""
-    token = presented.strip()
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        return None
+def import_articles(engine: sa.Engine, path: Path, *, now: datetime) -> ArticleImportReport:
+    """Upsert every good row by URL; bad rows are reported by line and never stored."""
+    report = ArticleImportReport()
+    rows = files.read_articles(path)
     with session_scope(engine) as session:
-        found = token_store.active_token_by_hash(session, hash_token(token))
-        if found is not None:
-            token_store.touch_token(session, found.id, now)
-        return found
+        for row in rows:
+            if row.rejected is not None:
+                report.rejected.append(row.rejected)
+                continue
+            assert row.value is not None
+            _, outcome = article_store.upsert_article(session, row.value, now=now)
+            setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +85,7 @@ def store_pushed_articles(engine: sa.Engine, records: Sequence[object], *, now: 
     return results
 
 
-def _upsert(session: Session, index: int, item: article_store.ArticleInput, now: datetime) -> PushResult:
+def _upsert(session: Session, index: int, item: ArticleInput, now: datetime) -> PushResult:
     for attempt in range(2):
         try:
             with session.begin_nested():

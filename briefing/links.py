@@ -76,7 +76,7 @@ def _epoch_seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-class TokenSigner:
+class LinkSigner:
     """Mints and reads every signed token; one instance per process is enough (it is immutable)."""
 
     def __init__(self, secret_keys: list[str]) -> None:
@@ -91,7 +91,7 @@ class TokenSigner:
         self._mint_preferences = _PairMinter(self._preferences, keys[-1], PREFERENCES_SALT)
 
     def __repr__(self) -> str:
-        return "TokenSigner(<secret keys hidden>)"
+        return "LinkSigner(<secret keys hidden>)"
 
     # --- unsubscribe (never expires)
 

@@ -24,12 +24,12 @@ from sqlmodel import Session
 
 from briefing import inputs
 from briefing.db import session_scope
-from briefing.domain import Clock
+from briefing.domain import Clock, FeedInput
 from briefing.errors import BriefingError, InvalidInput
-from briefing.feed_entries import FeedEntry, ParsedFeed, canonical_url, parse_feed
-from briefing.fetch import Fetched, FetchFailed, Resolver, feed_source, fetch
+from briefing.feeds.fetch import Fetched, FetchFailed, Resolver, feed_source, fetch
+from briefing.feeds.parse import FeedEntry, ParsedFeed, canonical_url, parse_feed
 from briefing.store import feeds as feed_store
-from briefing.store.feeds import FeedData, FeedInput, PollRecord
+from briefing.store.feeds import FeedData, PollRecord
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -46,7 +46,7 @@ __all__ = [
     "remove_feed",
 ]
 
-_log = logging.getLogger("briefing.feeds")
+_log = logging.getLogger("briefing.service.feeds")
 MAX_RETRY_AFTER = timedelta(hours=24)
 
 

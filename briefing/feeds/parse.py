@@ -22,8 +22,8 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import feedparser
 
 from briefing import files, inputs
+from briefing.domain import ArticleInput
 from briefing.errors import InvalidInput
-from briefing.store.articles import ArticleInput
 
 # Query parameters that only say where a click came from; anything else may select content.
 TRACKING_PARAMS = frozenset(

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 from briefing.db import session_scope
 from briefing.domain import Clock, LedgerCounts
 from briefing.errors import AuthFailed, InvalidInput, TransportError
+from briefing.mail.transport import Outcome, SendResult, Transport
 from briefing.store import deliveries as ledger
 from briefing.store import subscribers as subscriber_store
-from briefing.transport import Outcome, SendResult, Transport
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from briefing import calendar as cal
-from briefing import publishing
 from briefing.db import session_scope
 from briefing.domain import Clock, EditionData, EditionStatus, LedgerCounts
 from briefing.errors import BriefingError, PreflightFailed
+from briefing.mail.transport import Outcome, Transport
+from briefing.service import editions as edition_service
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import schedule as schedule_store
-from briefing.transport import Outcome, Transport
 
 RETRY_PAUSED_AFTER = timedelta(minutes=5)
 
@@ -36,7 +36,7 @@ class DailyContext:
     """What the jobs need; `setup` and `transport` are factories so a job sees fresh settings and skips."""
 
     engine: sa.Engine
-    setup: Callable[[], publishing.EditionSetup]
+    setup: Callable[[], edition_service.EditionSetup]
     transport: Callable[[], Transport]
     alert_email: str
     stop: threading.Event
@@ -104,7 +104,7 @@ class DailySender:
         self.refresh_articles()
         try:
             with Session(ctx.engine) as session:
-                prepared = publishing.prepare(session, setup, edition_date)
+                prepared = edition_service.prepare(session, setup, edition_date)
         except BriefingError as exc:
             ctx.log.error("preflight for %s could not run: %s", edition_date, exc)
             self.alert(f"Preflight could not run for {edition_date}", str(exc))
@@ -148,7 +148,7 @@ class DailySender:
                 return "too early"
             if edition is not None and (edition.held or edition.status == EditionStatus.HELD):
                 if decision.state == "expired":
-                    publishing.expire_if_unsent(session, edition_date, "held past its window", now=now)
+                    edition_service.expire_if_unsent(session, edition_date, "held past its window", now=now)
                     log.error("edition of %s expired while on hold; nothing was sent", edition_date)
                     return "expired"
                 log.warning(
@@ -163,7 +163,7 @@ class DailySender:
                     EditionStatus.EXPIRED,
                 )
                 if not started:
-                    publishing.expire_if_unsent(
+                    edition_service.expire_if_unsent(
                         session, edition_date, f"not started by {decision.latest}", now=now
                     )
                     log.error(
@@ -185,7 +185,7 @@ class DailySender:
         log.info("sending the edition of %s (%s)", edition_date, reason)
         transport = ctx.transport()
         try:
-            outcome = publishing.send_edition(
+            outcome = edition_service.send_edition(
                 ctx.engine, setup, edition_date, transport, clock=ctx.clock, stop=ctx.stop
             )
         except PreflightFailed as exc:
