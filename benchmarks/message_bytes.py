@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from briefing.domain import TOKEN_FIRST_NAME, TOKEN_PREFERENCES_URL, TOKEN_UNSUBSCRIBE_URL, Recipient
-from briefing.mail.message import DkimSigner, MessageTemplate
+from briefing.mail.dkim import DkimSigner
+from briefing.mail.message import MessageTemplate
 
 WHEN = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 NAIVE_POLICY = policy.SMTP.clone(max_line_length=998)  # the usual fix for List-Unsubscribe (LIBRARIES.md #5)

@@ -29,7 +29,8 @@ from briefing.domain import (
     StoryStatus,
 )
 from briefing.edition.compose import compose_briefing
-from briefing.edition.render import BRIEFING_HTML, Renderer, _parse_markdown, personalise
+from briefing.edition.render import BRIEFING_HTML, Renderer, _parse_markdown
+from briefing.reader_copy import personalise
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 EDITION = date(2026, 11, 30)

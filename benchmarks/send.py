@@ -114,9 +114,9 @@ def setup(dkim: str, connections: int, key_dir: Path):  # type: ignore[no-untype
     from briefing.domain import ComposeOptions
     from briefing.edition.render import Renderer
     from briefing.links import LinkSigner
-    from briefing.mail.message import DkimSigner
+    from briefing.mail.dkim import DkimSigner
     from briefing.service.delivery import DeliveryPolicy
-    from briefing.service.editions import EditionSetup, Mailing
+    from briefing.service.setup import EditionSetup, Mailing
 
     signer = None
     if dkim:
@@ -156,8 +156,9 @@ def setup(dkim: str, connections: int, key_dir: Path):  # type: ignore[no-untype
 def child(args: argparse.Namespace) -> None:
     """One measured send in this process; prints a JSON line with rate, size and peak RSS."""
     from briefing.db import make_engine
-    from briefing.mail.transport import open_transport
+    from briefing.mail.pool import open_transport
     from briefing.service import editions as edition_service
+    from briefing.service.setup import MailFactory, sample_recipient
     from briefing.wiring import SystemClock
 
     clock = SystemClock()  # a benchmark is an edge: it runs on the real clock
@@ -169,9 +170,9 @@ def child(args: argparse.Namespace) -> None:
     )
     with Session(engine) as session:
         prepared = edition_service.prepare(session, s, EDITION)
-    sample, _ = edition_service.MailFactory(
+    sample, _ = MailFactory(
         s, EDITION, prepared.rendered.subject, prepared.rendered.html, prepared.rendered.text, clock
-    ).message(edition_service.sample_recipient(s))
+    ).message(sample_recipient(s))
     started = time.perf_counter()
     outcome = edition_service.send_edition(engine, s, EDITION, mail, force=True, clock=clock)
     elapsed = time.perf_counter() - started

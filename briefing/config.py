@@ -1,5 +1,8 @@
-"""Settings from the environment and `.env` (prefix BRIEFING_).
+"""Settings from the environment and `.env` (prefix BRIEFING_), typed and checked once, here.
 
+Operators write durations, rates, days and dates the way people do ("3h", "5/1m", "mon-fri",
+"2026-12-25"); this module parses each one as the settings load and fails naming the variable, so
+the rest of the project gets `timedelta`, `Rate`, `time` and date sets and never parses again.
 Only the edges (CLI, web, scheduler) read settings; they pass plain values inward so that every
 stage can be tested with explicit arguments. Every field here is listed in `.env.example`, and a
 test keeps the two in step.
@@ -9,11 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from briefing.calendar import parse_local_time
 from briefing.errors import ConfigError
@@ -47,8 +51,15 @@ def parse_dates(value: str) -> frozenset[date]:
     return frozenset(found)
 
 
+def parse_names(value: str) -> tuple[str, ...]:
+    """A comma-separated list of names (sections), blanks dropped, in the order written."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class Rate:
+    """At most `limit` events per `window` seconds (a rate limit as operators write it: 5/1m)."""
+
     limit: int
     window: float  # seconds
 
@@ -56,16 +67,17 @@ class Rate:
         return f"{self.limit} per {self.window:.0f} s"
 
 
-def parse_rate(value: str, *, field: str = "rate") -> Rate:
+def parse_rate(value: str, *, field: str = "") -> Rate:
     """Read "5/1m" or "3/1h" (count / duration); settings are typed by operators, not programmers."""
+    prefix = f"{field}: " if field else ""
     count, sep, span = value.partition("/")
     try:
         limit = int(count.strip())
         window = parse_duration(span).total_seconds() if sep else 0.0
     except ValueError:
-        raise ValueError(f"{field}: write a limit like 5/1m or 3/1h (got {value!r})") from None
+        raise ValueError(f"{prefix}not a rate: {value!r} (write a limit like 5/1m or 3/1h)") from None
     if limit < 1 or window <= 0:
-        raise ValueError(f"{field}: the count and the period must be positive (got {value!r})")
+        raise ValueError(f"{prefix}the count and the period must be positive (got {value!r})")
     return Rate(limit, window)
 
 
@@ -90,6 +102,18 @@ def parse_send_days(value: str) -> tuple[int, ...]:
     if not days:
         raise ValueError("no send days given")
     return tuple(sorted(days))
+
+
+_DURATION_SETTINGS = (
+    "max_lateness",
+    "preflight_lead",
+    "retry_backoff",
+    "feed_min_interval",
+    "feed_max_backoff",
+    "feed_poll_every",
+    "session_max_age",
+    "confirm_max_age",
+)
 
 
 class Settings(BaseSettings):
@@ -125,7 +149,7 @@ class Settings(BaseSettings):
 
     # --- the edition's content and look
     templates_dir: str = "templates"
-    section_order: str = ""
+    section_order: Annotated[tuple[str, ...], NoDecode] = ()
     more_from_count: int = Field(default=5, ge=0, le=20)
     more_from_exclude_editions: int = Field(default=3, ge=0, le=30)
     subject_template: str = "{lead} | {newsletter}"
@@ -142,19 +166,19 @@ class Settings(BaseSettings):
 
     # --- the web app
     session_secret: SecretStr = SecretStr("")
-    session_max_age: str = "12h"
-    confirm_max_age: str = "7d"
-    subscribe_rate_ip: str = "5/1m"
-    subscribe_rate_address: str = "3/1h"
-    login_rate: str = "5/1m"
-    login_rate_ip: str = "30/1m"
+    session_max_age: timedelta = timedelta(hours=12)
+    confirm_max_age: timedelta = timedelta(days=7)
+    subscribe_rate_ip: Annotated[Rate, NoDecode] = Rate(5, 60.0)
+    subscribe_rate_address: Annotated[Rate, NoDecode] = Rate(3, 3600.0)
+    login_rate: Annotated[Rate, NoDecode] = Rate(5, 60.0)
+    login_rate_ip: Annotated[Rate, NoDecode] = Rate(30, 60.0)
 
     # --- feeds and the CMS push API
     feed_timeout: float = Field(default=10.0, gt=0, le=300)
     feed_max_bytes: int = Field(default=5_000_000, ge=10_000)
-    feed_min_interval: str = "10m"
-    feed_max_backoff: str = "6h"
-    feed_poll_every: str = "15m"
+    feed_min_interval: timedelta = timedelta(minutes=10)
+    feed_max_backoff: timedelta = timedelta(hours=6)
+    feed_poll_every: timedelta = timedelta(minutes=15)
     api_max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     min_stories: int = Field(default=0, ge=0, le=50)
 
@@ -171,55 +195,65 @@ class Settings(BaseSettings):
 
     # --- delivery
     max_attempts: int = Field(default=5, ge=1, le=20)
-    retry_backoff: str = "1m"
+    retry_backoff: timedelta = timedelta(minutes=1)
     ambiguous_policy: str = "resend"
     soft_bounce_limit: int = Field(default=3, ge=1, le=50)
 
     # --- schedule
-    send_days: str = "mon-fri"
-    send_time: str = "06:00"
-    skip_dates: str = ""
-    max_lateness: str = "3h"
-    preflight_lead: str = "30m"
+    send_days: Annotated[tuple[int, ...], NoDecode] = (0, 1, 2, 3, 4)
+    send_time: time = time(6, 0)
+    skip_dates: Annotated[frozenset[date], NoDecode] = frozenset()
+    max_lateness: timedelta = timedelta(hours=3)
+    preflight_lead: timedelta = timedelta(minutes=30)
     alert_email: str = ""
 
+    # Each "before" validator turns the text an operator wrote into the typed value; a value that is
+    # already typed (a test, `demo.py`) passes through to pydantic's own check of the type.
+
+    @field_validator(*_DURATION_SETTINGS, mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
     @field_validator(
-        "max_lateness",
-        "preflight_lead",
-        "retry_backoff",
-        "feed_min_interval",
-        "feed_max_backoff",
-        "feed_poll_every",
-        "session_max_age",
-        "confirm_max_age",
+        "subscribe_rate_ip", "subscribe_rate_address", "login_rate", "login_rate_ip", mode="before"
     )
     @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    def _rate(cls, value: object) -> object:
+        return parse_rate(value) if isinstance(value, str) else value
 
-    @field_validator("subscribe_rate_ip", "subscribe_rate_address", "login_rate", "login_rate_ip")
+    @field_validator("send_days", mode="before")
     @classmethod
-    def _rate(cls, value: str) -> str:
-        parse_rate(value)
-        return value
+    def _days(cls, value: object) -> object:
+        return parse_send_days(value) if isinstance(value, str) else value
 
     @field_validator("send_days")
     @classmethod
-    def _days(cls, value: str) -> str:
-        parse_send_days(value)
-        return value
+    def _weekdays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(not 0 <= d <= 6 for d in value):
+            raise ValueError("send days must be weekday numbers 0-6 (Monday = 0)")
+        return tuple(sorted(set(value)))
 
-    @field_validator("send_time")
+    @field_validator("send_time", mode="before")
     @classmethod
-    def _time(cls, value: str) -> str:
-        parse_local_time(value)
-        return value
+    def _time(cls, value: object) -> object:
+        return parse_local_time(value) if isinstance(value, str) else value
 
-    @field_validator("skip_dates")
+    @field_validator("skip_dates", mode="before")
     @classmethod
-    def _skip(cls, value: str) -> str:
-        parse_dates(value)
+    def _skip(cls, value: object) -> object:
+        return parse_dates(value) if isinstance(value, str) else value
+
+    @field_validator("section_order", mode="before")
+    @classmethod
+    def _sections(cls, value: object) -> object:
+        return parse_names(value) if isinstance(value, str) else value
+
+    @field_validator(*_DURATION_SETTINGS)
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError(f"not a duration: {value} is negative")
         return value
 
     @field_validator("ambiguous_policy")

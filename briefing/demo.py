@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from briefing import wiring
 from briefing.cli.common import console
-from briefing.cli.editions import print_preflight, print_report
+from briefing.cli.editions import print_preflight
+from briefing.cli.send import print_report
 from briefing.cli.stories import print_queue
 from briefing.config import load_settings
 from briefing.db import make_engine, session_scope, upgrade

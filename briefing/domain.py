@@ -6,6 +6,7 @@ tested without a database, and so that nothing downstream can lazily trigger a q
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -203,6 +204,17 @@ TOKEN_UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
 TOKEN_PREFERENCES_URL = "%%PREFERENCES_URL%%"
 TOKEN_FIRST_NAME = "%%FIRST_NAME%%"
 PERSONAL_TOKENS = (TOKEN_UNSUBSCRIBE_URL, TOKEN_PREFERENCES_URL, TOKEN_FIRST_NAME)
+
+# The greeting's name when a reader gave none; the archive's neutral copy greets with it too.
+FIRST_NAME_FALLBACK = "there"
+_NAME_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def first_name(name: str) -> str:
+    """The first word of a reader's name for %%FIRST_NAME%%, or FIRST_NAME_FALLBACK."""
+    words = _NAME_BREAKS.sub(" ", _SURROGATES.sub("\ufffd", name)).split()
+    return words[0] if words else FIRST_NAME_FALLBACK
 
 
 @dataclass(frozen=True, slots=True)

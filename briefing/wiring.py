@@ -1,28 +1,37 @@
-"""Turn Settings into the plain values the stages take. Used by the edges only (CLI, web, scheduler).
+"""The composition root: Settings (already typed and checked) -> the values and objects the use cases take.
 
-Keeping this in one place means the CLI, the web app and the scheduler build exactly the same
-edition setup, so a preview in the browser matches what `briefing send` sends.
+Used by the edges only (CLI, web, scheduler). Keeping this in one place means the CLI, the web app
+and the scheduler build exactly the same edition setup, so a preview in the browser matches what
+`briefing send` sends; `edition_setup_now` is the one way any of them adds the skip dates editors
+keep in the database.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
 
 from briefing import calendar as cal
-from briefing.config import Settings, parse_dates, parse_duration, parse_send_days
+from briefing.config import Settings
 from briefing.domain import Clock, ComposeOptions
 from briefing.edition.render import Renderer
 from briefing.errors import ConfigError
+from briefing.feeds.poll import DEFAULT_POLICY, FeedPolicy
 from briefing.links import LinkSigner
-from briefing.mail.message import DkimSigner
-from briefing.mail.transport import ConnectionPool, MaildirTransport, MemoryTransport, open_transport
+from briefing.mail.dkim import DkimSigner
+from briefing.mail.pool import ConnectionPool, open_transport
+from briefing.mail.transport import MaildirTransport, MemoryTransport
 from briefing.service.delivery import DeliveryPolicy
-from briefing.service.editions import EditionSetup, Mailing
-from briefing.service.feeds import DEFAULT_POLICY, FeedPolicy
+from briefing.service.setup import EditionSetup, Mailing
+from briefing.store import schedule as schedule_store
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,14 +77,13 @@ def templates_dir(settings: Settings) -> Path:
 
 
 def compose_options(settings: Settings) -> ComposeOptions:
-    order = tuple(s.strip() for s in settings.section_order.split(",") if s.strip())
     base = ComposeOptions()
     return replace(
         base,
         newsletter_name=settings.newsletter_name,
         site_name=settings.site_name,
         site_url=settings.site_url,
-        section_order=order,
+        section_order=settings.section_order,
         more_from_count=settings.more_from_count,
         more_from_exclude_editions=settings.more_from_exclude_editions,
         subject_template=settings.subject_template,
@@ -106,12 +114,13 @@ def mailing(settings: Settings) -> Mailing:
 
 
 def send_plan(settings: Settings, extra_skips: frozenset[date] | None = None) -> cal.SendPlan:
+    """The calendar from settings; `extra_skips` are the dates editors skipped in the database."""
     return cal.SendPlan(
-        send_days=parse_send_days(settings.send_days),
-        send_time=cal.parse_local_time(settings.send_time),
+        send_days=settings.send_days,
+        send_time=settings.send_time,
         zone=settings.zone,
-        skip_dates=parse_dates(settings.skip_dates) | (extra_skips or frozenset()),
-        max_lateness=parse_duration(settings.max_lateness),
+        skip_dates=settings.skip_dates | (extra_skips or frozenset()),
+        max_lateness=settings.max_lateness,
     )
 
 
@@ -119,7 +128,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
     return DeliveryPolicy(
         workers=settings.smtp_pool_size,
         max_attempts=settings.max_attempts,
-        backoff_base=parse_duration(settings.retry_backoff),
+        backoff_base=settings.retry_backoff,
         resend_ambiguous=settings.ambiguous_policy == "resend",
         soft_bounce_limit=settings.soft_bounce_limit,
     )
@@ -140,6 +149,7 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
 
 
 def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None) -> EditionSetup:
+    """Everything an edition needs, with only the skip dates given (see `edition_setup_now`)."""
     return EditionSetup(
         compose=compose_options(settings),
         renderer=Renderer(templates_dir(settings) / "email"),
@@ -150,6 +160,27 @@ def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None
         dkim=dkim_signer(settings),
         min_stories=settings.min_stories,
     )
+
+
+def edition_setup_now(
+    settings: Settings,
+    engine: sa.Engine,
+    *,
+    base: EditionSetup | None = None,
+    gate: AbstractContextManager[Any] | None = None,
+) -> EditionSetup:
+    """The edition setup as of now: settings plus the skip dates editors keep in the database.
+
+    Editors may skip a date at any time (`briefing skip`), so every command, every scheduler job
+    and every web request that decides on a date calls this rather than keeping a setup from
+    start-up. A long-running edge passes the `base` it built once (the renderer, the signer), so
+    only the calendar is rebuilt; the web app passes its `gate` so the read queues like its others.
+    """
+    with gate if gate is not None else nullcontext(), Session(engine) as session:
+        skips = schedule_store.skip_dates(session)
+    if base is None:
+        return edition_setup(settings, skips)
+    return replace(base, plan=send_plan(settings, skips))
 
 
 def transport(settings: Settings, clock: Clock) -> ConnectionPool | MaildirTransport | MemoryTransport:
@@ -169,6 +200,6 @@ def feed_policy(settings: Settings) -> FeedPolicy:
         DEFAULT_POLICY,
         timeout=settings.feed_timeout,
         max_bytes=settings.feed_max_bytes,
-        min_interval=parse_duration(settings.feed_min_interval),
-        max_backoff=parse_duration(settings.feed_max_backoff),
+        min_interval=settings.feed_min_interval,
+        max_backoff=settings.feed_max_backoff,
     )

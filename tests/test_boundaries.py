@@ -9,59 +9,41 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "briefing"
 
-PURE = ("sqlmodel", "sqlalchemy", "jinja2", "smtplib", "briefing.config", "briefing.store", "briefing.db")
+# The Boundaries table of docs/ARCHITECTURE.md, as "module or package: imports it must not make".
+STORAGE = ("sqlmodel", "sqlalchemy", "briefing.db", "briefing.models", "briefing.store")
+EDGES_AND_CONFIG = (
+    "briefing.cli",
+    "briefing.web",
+    "briefing.scheduler",
+    "briefing.config",
+    "briefing.wiring",
+)
+PURE = (*STORAGE, "smtplib", "briefing.config", "briefing.mail", "briefing.service", "briefing.feeds")
 RULES: dict[str, tuple[str, ...]] = {
-    # module (or package prefix): imports it must not make
     "briefing.domain": ("briefing.", "sqlmodel", "sqlalchemy"),
     "briefing.errors": ("briefing.",),
-    "briefing.edition.compose": PURE,
+    "briefing.urls": ("briefing.", "sqlmodel", "sqlalchemy"),
+    "briefing.edition": PURE,
+    "briefing.links": (*PURE, "briefing.edition"),
+    "briefing.calendar": (*PURE, "briefing.edition", "apscheduler"),
     "briefing.inputs": PURE,
-    "briefing.links": PURE,
-    "briefing.edition.preflight": PURE,
-    "briefing.calendar": (*PURE, "apscheduler"),
-    "briefing.edition.topup": PURE,
-    "briefing.edition.render": (
-        "sqlmodel",
-        "sqlalchemy",
-        "briefing.store",
-        "briefing.config",
-        "briefing.mail.transport",
-        "briefing.db",
-    ),
-    "briefing.mail.message": (
-        "sqlmodel",
-        "sqlalchemy",
-        "briefing.store",
-        "briefing.edition.render",
-        "briefing.config",
-        "briefing.db",
-    ),
-    "briefing.mail.transport": (
-        "sqlmodel",
-        "sqlalchemy",
-        "briefing.store",
-        "briefing.edition.render",
-        "briefing.config",
-        "briefing.db",
-    ),
-    "briefing.models": ("briefing.service", "briefing.service.editions", "briefing.cli", "briefing.web"),
-    "briefing.db": ("briefing.service", "briefing.service.editions", "briefing.cli", "briefing.web"),
+    "briefing.reader_copy": (*PURE, "briefing.edition"),
+    "briefing.mail": (*STORAGE, "briefing.edition", "briefing.config", "briefing.service", "briefing.feeds"),
+    "briefing.feeds.fetch": (*STORAGE, "briefing.config", "briefing.service", "briefing.feeds.poll"),
+    "briefing.feeds.parse": (*STORAGE, "briefing.config", "briefing.service", "briefing.feeds.poll"),
+    "briefing.feeds.poll": ("briefing.service", *EDGES_AND_CONFIG),
+    "briefing.models": ("briefing.store", "briefing.service", *EDGES_AND_CONFIG),
+    "briefing.db": ("briefing.store", "briefing.service", *EDGES_AND_CONFIG),
     "briefing.store": (
-        "briefing.edition.render",
-        "briefing.mail.transport",
-        "briefing.mail.message",
-        "briefing.cli",
-        "briefing.web",
-        "briefing.config",
-        "briefing.service.editions",
+        "briefing.edition",
+        "briefing.mail",
+        "briefing.feeds",
         "briefing.service",
+        *EDGES_AND_CONFIG,
     ),
-    "briefing.service.delivery": ("briefing.cli", "briefing.web", "briefing.scheduler", "briefing.config"),
-    "briefing.service": ("briefing.cli", "briefing.web", "briefing.scheduler", "briefing.config"),
-    "briefing.service.editions": ("briefing.cli", "briefing.web", "briefing.scheduler", "briefing.config"),
-    "briefing.service.schedule": ("briefing.cli", "briefing.web", "briefing.scheduler", "briefing.config"),
-    "briefing.service.feeds": ("briefing.cli", "briefing.web", "briefing.scheduler", "briefing.config"),
-    "briefing.scheduler": ("briefing.cli", "briefing.web", "briefing.config", "sqlmodel"),
+    "briefing.service": EDGES_AND_CONFIG,
+    "briefing.wiring": ("briefing.cli", "briefing.web", "briefing.scheduler"),
+    "briefing.scheduler": ("briefing.cli", "briefing.web", "briefing.config", "sqlmodel", "briefing.store"),
     "briefing.web": ("briefing.cli", "briefing.scheduler"),
 }
 
@@ -176,3 +158,106 @@ def test_only_the_edges_read_the_real_clock(path: Path) -> None:
         return
     reads = clock_reads(path.read_text(encoding="utf-8"))
     assert reads == [], f"{module} reads the real clock (take `now` or a Clock instead): {reads}"
+
+
+# --------------------------------------------------------------------------- store writers
+
+# The edges (CLI, web app, scheduler, demo) may read through the store, but every write goes
+# through a use case in briefing/service, where the rules live. A store function writes when it
+# adds, deletes, inserts, updates or upserts, or calls a store function that does.
+EDGES = ("briefing.cli", "briefing.web", "briefing.scheduler", "briefing.demo")
+STORE = PACKAGE / "store"
+_WRITE_CALLS = {"add", "add_all", "delete", "merge", "insert", "update", "bulk_save_objects"}
+
+
+def _store_functions(path: Path) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: dict[str, ast.FunctionDef] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):  # a writer class (the ledger's) counts as writing
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    found[f"{node.name}.{item.name}"] = item
+    return found
+
+
+def store_writers(path: Path) -> set[str]:
+    functions = _store_functions(path)
+
+    def direct(fn: ast.FunctionDef) -> bool:
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr in _WRITE_CALLS:
+                    return True
+        return False
+
+    writers = {name for name, fn in functions.items() if direct(fn)}
+    changed = True
+    while changed:  # a function that calls a writer of its module writes too
+        changed = False
+        for name, fn in functions.items():
+            if name in writers:
+                continue
+            called = {
+                n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+            }
+            if called & writers:
+                writers.add(name)
+                changed = True
+    return {name.split(".")[0] for name in writers}
+
+
+def _store_aliases(tree: ast.Module) -> dict[str, str]:
+    """Local names bound to store modules: `from briefing.store import stories as story_store`."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "briefing.store":
+            for a in node.names:
+                aliases[a.asname or a.name] = a.name
+    return aliases
+
+
+def store_writes(source: str) -> list[str]:
+    tree = ast.parse(source)
+    aliases = _store_aliases(tree)
+    writers = {m: store_writers(STORE / f"{m}.py") for m in set(aliases.values())}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("briefing.store."):
+            module = node.module.rsplit(".", 1)[1]
+            found += [
+                f"line {node.lineno}: imports {module}.{a.name}"
+                for a in node.names
+                if a.name in store_writers(STORE / f"{module}.py")
+            ]
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            module = aliases.get(node.value.id)
+            if module and node.attr in writers[module]:
+                found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_the_writer_check_finds_a_store_write_from_an_edge() -> None:
+    assert "add_story" in store_writers(STORE / "stories.py")
+    assert "list_stories" not in store_writers(STORE / "stories.py")
+    sample = (
+        "from briefing.store import stories as story_store\n"
+        "from briefing.store.subscribers import unsubscribe, find_by_email\n"
+        "story_store.list_stories(s)\nstory_store.set_status(s, 1, 'ready', now=now)\n"
+    )
+    assert store_writes(sample) == [
+        "line 2: imports subscribers.unsubscribe",
+        "line 4: story_store.set_status",
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SOURCES if any(_applies(e, _module_name(p)) for e in EDGES)],
+    ids=lambda p: _module_name(p),
+)
+def test_edges_write_only_through_use_cases(path: Path) -> None:
+    writes = store_writes(path.read_text(encoding="utf-8"))
+    assert writes == [], f"{_module_name(path)} writes through the store; call a use case instead: {writes}"

@@ -77,6 +77,9 @@ def test_hold_release_skip_and_calendar(env: dict[str, str]) -> None:
     assert "send date again" in run(env, "unskip", "2026-12-25")[1]
     code, out = run(env, "skip", "25/12/2026")
     assert code == 1 and "DATE:" in out
+    code, out = run(env, "skip", "2026-12-28", "--reason", "x" * 201)
+    assert code == 1 and "one line of at most 200 characters" in out
+    assert "2026-12-28" in run(env, "calendar", "--count", "30")[1], "a refused skip writes nothing"
 
 
 def test_preflight_exit_code_follows_errors(env: dict[str, str]) -> None:

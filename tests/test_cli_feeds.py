@@ -1,4 +1,4 @@
-"""`briefing feeds ...` and `briefing tokens ...` on a temporary database, with a local feed file."""
+"""`briefing feeds ...` and `briefing api-tokens ...` on a temporary database, with a local feed file."""
 
 from __future__ import annotations
 
@@ -84,14 +84,22 @@ def test_feed_errors_are_clean(env: dict[str, str], tmp_path: Path) -> None:
     assert code == 1 and "not both" in out
 
 
-def test_tokens(env: dict[str, str]) -> None:
+def test_api_tokens(env: dict[str, str]) -> None:
+    token = ok(env, "api-tokens", "create", "cms").strip().splitlines()[-1]
+    assert token.startswith("brf_")
+    code, out = run(env, "api-tokens", "create", "cms")
+    assert code == 1 and "exists already" in out
+    listed = json.loads(ok(env, "api-tokens", "list", "--json"))
+    assert [t["name"] for t in listed] == ["cms"] and token not in json.dumps(listed)
+    assert "Revoked token cms" in ok(env, "api-tokens", "revoke", "cms")
+    assert "already revoked" in ok(env, "api-tokens", "revoke", "cms")
+    code, out = run(env, "api-tokens", "revoke", "nobody")
+    assert code == 1 and "no token named" in out
+
+
+def test_the_old_tokens_name_still_works_but_is_not_listed(env: dict[str, str]) -> None:
     token = ok(env, "tokens", "create", "cms").strip().splitlines()[-1]
     assert token.startswith("brf_")
-    code, out = run(env, "tokens", "create", "cms")
-    assert code == 1 and "exists already" in out
-    listed = json.loads(ok(env, "tokens", "list", "--json"))
-    assert [t["name"] for t in listed] == ["cms"] and token not in json.dumps(listed)
-    assert "Revoked token cms" in ok(env, "tokens", "revoke", "cms")
-    assert "already revoked" in ok(env, "tokens", "revoke", "cms")
-    code, out = run(env, "tokens", "revoke", "nobody")
-    assert code == 1 and "no token named" in out
+    assert [t["name"] for t in json.loads(ok(env, "api-tokens", "list", "--json"))] == ["cms"]
+    commands = [line.split()[1] for line in ok(env, "--help").splitlines() if line.startswith("│ ")]
+    assert "api-tokens" in commands and "tokens" not in commands

@@ -143,6 +143,10 @@ BAD_INPUTS = [
     (("subscribers", "import", "/nonexistent/list.csv"), "no such file"),
     (("articles", "import", "/nonexistent/a.jsonl"), "no such file"),
     (("subscribers", "unsubscribe", "nobody@example.com"), "email: nobody@example.com is not on the list"),
+    (  # Rich markup in what was typed is printed as it is, not read as markup
+        ("stories", "add", "--url", "https://example.org/a", "--headline", "x", "--status", "[/b]"),
+        "status: must be draft or ready (got '[/b]')",
+    ),
 ]
 
 

@@ -5,26 +5,30 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 
+import pytest
 from sqlmodel import Session
 
+from briefing import wiring
+from briefing.config import load_settings
 from briefing.db import session_scope
+from briefing.errors import InvalidInput
 from briefing.mail.transport import MemoryTransport
 from briefing.service import editions as edition_service
 from briefing.service import schedule as schedule_service
+from briefing.service.setup import EditionSetup
 from briefing.store import editions as edition_store
+from briefing.store import schedule as schedule_store
 from tests.fixtures.clock import T0, ManualClock
 from tests.fixtures.newsroom import EDITION, Newsroom
 
 SEND_AT = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 
-def sender(
-    room: Newsroom, mail: MemoryTransport, now: datetime, setup: edition_service.EditionSetup | None = None
-):
+def sender(room: Newsroom, mail: MemoryTransport, now: datetime, setup: EditionSetup | None = None):
     return schedule_service.DailySender(
         schedule_service.DailyContext(
             engine=room.engine,
@@ -121,11 +125,12 @@ def test_status_is_healthy_with_a_fresh_heartbeat_and_a_sent_edition(sqlite_news
     sender(room, MemoryTransport(), SEND_AT.replace(minute=1)).send_job(EDITION, SEND_AT)
     now = SEND_AT.replace(hour=7)
     with session_scope(room.engine) as s:
-        s.add(
-            SchedulerHeartbeat(
-                id=1, owner="host:1", started_at=SEND_AT, beat_at=now.replace(minute=0, second=0)
-            )
+        schedule_service.record_heartbeat(
+            s, owner="host:1", started_at=SEND_AT, next_run_at=None, now=now.replace(minute=0, second=0)
         )
+    with Session(room.engine) as s:
+        beat = s.get(SchedulerHeartbeat, 1)
+        assert beat is not None and beat.owner == "host:1"
 
     result = schedule_service.status(
         room.engine, room.setup.plan, now.replace(second=30), stale_after=timedelta(minutes=2)
@@ -137,3 +142,31 @@ def test_status_is_healthy_with_a_fresh_heartbeat_and_a_sent_edition(sqlite_news
         room.engine, room.setup.plan, now.replace(minute=5), stale_after=timedelta(minutes=2)
     )
     assert not stale.healthy and "heartbeat" in stale.problems[0]
+
+
+def test_skip_and_unskip_are_use_cases_the_setup_reads_at_once(sqlite_newsroom: Newsroom) -> None:
+    """A date skipped after start-up is in the very next setup the CLI, web or scheduler builds."""
+    room = sqlite_newsroom
+    settings = load_settings(_env_file=None, secret_key="daily-test-secret", skip_dates="2026-12-26")
+    base = wiring.edition_setup(settings)
+    assert wiring.edition_setup_now(settings, room.engine, base=base).plan.skip_dates == {date(2026, 12, 26)}
+    with session_scope(room.engine) as s:
+        assert schedule_service.skip_date(s, date(2026, 12, 25), "Christmas Day", now=SEND_AT) is True
+        assert schedule_service.skip_date(s, date(2026, 12, 25), "again", now=SEND_AT) is False
+    now = wiring.edition_setup_now(settings, room.engine, base=base)
+    assert now.plan.skip_dates == {date(2026, 12, 25), date(2026, 12, 26)}
+    assert now.renderer is base.renderer, "only the calendar is rebuilt"
+    assert wiring.edition_setup_now(settings, room.engine).plan == now.plan
+    with session_scope(room.engine) as s:
+        assert schedule_service.unskip_date(s, date(2026, 12, 25)) is True
+        assert schedule_service.unskip_date(s, date(2026, 12, 25)) is False
+    assert wiring.edition_setup_now(settings, room.engine).plan.skip_dates == {date(2026, 12, 26)}
+
+
+def test_a_skip_reason_is_one_short_line(sqlite_newsroom: Newsroom) -> None:
+    with session_scope(sqlite_newsroom.engine) as s:
+        for reason in ("x" * 201, "Christmas\nDay"):
+            with pytest.raises(InvalidInput, match="one line"):
+                schedule_service.skip_date(s, date(2026, 12, 25), reason, now=SEND_AT)
+    with Session(sqlite_newsroom.engine) as s:
+        assert schedule_store.skip_dates(s) == frozenset()

@@ -12,8 +12,9 @@ from sqlmodel import Session
 
 from briefing.db import session_scope
 from briefing.domain import DeliveryStatus
-from briefing.mail.transport import open_transport
+from briefing.mail.pool import open_transport
 from briefing.service import editions as edition_service
+from briefing.service.setup import EditionSetup
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import subscribers as subscriber_store
@@ -27,7 +28,7 @@ NOW = datetime(2026, 11, 30, 6, 0, 30, tzinfo=UTC)  # thirty seconds after the 0
 def send(
     room: Newsroom,
     server_url: str,
-    setup: edition_service.EditionSetup | None = None,
+    setup: EditionSetup | None = None,
     *,
     clock: ManualClock | None = None,
     **kw: object,

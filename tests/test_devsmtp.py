@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from briefing.domain import Recipient
 from briefing.mail.devsmtp import DevSmtpServer, ReceivedMessage, free_port, run
-from briefing.mail.message import DkimSigner, MessageTemplate
-from briefing.mail.transport import open_transport
+from briefing.mail.dkim import DkimSigner
+from briefing.mail.message import MessageTemplate
+from briefing.mail.pool import open_transport
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.smtp import pin_dkim_clock
 from tests.fixtures.waiting import wait_until

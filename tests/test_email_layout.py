@@ -11,7 +11,8 @@ import pytest
 
 from briefing.domain import Recipient
 from briefing.edition.compose import compose_briefing
-from briefing.edition.render import Renderer, personalise
+from briefing.edition.render import Renderer
+from briefing.reader_copy import personalise
 from tests.fixtures.edition import ARTICLES, EDITION_DATE, OPTIONS, SEND_AT, STORIES
 
 pytestmark = pytest.mark.browser

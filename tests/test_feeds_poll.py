@@ -12,10 +12,12 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from briefing.db import session_scope
+from briefing.errors import BriefingError, InvalidInput
+from briefing.feeds import poll as feed_poll
+from briefing.feeds.fetch import feed_source
+from briefing.feeds.poll import FeedPolicy, SkippedEntry
 from briefing.models import Article, Feed
-from briefing.service import feeds as feed_service
 from briefing.service.feeds import (
-    FeedPolicy,
     add_feed,
     load_feed_file,
     poll_due_feeds,
@@ -189,7 +191,7 @@ def test_without_allow_private_a_loopback_feed_is_refused(
     sqlite_engine: sa.Engine, server: FeedServer
 ) -> None:
     server.routes["/feed"] = Route(rss(("A", "https://news.example.com/a", "a")))
-    with pytest.raises(feed_service.InvalidInput, match="loopback address; add --allow-private"):
+    with pytest.raises(InvalidInput, match="loopback address; add --allow-private"):
         add_feed(sqlite_engine, server.url("/feed"), name="local", now=NOW)
     # A name that resolves to loopback passes `add` (DNS may change) but never gets fetched.
     add_feed(sqlite_engine, f"http://intranet.example.com:{server.port}/feed", name="local", now=NOW)
@@ -250,7 +252,7 @@ def test_truncated_feed_stores_what_it_can_and_fetches_in_full_next_time(
     add(engine, server, "/feed", "cut")
     (result,) = poll_due_feeds(engine, clock=at(NOW), policy=POLICY)
     assert result.status == "warning" and result.added == 2
-    assert result.skipped == (feed_service.SkippedEntry(3, "no link", ""),)
+    assert result.skipped == (SkippedEntry(3, "no link", ""),)
     assert "not well-formed XML" in result.error
     row = feed_row(engine, "cut")
     assert row.etag == "" and row.last_status == "warning"  # no validator kept: a 304 would hide the rest
@@ -312,7 +314,7 @@ def test_an_unexpected_failure_is_recorded_not_raised(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("parser bug")
 
-    monkeypatch.setattr(feed_service, "parse_feed", explode)
+    monkeypatch.setattr(feed_poll, "parse_feed", explode)
     with caplog.at_level(logging.ERROR):
         (result,) = poll_due_feeds(
             sqlite_engine, clock=at(NOW), policy=POLICY, log=logging.getLogger("test.feeds")
@@ -361,10 +363,10 @@ def test_remove_keeps_the_articles(sqlite_engine: sa.Engine, server: FeedServer)
 def test_feed_sources(tmp_path: Path) -> None:
     path = tmp_path / "site.xml"
     path.write_bytes(rss())
-    assert feed_service.feed_source(str(path)) == path.resolve().as_uri()
-    assert feed_service.feed_source(path.resolve().as_uri()) == path.resolve().as_uri()
-    assert feed_service.feed_source("site.xml", base_dir=tmp_path) == path.resolve().as_uri()
-    assert feed_service.feed_source("https://news.example.com/feed") == "https://news.example.com/feed"
+    assert feed_source(str(path)) == path.resolve().as_uri()
+    assert feed_source(path.resolve().as_uri()) == path.resolve().as_uri()
+    assert feed_source("site.xml", base_dir=tmp_path) == path.resolve().as_uri()
+    assert feed_source("https://news.example.com/feed") == "https://news.example.com/feed"
     for bad, message in [
         ("ftp://news.example.com/feed", "only http"),
         ("javascript:alert(1)", "only http"),
@@ -373,14 +375,14 @@ def test_feed_sources(tmp_path: Path) -> None:
         ("http://[::1]/feed", "loopback"),
         ("", "is required"),
     ]:
-        with pytest.raises(feed_service.InvalidInput, match=message):
-            feed_service.feed_source(bad)
-    assert feed_service.feed_source("http://10.0.0.5/feed", allow_private=True) == "http://10.0.0.5/feed"
+        with pytest.raises(InvalidInput, match=message):
+            feed_source(bad)
+    assert feed_source("http://10.0.0.5/feed", allow_private=True) == "http://10.0.0.5/feed"
 
 
 def test_feed_names_are_unique(sqlite_engine: sa.Engine) -> None:
     add_feed(sqlite_engine, "https://news.example.com/feed.xml", now=NOW)
-    with pytest.raises(feed_service.BriefingError, match="exists already"):
+    with pytest.raises(BriefingError, match="exists already"):
         add_feed(sqlite_engine, "https://news.example.com/feed.xml", now=NOW)
     assert feed_row(sqlite_engine, "news.example.com/feed.xml").url == "https://news.example.com/feed.xml"
 

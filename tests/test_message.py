@@ -4,6 +4,7 @@ import base64
 import email
 import re
 import types
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.header import decode_header, make_header
@@ -18,9 +19,19 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from briefing.domain import TOKEN_FIRST_NAME, TOKEN_PREFERENCES_URL, TOKEN_UNSUBSCRIBE_URL, Recipient
+from briefing.domain import (
+    TOKEN_FIRST_NAME,
+    TOKEN_PREFERENCES_URL,
+    TOKEN_UNSUBSCRIBE_URL,
+    Recipient,
+    RenderedEdition,
+    first_name,
+)
 from briefing.errors import InvalidInput
-from briefing.mail.message import DkimSigner, MessageTemplate, clean_header_text, personalise
+from briefing.mail.dkim import DkimSigner
+from briefing.mail.headers import clean_header_text
+from briefing.mail.message import MessageTemplate
+from briefing.reader_copy import personalise
 from tests.fixtures.smtp import pin_dkim_clock
 
 U, P, N = TOKEN_UNSUBSCRIBE_URL, TOKEN_PREFERENCES_URL, TOKEN_FIRST_NAME
@@ -158,22 +169,18 @@ def assert_display_name(raw: bytes, msg: EmailMessage, header: str, expected: st
     assert re.sub(r"\s", "", modern) == re.sub(r"\s", "", expected)
 
 
-def first_word(name: str) -> str:
-    words = clean_header_text(name).split()
-    return words[0] if words else "there"
+def reference(recipient: Recipient, html: str, text: str) -> tuple[str, str]:
+    """(text, html) as the preview shows them (reader_copy.personalise), with the message's newlines."""
+    html, text = (part.replace("\r\n", "\n").replace("\r", "\n") for part in (html, text))
+    html, text = personalise(RenderedEdition(WHEN.date(), "s", "", html, text), recipient)
+    return text, html
 
 
 @pytest.mark.parametrize("recipient", RECIPIENTS, ids=lambda r: str(r.subscriber_id))
 def test_body_equals_reference(recipient: Recipient) -> None:
     raw = TEMPLATE.render(recipient, date=WHEN)
     text, html = decoded_parts(parse(raw))
-    given_name = first_word(recipient.name)
-    assert text == personalise(
-        _text(), recipient.unsubscribe_url, recipient.preferences_url, given_name, is_html=False
-    )
-    assert html == personalise(
-        _html(), recipient.unsubscribe_url, recipient.preferences_url, given_name, is_html=True
-    )
+    assert (text, html) == reference(recipient, _html(), _text())
     assert "%%" not in text and "%%" not in html
 
 
@@ -369,8 +376,8 @@ def test_loopback_http_allowed_for_demos() -> None:
 def test_missing_preferences_url_falls_back_to_unsubscribe() -> None:
     r = Recipient(9, "a@example.com", "", "https://news.example.com/unsubscribe/t.s", "")
     text, html = decoded_parts(parse(TEMPLATE.render(r, date=WHEN)))
-    assert text == personalise(_text(), r.unsubscribe_url, r.unsubscribe_url, "there", is_html=False)
-    assert html == personalise(_html(), r.unsubscribe_url, r.unsubscribe_url, "there", is_html=True)
+    assert (text, html) == reference(replace(r, preferences_url=r.unsubscribe_url), _html(), _text())
+    assert "Good morning, there!" in text
 
 
 def test_template_arguments_checked() -> None:
@@ -402,7 +409,7 @@ def test_any_text_round_trips_without_new_headers(name: str, subject: str) -> No
     head = raw.partition(b"\r\n\r\n")[0]
     assert all(len(line) <= 998 for line in head.split(b"\r\n"))
     text, _html = decoded_parts(msg)
-    assert text == first_word(name) + "\n"
+    assert text == first_name(name) + "\n"
 
 
 @settings(max_examples=100, deadline=None)
@@ -421,10 +428,7 @@ def test_any_body_decodes_to_reference(prefix: str, suffix: str, name: str) -> N
     )
     raw = t.render(recipient, date=WHEN)
     text, html = decoded_parts(parse(raw))
-    given_name = first_word(name)
-    unsub = recipient.unsubscribe_url
-    assert text == personalise(body, unsub, unsub, given_name, is_html=False)
-    assert html == personalise(body, unsub, unsub, given_name, is_html=True)
+    assert (text, html) == reference(recipient, body, body)
     assert max(len(line) for line in raw.partition(b"\r\n\r\n")[2].split(b"\r\n")) <= 76
 
 
@@ -569,12 +573,9 @@ def test_dkim_rejects_bad_keys() -> None:
 
 @pytest.mark.parametrize("recipient", RECIPIENTS[:5], ids=lambda r: str(r.subscriber_id))
 def test_same_content_as_render_personalise(recipient: Recipient) -> None:
-    """The preview path (render.personalise) and the send path must show a reader the same thing."""
-    render = pytest.importorskip("briefing.edition.render")
-    from briefing.domain import RenderedEdition
-
+    """The preview path (reader_copy.personalise) and the send path must show a reader the same thing."""
     edition = RenderedEdition(WHEN.date(), "Your briefing", "", _html(), _text())
-    html, text = render.personalise(edition, recipient)
+    html, text = personalise(edition, recipient)
     sent_text, sent_html = decoded_parts(parse(TEMPLATE.render(recipient, date=WHEN)))
     assert sent_html == html.replace("\r\n", "\n")
     assert sent_text == text.replace("\r\n", "\n")

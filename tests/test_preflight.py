@@ -10,7 +10,8 @@ import pytest
 from briefing.domain import Briefing, ComposeOptions, Recipient, RenderedEdition, StoryItem
 from briefing.edition.compose import compose_briefing
 from briefing.edition.preflight import GMAIL_CLIP_BYTES, PreflightProblem, PreflightReport, preflight
-from briefing.edition.render import Renderer, personalise
+from briefing.edition.render import Renderer
+from briefing.reader_copy import personalise
 from tests.fixtures.edition import ARTICLES, EDITION_DATE, OPTIONS, SEND_AT, STORIES, story
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"

@@ -13,8 +13,9 @@ import pytest
 
 from briefing.domain import PERSONAL_TOKENS, Briefing, Recipient, RenderedEdition
 from briefing.edition.compose import compose_briefing
-from briefing.edition.render import Renderer, blurb_html, blurb_text, personalise, render_edition
+from briefing.edition.render import Renderer, blurb_html, blurb_text, render_edition
 from briefing.errors import InvalidInput, RenderError
+from briefing.reader_copy import personalise
 from tests.fixtures.edition import ARTICLES, EDITION_DATE, OPTIONS, SEND_AT, STORIES, story
 
 ROOT = Path(__file__).resolve().parent.parent

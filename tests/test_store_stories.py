@@ -7,7 +7,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from briefing.domain import ArticleInput, StoryStatus
+from briefing.domain import ArticleInput
 from briefing.service import stories as story_service
 from briefing.store import articles as article_store
 from briefing.store import stories as story_store
@@ -32,8 +32,8 @@ def test_positions_append_insert_and_move(engine: sa.Engine) -> None:
         _add(s, "w", section="World")
         order = [x.headline for x in story_store.list_stories(s) if x.section == "Politics"]
         assert order == ["d", "a", "b", "c"]
-        story_store.move_story(s, c, 2, now=T0)
-        story_store.move_story(s, d, 99, now=T0)
+        story_service.move_story(s, c, 2, now=T0)
+        story_service.move_story(s, d, 99, now=T0)
         got = [(x.headline, x.position) for x in story_store.list_stories(s) if x.section == "Politics"]
         assert got == [("c", 1), ("a", 2), ("b", 3), ("d", 4)]
 
@@ -44,7 +44,7 @@ def test_list_for_a_date_includes_next_edition_and_excludes_other_dates(engine: 
         _add(s, "monday", edition_date=date(2026, 11, 30))
         _add(s, "tuesday", edition_date=date(2026, 12, 1))
         dropped = _add(s, "dropped")
-        story_store.set_status(s, dropped, StoryStatus.DROPPED, now=T0)
+        story_service.drop(s, dropped, now=T0)
         got = {x.headline for x in story_store.list_stories(s, edition_date=date(2026, 11, 30))}
         assert got == {"undated", "monday"}
 

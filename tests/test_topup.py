@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from briefing.domain import ArticleData, ComposeOptions, StoryItem, StoryStatus
 from briefing.edition import topup as topup_module
 from briefing.edition.compose import compose_briefing
 from briefing.edition.topup import top_up
+from briefing.urls import url_key
 
 NOW = datetime(2026, 11, 30, 5, 30, tzinfo=UTC)
 
@@ -143,7 +145,7 @@ def test_never_more_than_needed_never_a_queued_or_stale_article(
 
 
 def test_top_up_stays_pure() -> None:
-    """stdlib and domain only, so preview and send can call it without a database."""
+    """stdlib, domain and urls only, so preview and send can call it without a database."""
     tree = ast.parse(Path(topup_module.__file__).read_text(encoding="utf-8"))
     imported = {
         (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
@@ -152,5 +154,53 @@ def test_top_up_stays_pure() -> None:
         for alias in node.names
     }
     ours = {name for name in imported if name.startswith("briefing")}
-    assert ours == {"briefing.domain"}
+    assert ours == {"briefing.domain", "briefing.urls"}
     assert all(name.split(".")[0] in sys.stdlib_module_names for name in imported - ours)
+
+
+# --- one URL key: compose and the top-up call the same links the same page ---------------------
+
+QUEUED = "https://news.example.com/politics/mayor"
+SAME_PAGE = [
+    "https://news.example.com/politics/mayor/",  # trailing slash
+    "https://news.example.com/politics/mayor?utm_source=newsletter&utm_medium=email",  # tracking
+    "https://news.example.com/politics/mayor?fbclid=abc",
+    "https://news.example.com/politics/mayor#comments",  # fragment
+    "HTTPS://News.Example.COM/politics/mayor",  # scheme and host case
+    "https://news.example.com:443/politics/mayor",  # the default port
+    "  https://news.example.com/politics/mayor  ",
+]
+OTHER_PAGE = [
+    "https://news.example.com/Politics/Mayor",  # path case can name another page (as feeds keep it)
+    "https://news.example.com/politics/mayor?id=2",  # a parameter that selects content
+    "http://news.example.com/politics/mayor",  # http vs https stays as written
+]
+
+
+def _composed_more_from(queued_url: str, article_url: str) -> bool:
+    options = ComposeOptions(more_from_count=5)
+    briefing = compose_briefing(
+        [story(1, url=queued_url)], [article(7, 1, url=article_url)], NOW.date(), NOW, options
+    )
+    return any(a.id == 7 for a in briefing.more_from)
+
+
+def _topped_up(queued_url: str, article_url: str) -> bool:
+    extra = top_up(
+        [story(1, url=queued_url)], [article(7, 1, url=article_url)], minimum=5, now=NOW, recent_urls=()
+    )
+    return any(s.article_id == 7 for s in extra)
+
+
+@pytest.mark.parametrize("variant", SAME_PAGE + OTHER_PAGE)
+def test_compose_and_top_up_agree_on_url_variants(variant: str) -> None:
+    same = variant in SAME_PAGE
+    assert (url_key(variant) == url_key(QUEUED)) is same
+    # Both ways round: the queued link may be the variant, or the stored article's may be.
+    for queued, stored in ((QUEUED, variant), (variant, QUEUED)):
+        assert _composed_more_from(queued, stored) is not same
+        assert _topped_up(queued, stored) is not same
+    recent = top_up([], [article(7, 1, url=QUEUED)], minimum=5, now=NOW, recent_urls=[variant])
+    assert (recent == []) is same
+    stories = [story(1, url=QUEUED), story(2, url=variant)]
+    assert len(compose_briefing(stories, [], NOW.date(), NOW, ComposeOptions()).stories) == (1 if same else 2)

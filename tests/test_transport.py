@@ -14,17 +14,10 @@ import pytest
 from briefing.domain import Recipient
 from briefing.errors import AuthFailed, InvalidInput, TransportError
 from briefing.mail.message import MessageTemplate
-from briefing.mail.transport import (
-    ConnectionPool,
-    MaildirTransport,
-    MemoryTransport,
-    Outcome,
-    RateLimiter,
-    Secret,
-    SmtpConnection,
-    open_transport,
-    parse_smtp_url,
-)
+from briefing.mail.pool import ConnectionPool, RateLimiter, open_transport
+from briefing.mail.session import SmtpConnection
+from briefing.mail.smtp_url import Secret, parse_smtp_url
+from briefing.mail.transport import MaildirTransport, MemoryTransport, Outcome
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.smtp import FaultPlan, SmtpTestServer, TlsFiles, free_port, pin_dkim_clock
 
@@ -478,7 +471,7 @@ def test_signed_message_verifies_after_smtp(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from briefing.mail.message import DkimSigner
+    from briefing.mail.dkim import DkimSigner
 
     key = rsa.generate_private_key(65537, 2048)
     pem = key.private_bytes(

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from briefing.config import Settings
-from briefing.mail.transport import ConnectionPool, open_transport
+from briefing.mail.pool import ConnectionPool, open_transport
 from briefing.web.app import create_app
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.smtp import SmtpTestServer

@@ -20,14 +20,15 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from briefing.config import Settings
+from briefing.config import Rate, Settings
 from briefing.db import session_scope
 from briefing.domain import SubscriberStatus
 from briefing.links import LinkSigner
-from briefing.mail.transport import MemoryTransport, open_transport
+from briefing.mail.pool import open_transport
+from briefing.mail.transport import MemoryTransport
+from briefing.service import confirmations
 from briefing.service import editions as edition_service
 from briefing.store import subscribers as subscriber_store
-from briefing.web import confirmations
 from briefing.wiring import edition_setup
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.web import (
@@ -179,7 +180,7 @@ def test_subscribe_is_rate_limited_per_ip(
     mailbox: MemoryTransport,
     web_clock: ManualClock,
 ) -> None:
-    app = make_app(settings=web_settings.model_copy(update={"subscribe_rate_ip": "2/1m"}))
+    app = make_app(settings=web_settings.model_copy(update={"subscribe_rate_ip": Rate(2, 60.0)}))
     with TestClient(app, base_url=BASE_URL) as c:
         assert c.post("/subscribe", data={"email": "one@example.com"}).status_code == 200
         assert c.post("/subscribe", data={"email": "two@example.com"}).status_code == 200

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from briefing.cli import articles, database, editions, feeds, schedule, stories, subscribers, web
+from briefing.cli import (
+    api_tokens,
+    articles,
+    database,
+    editions,
+    feeds,
+    schedule,
+    send,
+    stories,
+    subscribers,
+    web,
+)
 from briefing.cli.common import reset_state
 
 app = typer.Typer(
@@ -23,8 +34,10 @@ def _root() -> None:
 
 database.register(app)
 editions.register(app)
+send.register(app)
 schedule.register(app)
 feeds.register(app)
+api_tokens.register(app)
 web.register(app)
 app.add_typer(articles.app, name="articles")
 app.add_typer(stories.app, name="stories")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from briefing import files
 from briefing.cli.common import console, handle_errors, local, parse_moment, print_json, state
 from briefing.config import parse_duration
 from briefing.db import session_scope
@@ -38,23 +36,20 @@ def add(
 
     Example: briefing articles add --url https://news.example.com/2026/budget --title "Budget passes"
     """
-    item = files.article_input(
-        {
-            "url": url,
-            "title": title,
-            "summary": summary,
-            "author": author,
-            "section": section,
-            "image_url": image,
-            "image_alt": image_alt,
-        },
-        source="manual",
-    )
     published_at = parse_moment(published, "--published")
-    if published_at is not None:
-        item = dataclasses.replace(item, published_at=published_at)
     with session_scope(state().engine) as session:
-        article = article_store.add_article(session, item, now=state().now())
+        article = article_service.add_article(
+            session,
+            url=url,
+            title=title,
+            summary=summary,
+            author=author,
+            section=section,
+            image_url=image,
+            image_alt=image_alt,
+            published_at=published_at,
+            now=state().now(),
+        )
     console.print(f"Stored article {article.id}: {article.title}")
 
 

@@ -1,4 +1,4 @@
-"""What every command shares: settings, the engine, error reporting, and output helpers.
+"""What every command shares: settings, the engine, today's edition setup, error reporting, output helpers.
 
 Commands stay thin: parse, call the service, print. Errors we raise on purpose become one red
 line naming the field and a non-zero exit; they never show a traceback.
@@ -12,21 +12,29 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from briefing import inputs, wiring
 from briefing.config import Settings, load_settings
 from briefing.db import make_engine, upgrade
 from briefing.domain import Clock
 from briefing.errors import BriefingError
+from briefing.service import editions as edition_service
+from briefing.service.setup import EditionSetup
 
 # Piped output (logs, CI, scripts) gets a wide fixed width instead of rich's 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DateOpt = Annotated[
+    str,
+    typer.Option("--date", help="Edition date, YYYY-MM-DD (default: today's edition, else the next one)."),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,8 +85,19 @@ def state() -> AppState:
     return _STATE
 
 
+def current_setup() -> EditionSetup:
+    """The edition setup with the skip dates in the database now (the same one the web and scheduler use)."""
+    return wiring.edition_setup_now(state().settings, state().engine)
+
+
+def edition_date(value: str, setup: EditionSetup) -> date:
+    """The date given with --date, else today's edition if it is still to come, else the next one."""
+    return parse_date(value) or edition_service.default_edition_date(setup.plan, state().now())
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {message}")
+    """One red line; the message may quote what someone typed, so it is printed as text, not markup."""
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}")
     return typer.Exit(code)
 
 

@@ -1,63 +1,49 @@
-"""`briefing preview`, `preflight`, `send`, `editions ...`, `hold`, `release`, `dev-smtp`."""
+"""`briefing preview`, `preflight`, `editions ...`, `note`, `hold`, `release`: an edition for editors.
+
+These read an edition or change its editorial state; sending it lives in `briefing.cli.send`.
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import webbrowser
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from briefing.cli.common import console, err_console, handle_errors, local, parse_date, state
+from briefing.cli.common import (
+    DateOpt,
+    console,
+    current_setup,
+    edition_date,
+    err_console,
+    handle_errors,
+    local,
+    parse_date,
+    state,
+)
 from briefing.db import session_scope
 from briefing.edition.preflight import PreflightReport
-from briefing.errors import InvalidInput, PreflightFailed
-from briefing.inputs import email_address
-from briefing.mail.transport import Transport
 from briefing.service import editions as edition_service
-from briefing.service.delivery import DeliveryReport, RunTally
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
-from briefing.store import schedule as schedule_store
-from briefing.wiring import edition_setup, transport
 
 editions_app = typer.Typer(
     help="Editions and their delivery.\n\nExample: briefing editions list", no_args_is_help=True
 )
 
-DateOpt = Annotated[
-    str,
-    typer.Option("--date", help="Edition date, YYYY-MM-DD (default: today's edition, else the next one)."),
-]
-
 
 def register(app: typer.Typer) -> None:
     app.command("preview")(preview)
     app.command("preflight")(preflight)
-    app.command("send")(send)
     app.command("note")(note)
     app.command("hold")(hold)
     app.command("release")(release)
-    app.command("dev-smtp")(dev_smtp)
     app.add_typer(editions_app, name="editions")
-
-
-def _setup() -> edition_service.EditionSetup:
-    settings = state().settings
-    with session_scope(state().engine) as session:
-        skips = schedule_store.skip_dates(session)
-    return edition_setup(settings, skips)
-
-
-def _edition_date(value: str, setup: edition_service.EditionSetup) -> date:
-    return parse_date(value) or edition_service.default_edition_date(setup.plan, state().now())
 
 
 def print_preflight(report: PreflightReport) -> None:
@@ -80,8 +66,8 @@ def preflight(edition: DateOpt = "") -> None:
 
     Example: briefing preflight --date 2026-11-30
     """
-    setup = _setup()
-    day = _edition_date(edition, setup)
+    setup = current_setup()
+    day = edition_date(edition, setup)
     with session_scope(state().engine) as session:
         prepared = edition_service.prepare(session, setup, day)
     console.print(f"Edition of {day}: {prepared.rendered.subject}")
@@ -106,8 +92,8 @@ def preview(
 
     Example: briefing preview --date 2026-11-30 --as ada.reader@example.com --open
     """
-    setup = _setup()
-    day = _edition_date(edition, setup)
+    setup = current_setup()
+    day = edition_date(edition, setup)
     result = edition_service.preview(state().engine, setup, day, as_email=as_email, clock=state().clock)
     paths = edition_service.write_preview(result, out)
     source = "frozen content" if result.prepared.frozen else "the current queue"
@@ -158,131 +144,6 @@ def take_screenshots(html: Path, out: Path) -> list[Path]:
         if target.exists():
             shots.append(target)
     return shots
-
-
-@handle_errors
-def send(
-    edition: DateOpt = "",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say who would get it; send nothing.")] = False,
-    to: Annotated[str, typer.Option("--to", help="Send one test copy to this address (no ledger).")] = "",
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Send again to the copies that failed or were deferred.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Send outside the edition's time window (never a second edition).")
-    ] = False,
-) -> None:
-    """Send the edition to every active subscriber, exactly once each; safe to run again.
-
-    Example: briefing send --date 2026-11-30
-    Example: briefing send --to editor@example.com
-    """
-    setup = _setup()
-    day = _edition_date(edition, setup)
-    engine = state().engine
-    if dry_run:
-        result = edition_service.dry_run(engine, setup, day)
-        if result.prepared is not None:
-            console.print(f"Edition of {day}: {result.prepared.rendered.subject}")
-            print_preflight(result.prepared.report)
-        console.print(f"Dry run: {result.message}. Nothing was sent.")
-        return
-    mail = transport(state().settings, state().clock)
-    try:
-        if to:
-            address = email_address(to, field="--to")
-            reply = edition_service.send_test(engine, setup, day, address, mail, clock=state().clock)
-            console.print(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
-            return
-        outcome = _send_with_progress(engine, setup, day, mail, force=force, retry_failed=retry_failed)
-    except PreflightFailed as exc:
-        for problem in exc.problems:
-            console.print(f"[bold red]error[/bold red]   {problem}")
-        raise
-    finally:
-        mail.close()
-    if outcome.report is not None:
-        print_report(outcome.report)
-    colour = "green" if outcome.edition.status == "sent" else "yellow"
-    console.print(f"[{colour}]{outcome.message}[/{colour}]")
-    if outcome.edition.status in ("paused", "partial"):
-        raise typer.Exit(2)
-
-
-def _send_with_progress(
-    engine: sa.Engine,
-    setup: edition_service.EditionSetup,
-    day: date,
-    mail: Transport,
-    *,
-    force: bool,
-    retry_failed: bool,
-) -> edition_service.SendOutcome:
-    stop = threading.Event()
-    with Progress(
-        TextColumn("sending"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.0f}/s"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("send", total=None, rate=0.0)
-        clock = state().clock
-        started = clock.monotonic()
-
-        def progress(tally: RunTally) -> None:
-            done = tally.sent + tally.failed + tally.skipped
-            elapsed = max(clock.monotonic() - started, 1e-6)
-            bar.update(task, total=tally.total or None, completed=done, rate=done / elapsed)
-
-        try:
-            return edition_service.send_edition(
-                engine,
-                setup,
-                day,
-                mail,
-                force=force,
-                retry_failed=retry_failed,
-                stop=stop,
-                on_progress=progress,
-                clock=clock,
-            )
-        except KeyboardInterrupt:
-            stop.set()
-            raise
-
-
-def print_report(report: DeliveryReport) -> None:
-    c = report.counts
-    table = Table(
-        "sent",
-        "deferred",
-        "failed",
-        "skipped",
-        "ambiguous",
-        "waiting",
-        "elapsed",
-        "messages/s",
-        title="This edition's ledger",
-    )
-    table.add_row(
-        str(c.sent),
-        str(c.deferred),
-        str(c.failed),
-        str(c.skipped),
-        str(c.ambiguous),
-        str(c.pending + c.claimed),
-        f"{report.elapsed:.1f} s",
-        f"{report.rate:.0f}",
-    )
-    console.print(table)
-    if report.run.ambiguous_emails:
-        console.print(
-            "[yellow]No reply after sending[/yellow] (may have arrived; "
-            "see `briefing editions show DATE --failed`): " + ", ".join(report.run.ambiguous_emails[:10])
-        )
 
 
 @editions_app.command("list")
@@ -364,7 +225,7 @@ def note(
 
     Example: briefing note "Polls open at 7am; we will have results from 11pm." --date 2026-11-30
     """
-    day = _edition_date(edition, _setup())
+    day = edition_date(edition, current_setup())
     with session_scope(state().engine) as session:
         edition_service.set_note(session, day, text, now=state().now())
     console.print(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
@@ -397,23 +258,7 @@ def release(
 
 
 def _set_hold(edition: str, *, held: bool) -> date:
-    day = _edition_date(edition, _setup())
+    day = edition_date(edition, current_setup())
     with session_scope(state().engine) as session:
         edition_service.hold(session, day, held, now=state().now())
     return day
-
-
-@handle_errors
-def dev_smtp(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 1025,
-    maildir: Annotated[Path, typer.Option(help="Maildir folder for received messages.")] = Path("maildir"),
-) -> None:
-    """Run a local catch-all SMTP server that stores every message in a Maildir.
-
-    Example: briefing dev-smtp --port 1025 --maildir maildir
-    """
-    from briefing.mail import devsmtp
-
-    if not 0 <= port <= 65535:
-        raise InvalidInput("must be from 0 to 65535", field="--port")
-    devsmtp.run(port, maildir, clock=state().clock)

@@ -1,4 +1,4 @@
-"""`briefing feeds ...` and `briefing tokens ...`: where stored articles come from automatically."""
+"""`briefing feeds ...`: the site's feeds, where stored articles come from automatically."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
+from briefing.cli.common import console, handle_errors, local, print_json, state
 from briefing.db import session_scope
 from briefing.errors import InvalidInput
-from briefing.service import api_tokens as api_token_service
+from briefing.feeds.poll import FeedPollResult
 from briefing.service import feeds as feed_service
-from briefing.store import api_tokens as token_store
 from briefing.store import feeds as feed_store
 from briefing.wiring import feed_policy
 
@@ -21,15 +20,10 @@ feeds_app = typer.Typer(
     help="The site's RSS and Atom feeds, polled into stored articles.\n\nExample: briefing feeds list",
     no_args_is_help=True,
 )
-tokens_app = typer.Typer(
-    help="API tokens that let the CMS push articles.\n\nExample: briefing tokens create cms",
-    no_args_is_help=True,
-)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(feeds_app, name="feeds")
-    app.add_typer(tokens_app, name="tokens")
 
 
 # --------------------------------------------------------------------------- feeds
@@ -139,7 +133,7 @@ def poll(
         raise typer.Exit(1)
 
 
-def _print_results(results: list[feed_service.FeedPollResult]) -> None:
+def _print_results(results: list[FeedPollResult]) -> None:
     if not results:
         console.print("No feed was due. (Poll one now with: briefing feeds poll NAME)")
         return
@@ -162,51 +156,3 @@ def _print_results(results: list[feed_service.FeedPollResult]) -> None:
             console.print(f"[yellow]{r.name}, entry {s.index}[/yellow]: skipped, {s.reason}")
         for note in r.notes[:20]:
             console.print(f"[yellow]{r.name}[/yellow]: {note}")
-
-
-# --------------------------------------------------------------------------- tokens
-
-
-@tokens_app.command("create")
-@handle_errors
-def create_token(name: Annotated[str, typer.Argument(help="Who will use it, such as cms.")]) -> None:
-    """Create an API token and print it once; only its hash is kept.
-
-    Example: briefing tokens create cms
-    """
-    with session_scope(state().engine) as session:
-        token, secret = api_token_service.create_token(session, name, now=state().now())
-    err_console.print(f"Created token [bold]{token.name}[/bold]. Copy it now; it cannot be shown again:")
-    typer.echo(secret)
-
-
-@tokens_app.command("list")
-@handle_errors
-def list_tokens(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-) -> None:
-    """List API tokens (names and dates; the tokens themselves are never stored).
-
-    Example: briefing tokens list
-    """
-    with session_scope(state().engine) as session:
-        found = token_store.list_tokens(session)
-    if as_json:
-        print_json(found)
-        return
-    table = Table("name", "created", "last used", "revoked", title=f"{len(found)} tokens")
-    for t in found:
-        table.add_row(t.name, local(t.created_at), local(t.last_used_at), local(t.revoked_at))
-    console.print(table)
-
-
-@tokens_app.command("revoke")
-@handle_errors
-def revoke_token(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
-    """Revoke an API token at once; requests using it get 401 from now on.
-
-    Example: briefing tokens revoke cms
-    """
-    with session_scope(state().engine) as session:
-        token, changed = api_token_service.revoke_token(session, name, now=state().now())
-    console.print(f"Revoked token {token.name}." if changed else f"Token {token.name} was already revoked.")

@@ -23,9 +23,9 @@ from briefing.locks import acquire_scheduler_lock
 from briefing.scheduler import PeriodicJob, run_scheduler
 from briefing.service import feeds as feed_service
 from briefing.service import schedule as schedule_service
-from briefing.service.editions import EditionSetup
+from briefing.service.setup import EditionSetup
 from briefing.store import schedule as schedule_store
-from briefing.wiring import edition_setup, feed_policy, send_plan, transport
+from briefing.wiring import edition_setup, edition_setup_now, feed_policy, transport
 
 LOCK_HELD_EXIT = 73  # EX_CANTCREAT: the systemd unit does not restart on it
 HEARTBEAT_STALE_AFTER = timedelta(minutes=2)
@@ -40,9 +40,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _plan() -> cal.SendPlan:
-    with session_scope(state().engine) as session:
-        skips = schedule_store.skip_dates(session)
-    return send_plan(state().settings, skips)
+    return edition_setup_now(state().settings, state().engine).plan
 
 
 @handle_errors
@@ -85,12 +83,11 @@ def schedule(
     stop = threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}"
     started = clock.now()
-    plan = _plan()
+    base = edition_setup(settings)  # the renderer and signer once; each job re-reads the skip dates
+    plan = edition_setup_now(settings, engine, base=base).plan
 
     def setup_factory() -> EditionSetup:
-        with session_scope(engine) as session:
-            skips = schedule_store.skip_dates(session)
-        return edition_setup(settings, skips)
+        return edition_setup_now(settings, engine, base=base)
 
     policy = feed_policy(settings)
 
@@ -113,7 +110,7 @@ def schedule(
     def heartbeat(now: datetime) -> None:
         upcoming = cal.next_send_times(now, plan, 1)
         with session_scope(engine) as session:
-            schedule_store.beat(
+            schedule_service.record_heartbeat(
                 session,
                 owner=owner,
                 started_at=started,
@@ -130,11 +127,11 @@ def schedule(
             plan,
             sender.send_job,
             preflight_job=sender.preflight_job,
-            preflight_lead=parse_duration(settings.preflight_lead),
+            preflight_lead=settings.preflight_lead,
             heartbeat=heartbeat,
             extra_jobs=[
                 PeriodicJob("watch", sender.watch_job, watch_interval),
-                PeriodicJob("feeds", poll_feeds, parse_duration(settings.feed_poll_every), run_at_start=True),
+                PeriodicJob("feeds", poll_feeds, settings.feed_poll_every, run_at_start=True),
             ],
             stop_event=stop,
             log=log,
@@ -224,10 +221,8 @@ def skip(
     """
     when = parse_date(day, "DATE")
     assert when is not None
-    if len(reason) > 200 or "\n" in reason:
-        raise InvalidInput("must be one line of at most 200 characters", field="--reason")
     with session_scope(state().engine) as session:
-        added = schedule_store.add_skip(session, when, reason, now=state().now())
+        added = schedule_service.skip_date(session, when, reason, now=state().now())
     console.print(f"No edition on {when}." if added else f"{when} was already skipped.")
 
 
@@ -240,5 +235,5 @@ def unskip(day: Annotated[str, typer.Argument(help="Date, YYYY-MM-DD.")]) -> Non
     when = parse_date(day, "DATE")
     assert when is not None
     with session_scope(state().engine) as session:
-        removed = schedule_store.remove_skip(session, when)
+        removed = schedule_service.unskip_date(session, when)
     console.print(f"{when} is a send date again." if removed else f"{when} was not skipped.")

@@ -7,6 +7,7 @@ from itertools import groupby
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from briefing.cli.common import console, handle_errors, local, parse_date, parse_moment, print_json, state
@@ -65,7 +66,7 @@ def add(
     with session_scope(state().engine) as session:
         story = story_service.add_story(session, request, now=state().now())
     when = story.edition_date.isoformat() if story.edition_date else "the next edition"
-    console.print(f"Queued story {story.id} for {when}: {story.headline} ({story.status})")
+    console.print(f"Queued story {story.id} for {when}: {escape(story.headline)} ({story.status})")
 
 
 @app.command("list")
@@ -82,7 +83,7 @@ def list_(
     statuses: tuple[str, ...] = tuple(s.value for s in StoryStatus) if all_ else story_store.ACTIVE_STATUSES
     with session_scope(state().engine) as session:
         found = story_store.list_stories(session, edition_date=parse_date(edition), statuses=statuses)
-    order = [x.strip().casefold() for x in state().settings.section_order.split(",") if x.strip()]
+    order = [x.casefold() for x in state().settings.section_order]
     found.sort(key=lambda st: _section_rank(st.section, order))
     if as_json:
         print_json(found)
@@ -109,7 +110,7 @@ def print_queue(found: list[StoryItem], edition: date | None) -> None:
             table.add_row(
                 str(s.id),
                 str(s.position),
-                s.headline + flag,
+                escape(s.headline) + flag,
                 s.status,
                 s.edition_date.isoformat() if s.edition_date else "next",
                 local(s.embargo_until),
@@ -132,7 +133,7 @@ def edit(
     status: Annotated[str | None, typer.Option(help="draft or ready.")] = None,
     lead: Annotated[bool | None, typer.Option("--lead/--not-lead")] = None,
 ) -> None:
-    """Change a queued story; only the options you give change.
+    """Change a queued story; only the options you give change. Used and dropped stories stay as they were.
 
     Example: briefing stories edit 7 --status ready --blurb "Updated at 11pm."
     """
@@ -153,9 +154,8 @@ def edit(
     if not raw:
         raise InvalidInput("give at least one option to change (see --help)", field="story")
     with session_scope(state().engine) as session:
-        story_service.require_story(session, story_id)
         story = story_service.edit_story(session, story_id, raw, now=state().now())
-    console.print(f"Updated story {story.id}: {story.headline} ({story.status})")
+    console.print(f"Updated story {story.id}: {escape(story.headline)} ({story.status})")
 
 
 @app.command("move")
@@ -169,22 +169,20 @@ def move(
     Example: briefing stories move 7 --to 1
     """
     with session_scope(state().engine) as session:
-        story_service.require_story(session, story_id)
-        story = story_store.move_story(session, story_id, to, now=state().now())
+        story = story_service.move_story(session, story_id, to, now=state().now())
     console.print(f"Story {story.id} is now number {story.position} in {story.section or '(no section)'}.")
 
 
 @app.command("ready")
 @handle_errors
 def ready(story_ids: Annotated[list[int], typer.Argument(help="One or more story ids.")]) -> None:
-    """Mark stories ready to go out.
+    """Mark stories ready to go out; if one cannot be, none is marked.
 
     Example: briefing stories ready 7 8 9
     """
     with session_scope(state().engine) as session:
         for story_id in story_ids:
-            story_service.require_story(session, story_id)
-            story_store.set_status(session, story_id, StoryStatus.READY, now=state().now())
+            story_service.mark_ready(session, story_id, now=state().now())
     console.print(f"Marked ready: {', '.join(map(str, story_ids))}")
 
 
@@ -196,6 +194,5 @@ def drop(story_id: Annotated[int, typer.Argument(help="Story id.")]) -> None:
     Example: briefing stories drop 7
     """
     with session_scope(state().engine) as session:
-        story = story_service.require_story(session, story_id)
-        story_store.set_status(session, story_id, StoryStatus.DROPPED, now=state().now())
-    console.print(f"Dropped story {story.id}: {story.headline}")
+        story = story_service.drop(session, story_id, now=state().now())
+    console.print(f"Dropped story {story.id}: {escape(story.headline)}")

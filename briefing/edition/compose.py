@@ -21,6 +21,7 @@ from briefing.domain import (
     StoryStatus,
 )
 from briefing.errors import InvalidInput
+from briefing.urls import url_key
 
 __all__ = ["compose_briefing", "format_date", "validate_options"]
 
@@ -55,10 +56,6 @@ def format_date(day: date) -> str:
 def _aware(moment: datetime) -> datetime:
     # The database stores UTC; SQLite hands it back naive. Treat naive as UTC rather than crash.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _norm_url(url: str) -> str:
-    return url.strip().rstrip("/").lower()
 
 
 def _key(name: str) -> str:
@@ -167,7 +164,7 @@ def _more_from(
     recent_urls: Collection[str],
 ) -> tuple[ArticleData, ...]:
     skip_ids = {s.article_id for s in chosen if s.article_id is not None} | set(recent_article_ids)
-    skip_urls = {_norm_url(s.url) for s in chosen} | {_norm_url(u) for u in recent_urls}
+    skip_urls = {url_key(s.url) for s in chosen} | {url_key(u) for u in recent_urls}
 
     def when(article: ArticleData) -> datetime:
         moment = article.published_at or article.created_at
@@ -178,7 +175,7 @@ def _more_from(
     for article in sorted(articles, key=lambda a: (when(a), a.id), reverse=True):
         if len(picked) >= count:
             break
-        url = _norm_url(article.url)
+        url = url_key(article.url)
         if article.id in skip_ids or url in skip_urls or url in seen or not url or not article.title.strip():
             continue
         if article.published_at is not None and _aware(article.published_at) > now:
@@ -211,7 +208,7 @@ def compose_briefing(
     for story in sorted(stories, key=lambda s: (s.position, s.id)):
         if not _eligible(story, edition_date, now):
             continue
-        url = _norm_url(story.url)
+        url = url_key(story.url)
         if url and url in seen_urls:
             continue  # the same link twice reads as a mistake
         seen_urls.add(url)

@@ -1,4 +1,4 @@
-"""Turn a Briefing into email HTML and text once per edition, then fill in each reader cheaply.
+"""Turn a Briefing into email HTML and text once per edition; `reader_copy` fills in each reader.
 
 Order matters: Jinja (autoescaped) -> MJML -> CSS inlining happens once; per-recipient values go in
 afterwards by splitting on the fixed tokens, never by running a template engine over compiled HTML
@@ -16,7 +16,6 @@ Story text is data. Two things keep it from acting as markup or as a token:
 from __future__ import annotations
 
 import functools
-import html as htmllib
 import re
 import textwrap
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 from mjml import mjml2html
 
+from briefing import domain
 from briefing.domain import (
     PERSONAL_TOKENS,
     TOKEN_FIRST_NAME,
@@ -40,31 +40,18 @@ from briefing.domain import (
     TOKEN_UNSUBSCRIBE_URL,
     Briefing,
     ComposeOptions,
-    Recipient,
     RenderedEdition,
 )
 from briefing.errors import InvalidInput, RenderError
 
-__all__ = [
-    "BRIEFING_HTML",
-    "BRIEFING_TEXT",
-    "CONFIRM_HTML",
-    "CONFIRM_TEXT",
-    "ConfirmationEmail",
-    "Renderer",
-    "blurb_html",
-    "blurb_text",
-    "personalise",
-    "render_confirmation",
-    "render_edition",
-]
+__all__ = ["BRIEFING_HTML", "BRIEFING_TEXT", "CONFIRM_HTML", "CONFIRM_TEXT", "ConfirmationEmail", "Renderer"]
+__all__ += ["blurb_html", "blurb_text", "render_confirmation", "render_edition"]
 
 BRIEFING_HTML = "briefing.mjml.j2"
 BRIEFING_TEXT = "briefing.txt.j2"
 CONFIRM_HTML = "confirm.mjml.j2"
 CONFIRM_TEXT = "confirm.txt.j2"
 
-FIRST_NAME_FALLBACK = "there"
 TEXT_WIDTH = 72
 
 # Data characters that could form a token or template syntax, in transit and at the end.
@@ -76,7 +63,6 @@ _MARKUP_SENTINELS = tuple((k, v) for k, v in _SENTINELS.items() if k not in "<>"
 _FINAL_ENTITIES = tuple((v, {"<": "&lt;", ">": "&gt;"}.get(k, f"&#{ord(k)};")) for k, v in _SENTINELS.items())
 _WORD_JOINER = "\u2060"
 _TEXT_BREAK_RE = re.compile(r"(\{(?=[{%#])|%(?=[%}])|#(?=\}))")
-_TOKEN_SPLIT_RE = re.compile("(" + "|".join(re.escape(t) for t in PERSONAL_TOKENS) + ")")
 _LEFTOVER = ("<mj-", "</mj-", "{{", "{%", "{#", *PERSONAL_TOKENS)
 _COLOUR_RE = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -375,7 +361,7 @@ class Renderer:
             "o": options,
             "confirm_url": url,
             "brand_name": options.brand_name or options.site_name,
-            "name": _one_line(first_name).split(" ")[0] if first_name.strip() else "",
+            "name": domain.first_name(first_name) if _one_line(first_name) else "",
         }
         html = self._html(CONFIRM_HTML, context)
         text = self._text(CONFIRM_TEXT, context)
@@ -404,49 +390,3 @@ def render_confirmation(
     return _renderer(Path(templates_dir).resolve()).render_confirmation(
         options, confirm_url, first_name=first_name
     )
-
-
-# --- per recipient --------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=32)
-def _split(template: str) -> tuple[tuple[str, ...], tuple[tuple[int, str], ...]]:
-    """Split once per edition; str caches its hash, so the lookup per recipient is cheap."""
-    parts = tuple(_TOKEN_SPLIT_RE.split(template))
-    slots = tuple((i, parts[i]) for i in range(1, len(parts), 2))
-    return parts, slots
-
-
-def _fill(template: str, values: Mapping[str, str]) -> str:
-    parts, slots = _split(template)
-    if not slots:
-        return template
-    pieces = list(parts)
-    for index, token in slots:
-        pieces[index] = values[token]
-    return "".join(pieces)
-
-
-def _first_name(name: str) -> str:
-    words = _CONTROL_RE.sub(" ", name).split()
-    return words[0] if words else FIRST_NAME_FALLBACK
-
-
-def personalise(rendered: RenderedEdition, recipient: Recipient) -> tuple[str, str]:
-    """Fill one reader's values into the edition: (html, text).
-
-    Values are escaped for HTML in the HTML part and left plain in the text part. Each token is
-    replaced in one pass, so a name like "%%UNSUBSCRIBE_URL%%" is printed, not expanded.
-    """
-    unsubscribe = _CONTROL_RE.sub("", recipient.unsubscribe_url).strip()
-    if not unsubscribe:
-        raise InvalidInput("every email needs an unsubscribe link", field="unsubscribe_url")
-    preferences = _CONTROL_RE.sub("", recipient.preferences_url).strip() or unsubscribe
-    first = _first_name(recipient.name)
-    text_values = {
-        TOKEN_UNSUBSCRIBE_URL: unsubscribe,
-        TOKEN_PREFERENCES_URL: preferences,
-        TOKEN_FIRST_NAME: first,
-    }
-    html_values = {k: htmllib.escape(v, quote=True) for k, v in text_values.items()}
-    return _fill(rendered.html, html_values), _fill(rendered.text, text_values)

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from briefing.domain import ArticleData, StoryItem, StoryStatus
+from briefing.urls import url_key
 
 __all__ = ["top_up"]
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _norm(url: str) -> str:
-    """Compare links the way a reader would: no fragment, no case or trailing-slash differences."""
-    parts = urlsplit(url.strip())
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, "")).rstrip("/").lower()
 
 
 def _counts(story: StoryItem, now: datetime, edition_date: date | None) -> bool:
@@ -64,7 +58,7 @@ def top_up(
     for story in stories:
         if not _counts(story, now, edition_date):
             continue
-        key = _norm(story.url)
+        key = url_key(story.url)
         if key and key in counted:
             continue  # compose shows a link once, so it counts once
         counted.add(key)
@@ -74,7 +68,7 @@ def top_up(
         return []
 
     used_ids = {s.article_id for s in stories if s.article_id is not None}
-    skip_urls = {_norm(s.url) for s in stories} | {_norm(u) for u in recent_urls}
+    skip_urls = {url_key(s.url) for s in stories} | {url_key(u) for u in recent_urls}
     since = now - window
 
     def when(article: ArticleData) -> datetime | None:
@@ -88,7 +82,7 @@ def top_up(
             continue
         if article.id in used_ids or not article.title.strip() or not article.url.strip():
             continue
-        if _norm(article.url) in skip_urls:
+        if url_key(article.url) in skip_urls:
             continue
         candidates.append((moment, article))
     candidates.sort(key=lambda pair: (pair[0], pair[1].id), reverse=True)
@@ -99,7 +93,7 @@ def top_up(
     for _moment, article in candidates:
         if len(extra) >= needed:
             break
-        key = _norm(article.url)
+        key = url_key(article.url)
         if key in seen:
             continue
         seen.add(key)

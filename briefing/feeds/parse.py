@@ -17,18 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
 from briefing import files, inputs
 from briefing.domain import ArticleInput
 from briefing.errors import InvalidInput
+from briefing.urls import canonical_url
 
-# Query parameters that only say where a click came from; anything else may select content.
-TRACKING_PARAMS = frozenset(
-    {"fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "mc_cid", "mc_eid", "igshid"}
-)
 MEDIA_NS = "http://search.yahoo.com/mrss/"
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -73,31 +70,6 @@ class NotAFeed(InvalidInput):
 
 
 # --------------------------------------------------------------------------- URLs and text
-
-
-def canonical_url(url: str) -> str:
-    """The URL an article is known by: no fragment, no click-tracking parameters, host lower-cased.
-
-    Conservative on purpose: path case, parameter order and http vs https stay as the site wrote
-    them, because changing those can name a different page.
-    """
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    hostport = hostport.lower()
-    for default in (":80",) if scheme == "http" else (":443",) if scheme == "https" else ():
-        if hostport.endswith(default):
-            hostport = hostport[: -len(default)]
-    netloc = f"{userinfo}{at}{hostport}"
-    kept = [p for p in parts.query.split("&") if p and not _is_tracking(p)]
-    path = parts.path or ("/" if netloc else "")
-    return urlunsplit((scheme, netloc, path, "&".join(kept), ""))
-
-
-def _is_tracking(pair: str) -> bool:
-    key = unquote(pair.split("=", 1)[0]).strip().lower()
-    return key.startswith("utm_") or key in TRACKING_PARAMS
 
 
 class _TextExtractor(HTMLParser):

@@ -1,14 +1,14 @@
 """Use cases for an edition: prepare, preview, test send, the real send, holds and expiry.
 
-Preview, test send and the real send all build messages through `MailFactory`, from the same
-rendered (or frozen) content, so what editors approved is what readers get.
+Preview, test send and the real send all build messages through `service.setup.MailFactory`, from
+the same rendered (or frozen) content, so what editors approved is what readers get.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from briefing.domain import (
     ArticleData,
     Briefing,
     Clock,
-    ComposeOptions,
     EditionData,
     EditionStatus,
     LedgerCounts,
@@ -33,53 +32,21 @@ from briefing.domain import (
 )
 from briefing.edition.compose import compose_briefing
 from briefing.edition.preflight import PreflightReport, preflight
-from briefing.edition.render import Renderer, personalise
 from briefing.edition.topup import top_up
 from briefing.errors import Conflict, NotFound, PreflightFailed
-from briefing.links import LinkSigner, preferences_url, unsubscribe_url
-from briefing.mail.message import DkimSigner, MessageTemplate
 from briefing.mail.transport import Outcome, SendResult, Transport
-from briefing.service.delivery import DeliveryPolicy, DeliveryReport, DeliveryRun, RunTally
+from briefing.reader_copy import personalise
+from briefing.service.delivery import DeliveryReport, DeliveryRun, RunTally
+from briefing.service.send_window import send_refusal
+from briefing.service.setup import EditionSetup, MailFactory, sample_recipient
 from briefing.store import articles as article_store
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import stories as story_store
 from briefing.store import subscribers as subscriber_store
-from briefing.store.deliveries import Claim
 
-SAMPLE_SUBSCRIBER_ID = 2**31 - 1  # no real row has it; a sample's links lead to "not valid"
 MORE_FROM_CANDIDATES = 50
 ALL_STORY_STATUSES = tuple(s.value for s in StoryStatus)
-
-
-@dataclass(frozen=True, slots=True)
-class Mailing:
-    """Who the mail is from and where its links point."""
-
-    from_name: str
-    from_address: str
-    public_base_url: str
-    list_id: str
-    unsubscribe_mailto: str
-    reply_to: str = ""
-
-    @property
-    def domain(self) -> str:
-        return self.from_address.rpartition("@")[2].lower()
-
-
-@dataclass(frozen=True, slots=True)
-class EditionSetup:
-    """Everything the edges read from settings, passed inward as plain values."""
-
-    compose: ComposeOptions
-    renderer: Renderer
-    mailing: Mailing
-    signer: LinkSigner
-    plan: cal.SendPlan
-    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
-    dkim: DkimSigner | None = None
-    min_stories: int = 0  # top a thin edition up with recent articles (0 = off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,55 +63,6 @@ class SendOutcome:
     message: str
     report: DeliveryReport | None = None
     preflight: PreflightReport | None = None
-
-
-class MailFactory:
-    """Per-edition message skeleton plus per-reader links; microseconds per message."""
-
-    def __init__(
-        self, setup: EditionSetup, edition_date: date, subject: str, html: str, text: str, clock: Clock
-    ) -> None:
-        m = setup.mailing
-        self.setup = setup
-        self.clock = clock
-        self.template = MessageTemplate(
-            from_name=m.from_name,
-            from_address=m.from_address,
-            subject=subject,
-            html=html,
-            text=text,
-            list_id=m.list_id,
-            unsubscribe_mailto=m.unsubscribe_mailto,
-            message_id_domain=m.domain,
-            edition_key=edition_date.isoformat(),
-            reply_to=m.reply_to,
-            list_name=setup.compose.newsletter_name,
-        )
-
-    def recipient(self, subscriber_id: int, email: str, name: str, token_version: int = 1) -> Recipient:
-        base = self.setup.mailing.public_base_url
-        return Recipient(
-            subscriber_id=subscriber_id,
-            email=email,
-            name=name,
-            unsubscribe_url=unsubscribe_url(
-                base, self.setup.signer.unsubscribe_token(subscriber_id, token_version)
-            ),
-            preferences_url=preferences_url(
-                base, self.setup.signer.preferences_token(subscriber_id, token_version)
-            ),
-        )
-
-    def message(self, recipient: Recipient, when: datetime | None = None) -> tuple[bytes, str]:
-        """The reader's copy, dated `when` (default: now on the factory's clock) and signed if set up."""
-        moment = when or self.clock.now()
-        data = self.template.render(recipient, date=moment)
-        if self.setup.dkim is not None:
-            data = self.setup.dkim.sign(data, now=moment)
-        return data, self.template.message_id(recipient.subscriber_id)
-
-    def for_claim(self, claim: Claim) -> tuple[bytes, str]:
-        return self.message(self.recipient(claim.subscriber_id, claim.email, claim.name, claim.token_version))
 
 
 # --------------------------------------------------------------------------- preparing
@@ -202,20 +120,6 @@ def _check(briefing: Briefing, rendered: RenderedEdition, setup: EditionSetup) -
     sample = sample_recipient(setup)
     html, _ = personalise(rendered, sample)
     return preflight(briefing, rendered, personalised_html=html)
-
-
-def sample_recipient(
-    setup: EditionSetup, email: str = "reader@example.com", name: str = "Alex Reader"
-) -> Recipient:
-    base = setup.mailing.public_base_url
-    sid = SAMPLE_SUBSCRIBER_ID
-    return Recipient(
-        subscriber_id=sid,
-        email=email,
-        name=name,
-        unsubscribe_url=unsubscribe_url(base, setup.signer.unsubscribe_token(sid)),
-        preferences_url=preferences_url(base, setup.signer.preferences_token(sid)),
-    )
 
 
 def featured_urls(briefing: Briefing) -> list[str]:
@@ -348,9 +252,11 @@ def send_edition(
     window_end = send_at + setup.plan.max_lateness
     with session_scope(engine) as session:
         edition = edition_store.ensure_edition(session, edition_date, now=now, scheduled_for=send_at)
-        blocked = _refusal(session, edition, now, send_at, window_end, force=force, retry_failed=retry_failed)
-        if blocked is not None:
-            return blocked
+        done = send_refusal(
+            session, edition, now, send_at, window_end, force=force, retry_failed=retry_failed
+        )
+        if done is not None:
+            return SendOutcome(edition, done)
         if retry_failed:
             if ledger.retry_failed(session, edition.id, now=now) == 0:
                 return SendOutcome(edition, "nothing to retry: no failed or deferred copies")
@@ -411,71 +317,6 @@ def send_edition(
     )
     report = run.run()
     return _finish(engine, edition, report, now=clock.now())
-
-
-def _refusal(
-    session: Session,
-    edition: EditionData,
-    now: datetime,
-    send_at: datetime,
-    window_end: datetime,
-    *,
-    force: bool,
-    retry_failed: bool,
-) -> SendOutcome | None:
-    status = EditionStatus(edition.status)
-    day = edition.edition_date.isoformat()
-    if status == EditionStatus.SENT and not retry_failed:
-        counts = ledger.counts(session, edition.id)
-        return SendOutcome(
-            edition,
-            f"the edition of {day} was already sent ({counts.sent} copies); nothing to do. "
-            "briefing never sends a second edition for one date; use --retry-failed to retry failed copies",
-        )
-    if status == EditionStatus.CANCELLED:
-        raise Conflict(f"the edition of {day} was cancelled")
-    if status == EditionStatus.HELD or edition.held:
-        raise Conflict(f"the edition of {day} is on hold; release it with `briefing release {day}`")
-    if status == EditionStatus.EXPIRED and not force:
-        raise Conflict(
-            f"the edition of {day} expired (not started by {_hhmm(window_end)}); "
-            f"send it late on purpose with `briefing send --date {day} --force`"
-        )
-    if retry_failed:
-        if status not in (
-            EditionStatus.SENT,
-            EditionStatus.PARTIAL,
-            EditionStatus.PAUSED,
-            EditionStatus.SENDING,
-        ):
-            raise Conflict(f"the edition of {day} has not been sent yet; there is nothing to retry")
-        return None
-    if force:
-        return None
-    if now < send_at and status == EditionStatus.SCHEDULED:
-        raise Conflict(
-            f"the edition of {day} is due at {_hhmm(send_at)}; it is too early to send it. "
-            "Use --force to send it now, or let the scheduler send it"
-        )
-    if now > window_end:
-        if status == EditionStatus.SCHEDULED:
-            edition_store.set_status(
-                session,
-                edition.id,
-                EditionStatus.EXPIRED,
-                error=f"not started by {window_end.isoformat()}",
-                now=now,
-            )
-            session.commit()
-        raise Conflict(
-            f"the edition of {day} is past its window (send time {_hhmm(send_at)} + max lateness); "
-            f"nothing was sent late. Use `briefing send --date {day} --force` to send it anyway"
-        )
-    return None
-
-
-def _hhmm(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _finish(engine: sa.Engine, edition: EditionData, report: DeliveryReport, *, now: datetime) -> SendOutcome:

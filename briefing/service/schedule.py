@@ -1,7 +1,9 @@
-"""The daily send: what the scheduler's jobs do, in the same terms as `briefing send`.
+"""The daily send and the news calendar: what the scheduler's jobs do, in the same terms as `briefing send`.
 
 The scheduler only decides *when*; these functions decide *whether*, from the database: an edition
-already sent is not sent again, a held one waits, one past its window expires and says so.
+already sent is not sent again, a held one waits, one past its window expires and says so. The
+calendar's writes (skipping a date, the scheduler's heartbeat) are use cases here too, so the CLI
+and any later door share one rule for what a skip reason may be.
 """
 
 from __future__ import annotations
@@ -21,14 +23,41 @@ from sqlmodel import Session
 from briefing import calendar as cal
 from briefing.db import session_scope
 from briefing.domain import Clock, EditionData, EditionStatus, LedgerCounts
-from briefing.errors import BriefingError, PreflightFailed
+from briefing.errors import BriefingError, InvalidInput, PreflightFailed
 from briefing.mail.transport import Outcome, Transport
 from briefing.service import editions as edition_service
+from briefing.service.setup import EditionSetup
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import schedule as schedule_store
 
 RETRY_PAUSED_AFTER = timedelta(minutes=5)
+MAX_SKIP_REASON = 200
+
+
+# -------------------------------------------------------------------- the news calendar
+
+
+def skip_date(session: Session, day: date, reason: str = "", *, now: datetime) -> bool:
+    """Skip a date (holiday, recess); True when added, False when it was already skipped.
+
+    The reason is shown in `briefing calendar` on one line, so it must be one short line.
+    """
+    if len(reason) > MAX_SKIP_REASON or "\n" in reason or "\r" in reason:
+        raise InvalidInput(f"must be one line of at most {MAX_SKIP_REASON} characters", field="reason")
+    return schedule_store.add_skip(session, day, reason, now=now)
+
+
+def unskip_date(session: Session, day: date) -> bool:
+    """Put a skipped date back in the calendar; False when it was not skipped."""
+    return schedule_store.remove_skip(session, day)
+
+
+def record_heartbeat(
+    session: Session, *, owner: str, started_at: datetime, next_run_at: datetime | None, now: datetime
+) -> None:
+    """The running scheduler says it is alive, so `briefing status` can tell a dead one from a quiet one."""
+    schedule_store.beat(session, owner=owner, started_at=started_at, next_run_at=next_run_at, now=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +65,7 @@ class DailyContext:
     """What the jobs need; `setup` and `transport` are factories so a job sees fresh settings and skips."""
 
     engine: sa.Engine
-    setup: Callable[[], edition_service.EditionSetup]
+    setup: Callable[[], EditionSetup]
     transport: Callable[[], Transport]
     alert_email: str
     stop: threading.Event

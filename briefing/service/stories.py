@@ -1,6 +1,9 @@
-"""Use cases for the editors' story queue: queue a story, edit it, and the rules on its status.
+"""Use cases for the editors' story queue: queue a story, edit, move, mark ready or drop it.
 
 The CLI and the web queue call these, so a rule holds whichever door an editor comes through.
+The status rule lives in `_changeable` alone: only a draft or ready story can change. A used story
+went out in an edition (the archive and the readers' copies show it as it was), and a dropped one
+is kept as a record of what was taken out; neither comes back by accident.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from sqlmodel import Session
 
 from briefing import inputs
 from briefing.domain import ArticleData, StoryInput, StoryItem, StoryStatus
-from briefing.errors import InvalidInput, NotFound
+from briefing.errors import Conflict, InvalidInput, NotFound
 from briefing.store import articles as article_store
 from briefing.store import stories as story_store
 
@@ -83,6 +86,7 @@ def add_story(session: Session, request: StoryRequest, *, now: datetime) -> Stor
 
 def edit_story(session: Session, story_id: int, raw: dict[str, object], *, now: datetime) -> StoryItem:
     """Validate each given field, then apply them together (all or nothing)."""
+    _changeable(session, story_id)
     changes: dict[str, object] = {}
     for name, value in raw.items():
         if name == "headline":
@@ -108,6 +112,64 @@ def edit_story(session: Session, story_id: int, raw: dict[str, object], *, now: 
     return story_store.update_story(session, story_id, changes, now=now)
 
 
+def move_story(session: Session, story_id: int, to: int, *, now: datetime) -> StoryItem:
+    """Put a story at place `to` in its section of its edition (1 = top); the others close up."""
+    _changeable(session, story_id)
+    return story_store.move_story(session, story_id, to, now=now)
+
+
+def nudge_story(session: Session, story_id: int, direction: str, *, now: datetime) -> StoryItem:
+    """Swap a story with its neighbour above or below, as the queue page's arrows do.
+
+    Counted by place in the group, not by stored position, so gaps left by a dropped story
+    never make an arrow do nothing.
+    """
+    if direction not in ("up", "down"):
+        raise InvalidInput("must be up or down", field="direction")
+    story = _changeable(session, story_id)
+    group = [
+        s
+        for s in story_store.list_stories(
+            session, edition_date=story.edition_date, include_undated=story.edition_date is None
+        )
+        if s.section == story.section and s.edition_date == story.edition_date
+    ]
+    place = next(i for i, s in enumerate(group, start=1) if s.id == story.id)
+    target = max(1, place - 1) if direction == "up" else place + 1
+    return story_store.move_story(session, story.id, target, now=now)
+
+
+def mark_ready(session: Session, story_id: int, *, now: datetime) -> StoryItem:
+    """Ready stories are the ones the next edition takes."""
+    _changeable(session, story_id)
+    return story_store.set_status(session, story_id, StoryStatus.READY, now=now)
+
+
+def mark_draft(session: Session, story_id: int, *, now: datetime) -> StoryItem:
+    """Back to draft: it stays in the queue but no edition takes it until it is ready again."""
+    _changeable(session, story_id)
+    return story_store.set_status(session, story_id, StoryStatus.DRAFT, now=now)
+
+
+def drop(session: Session, story_id: int, *, now: datetime) -> StoryItem:
+    """Take a story out of the queue; the row stays, as a record of what was dropped."""
+    _changeable(session, story_id)
+    return story_store.set_status(session, story_id, StoryStatus.DROPPED, now=now)
+
+
+def change_status(session: Session, story_id: int, status: str, *, now: datetime) -> StoryItem:
+    """One status as typed into a form (draft, ready or dropped); the web queue's buttons post it."""
+    actions = {
+        StoryStatus.DRAFT.value: mark_draft,
+        StoryStatus.READY.value: mark_ready,
+        StoryStatus.DROPPED.value: drop,
+    }
+    action = actions.get(status)
+    if action is None:
+        raise InvalidInput("must be draft, ready or dropped", field="status")
+    return action(session, story_id, now=now)
+
+
 def _story_status(value: str) -> str:
     allowed = (StoryStatus.DRAFT.value, StoryStatus.READY.value)
     if value not in allowed:
@@ -120,3 +182,21 @@ def require_story(session: Session, story_id: int) -> StoryItem:
         return story_store.get_story(session, story_id)
     except NotFound:
         raise NotFound(f"no story with id {story_id} (see `briefing stories list`)", field="story") from None
+
+
+def _changeable(session: Session, story_id: int) -> StoryItem:
+    """The story, if it may still change; every door's edit, move and status change asks here."""
+    story = require_story(session, story_id)
+    if story.status == StoryStatus.USED:
+        when = f" in the edition of {story.edition_date.isoformat()}" if story.edition_date else ""
+        raise Conflict(
+            f"{story.id} “{story.headline}” is used: it went out{when} and can no longer change",
+            field="story",
+        )
+    if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
+        raise Conflict(
+            f"{story.id} “{story.headline}” is {story.status} and can no longer change; "
+            "queue it again as a new story",
+            field="story",
+        )
+    return story

@@ -14,7 +14,6 @@ import secrets
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from briefing import wiring
-from briefing.config import Settings, parse_duration
+from briefing.config import Rate, Settings
 from briefing.db import make_engine, upgrade
 from briefing.domain import Clock
 from briefing.errors import ConfigError
 from briefing.mail.transport import Transport
 from briefing.web import archive, auth, editions, errors, public, queue, subscribers
 from briefing.web.context import Limits, Pages, PreviewCache, WebContext
-from briefing.web.ratelimit import SlidingWindow, parse_rate
+from briefing.web.ratelimit import SlidingWindow
 from briefing.web.sessions import SessionManager
 from briefing.wiring import PACKAGE_ROOT, edition_setup, templates_dir
 from briefing.wiring import transport as open_transport
@@ -123,22 +122,8 @@ class SecurityMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _setting(settings: Settings, name: str) -> str:
-    return str(getattr(settings, name))
-
-
-def _duration(settings: Settings, name: str) -> timedelta:
-    try:
-        return parse_duration(_setting(settings, name))
-    except ValueError as exc:
-        raise ConfigError(str(exc), field=f"BRIEFING_{name.upper()}") from None
-
-
-def _limit(settings: Settings, name: str, clock: Clock) -> SlidingWindow:
-    try:
-        rate = parse_rate(_setting(settings, name), field=f"BRIEFING_{name.upper()}")
-    except ValueError as exc:
-        raise ConfigError(str(exc), field=f"BRIEFING_{name.upper()}") from None
+def _limit(rate: Rate, clock: Clock) -> SlidingWindow:
+    """A limit counted on the app's clock, so a test that moves the clock lets a window pass."""
     return SlidingWindow(rate, clock=clock.monotonic)
 
 
@@ -179,7 +164,7 @@ def build_context(
     transport: Transport,
     clock: Clock,
 ) -> WebContext:
-    """Every setting the web app uses is read and checked here, once, at start-up.
+    """Every setting the web app uses is read here, once, at start-up (config.py has checked them).
 
     `clock` is the app's one clock: request handlers, session and flash cookies, rate limits and
     the preview cache all read it, so a test that moves it moves all of them.
@@ -188,7 +173,7 @@ def build_context(
     base_url = settings.public_base_url.rstrip("/")
     web_dir = web_templates(settings)
     session_secret = _session_secret(settings)
-    session_age = _duration(settings, "session_max_age")
+    session_age = settings.session_max_age
     pages = Pages(
         web_dir,
         {
@@ -209,14 +194,14 @@ def build_context(
         clock=clock,
         pages=pages,
         limits=Limits(
-            subscribe_ip=_limit(settings, "subscribe_rate_ip", clock),
-            subscribe_address=_limit(settings, "subscribe_rate_address", clock),
-            login=_limit(settings, "login_rate", clock),
-            login_ip=_limit(settings, "login_rate_ip", clock),
+            subscribe_ip=_limit(settings.subscribe_rate_ip, clock),
+            subscribe_address=_limit(settings.subscribe_rate_address, clock),
+            login=_limit(settings.login_rate, clock),
+            login_ip=_limit(settings.login_rate_ip, clock),
         ),
         base_url=base_url,
         secure_cookies=base_url.startswith("https://"),
-        confirm_max_age=_duration(settings, "confirm_max_age"),
+        confirm_max_age=settings.confirm_max_age,
         sessions=SessionManager(session_secret, session_age.total_seconds(), clock),
         session_max_age=session_age,
         web_dir=web_dir,

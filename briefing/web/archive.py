@@ -1,7 +1,7 @@
 """The public archive: sent editions as web pages, and an RSS 2.0 feed of them.
 
-A web copy is the frozen HTML every reader got, with the per-reader tokens filled with neutral
-values (links to the subscribe page, the greeting's fallback name), so it shows nobody's data.
+A web copy is the frozen HTML every reader got, personalised like any copy but for a neutral
+recipient (links to the subscribe page, the greeting's fallback name), so it shows nobody's data.
 The HTML is served under a CSP that allows no script at all.
 """
 
@@ -20,13 +20,15 @@ from sqlmodel import Session
 
 from briefing import inputs
 from briefing.domain import (
-    TOKEN_FIRST_NAME,
     TOKEN_PREFERENCES_URL,
     TOKEN_UNSUBSCRIBE_URL,
     EditionData,
     EditionStatus,
+    Recipient,
+    RenderedEdition,
 )
 from briefing.errors import NotFound
+from briefing.reader_copy import personalise
 from briefing.store import editions as edition_store
 from briefing.web.context import WebContext, get_ctx
 
@@ -38,7 +40,6 @@ READ = ["GET", "HEAD"]
 PUBLISHED = (EditionStatus.SENT, EditionStatus.PARTIAL, EditionStatus.SENDING, EditionStatus.PAUSED)
 ARCHIVE_LIMIT = 200
 FEED_LIMIT = 30
-FIRST_NAME_FALLBACK = "there"  # as the email's greeting when a reader has no name
 
 # The web copy of an email: its own inline styles, remote images, no script, links open normally.
 ARCHIVE_CSP = (
@@ -66,19 +67,18 @@ _PREFERENCES_LINK = re.compile(
 )
 
 
-def neutral_copy(frozen_html: str, subscribe_url: str) -> str:
-    """Fill the per-reader tokens for nobody in particular (plain replacement, never a template pass)."""
+def neutral_copy(edition: EditionData, frozen_html: str, subscribe_url: str) -> str:
+    """The email as a reader's copy for nobody in particular: the one personalisation path
+    (reader_copy.personalise) with a recipient whose links lead to the subscribe page."""
     link = html.escape(subscribe_url, quote=True)
     body = _UNSUBSCRIBE_LINK.sub(
         lambda m: f'<a{m.group(1)}href="{link}"{m.group(2)}>Subscribe</a>', frozen_html
     )
     body = _PREFERENCES_LINK.sub("", body)
     # Whatever a customised template does with the tokens, none survives into the page.
-    return (
-        body.replace(TOKEN_UNSUBSCRIBE_URL, link)
-        .replace(TOKEN_PREFERENCES_URL, link)
-        .replace(TOKEN_FIRST_NAME, FIRST_NAME_FALLBACK)
-    )
+    nobody = Recipient(0, "", unsubscribe_url=subscribe_url, preferences_url=subscribe_url)
+    rendered = RenderedEdition(edition.edition_date, edition.subject, edition.preheader, body, "")
+    return personalise(rendered, nobody)[0]
 
 
 @router.api_route("/archive", methods=READ, response_class=HTMLResponse)
@@ -107,7 +107,7 @@ def edition_page(ctx: Ctx, day: str) -> HTMLResponse:
         if edition is None or edition.status not in PUBLISHED:
             raise NotFound(f"there is no published edition for {edition_date.isoformat()}", field="date")
         frozen_html, _ = edition_store.frozen_content(session, edition.id)
-    body = neutral_copy(frozen_html, f"{ctx.base_url}/subscribe")
+    body = neutral_copy(edition, frozen_html, f"{ctx.base_url}/subscribe")
     return HTMLResponse(
         body, headers={"Content-Security-Policy": ARCHIVE_CSP, "Cache-Control": "max-age=300"}
     )

@@ -10,7 +10,7 @@ import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,10 @@ from briefing.domain import Clock
 from briefing.links import ClockedTimestampSigner, LinkSigner
 from briefing.mail.transport import Transport
 from briefing.service import editions as edition_service
-from briefing.store import schedule as schedule_store
+from briefing.service.setup import EditionSetup
 from briefing.web.ratelimit import SlidingWindow
 from briefing.web.sessions import SessionManager
-from briefing.wiring import send_plan
+from briefing.wiring import edition_setup_now
 
 PREVIEW_TTL = 120.0  # seconds a rendered preview serves the frames of the page that rendered it
 FLASH_COOKIE = "briefing_flash"
@@ -75,7 +75,7 @@ class Limits:
 class WebContext:
     settings: Settings
     engine: sa.Engine
-    setup: edition_service.EditionSetup
+    setup: EditionSetup
     transport: Transport
     clock: Clock
     pages: Pages
@@ -124,11 +124,9 @@ class WebContext:
         with self.gate, self.engine.begin() as conn:
             yield conn
 
-    def current_setup(self) -> edition_service.EditionSetup:
+    def current_setup(self) -> EditionSetup:
         """The setup with today's skip dates from the database (editors may add one at any time)."""
-        with self.reading() as session:
-            skips = schedule_store.skip_dates(session)
-        return replace(self.setup, plan=send_plan(self.settings, skips))
+        return edition_setup_now(self.settings, self.engine, base=self.setup, gate=self.gate)
 
     def next_edition(self) -> date:
         return edition_service.default_edition_date(self.current_setup().plan, self.now())

@@ -26,6 +26,7 @@ from briefing.store import editions as edition_store
 from briefing.store import stories as story_store
 from briefing.web.auth import logout_response, require_editor
 from briefing.web.context import WebContext, get_ctx
+from briefing.web.errors import status_for
 
 router = APIRouter(prefix="/editor", dependencies=[Depends(require_editor)])
 Ctx = Annotated[WebContext, Depends(get_ctx)]
@@ -237,12 +238,10 @@ def edit_story(
             "lead": bool(lead),
         }
         with ctx.writing() as session:
-            current = story_service.require_story(session, story_id)
-            if current.status not in (StoryStatus.DRAFT, StoryStatus.READY):
-                raise InvalidInput(f"the story is {current.status} and can no longer change", field="story")
             story = story_service.edit_story(session, story_id, changes, now=ctx.now())
     except BriefingError as exc:
-        return _queue_page(request, ctx, back, error=f"Story {story_id} was not saved. {exc}", status=400)
+        error = f"Story {story_id} was not saved. {exc}"
+        return _queue_page(request, ctx, back, error=error, status=status_for(exc))
     return ctx.pages.redirect(
         _queue_url(back, f"#story-{story.id}"), f"Saved “{story.headline}”.", secure=ctx.secure_cookies
     )
@@ -255,23 +254,9 @@ def move_story(
     direction: Annotated[str, Form(max_length=10)] = "",
     day: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    if direction not in ("up", "down"):
-        raise InvalidInput("must be up or down", field="direction")
     back = _day(ctx, day)
     with ctx.writing() as session:
-        story = story_service.require_story(session, story_id)
-        if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
-            raise InvalidInput(f"the story is {story.status} and can no longer move", field="story")
-        group = [
-            s
-            for s in story_store.list_stories(
-                session, edition_date=story.edition_date, include_undated=story.edition_date is None
-            )
-            if s.section == story.section and s.edition_date == story.edition_date
-        ]
-        index = next(i for i, s in enumerate(group, start=1) if s.id == story.id)
-        target = max(1, index - 1) if direction == "up" else index + 1
-        story_store.move_story(session, story.id, target, now=ctx.now())
+        story = story_service.nudge_story(session, story_id, direction, now=ctx.now())
     return ctx.pages.redirect(_queue_url(back, f"#story-{story.id}"), "", secure=ctx.secure_cookies)
 
 
@@ -297,15 +282,9 @@ def set_story_status(
     day: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Mark ready, back to draft, or drop (a dropped story leaves the queue but stays on record)."""
-    allowed = {s.value: s for s in (StoryStatus.DRAFT, StoryStatus.READY, StoryStatus.DROPPED)}
-    if status not in allowed:
-        raise InvalidInput("must be draft, ready or dropped", field="status")
     back = _day(ctx, day)
     with ctx.writing() as session:
-        story = story_service.require_story(session, story_id)
-        if story.status not in (StoryStatus.DRAFT, StoryStatus.READY):
-            raise InvalidInput(f"the story is {story.status} and can no longer change", field="status")
-        story = story_store.set_status(session, story.id, allowed[status], now=ctx.now())
+        story = story_service.change_status(session, story_id, status, now=ctx.now())
     words = {"ready": "is ready", "draft": "is back to draft", "dropped": "was dropped"}
     return ctx.pages.redirect(
         _queue_url(back, "" if status == "dropped" else f"#story-{story.id}"),

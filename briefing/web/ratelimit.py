@@ -14,9 +14,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from briefing.config import Rate, parse_rate
-
-__all__ = ["Rate", "SlidingWindow", "parse_rate"]
+from briefing.config import Rate
 
 MAX_KEYS = 50_000  # memory bound: the least recently used keys are forgotten first
 

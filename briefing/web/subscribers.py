@@ -71,7 +71,7 @@ def unsubscribe(
     status: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     with ctx.writing() as session:
-        sub, changed = subscriber_store.unsubscribe(session, subscriber_id, now=ctx.now())
+        sub, changed = subscriber_service.unsubscribe(session, subscriber_id, now=ctx.now())
     query = urlencode({k: v for k, v in (("q", q), ("status", status)) if v})
     message = f"{sub.email} is unsubscribed." if changed else f"{sub.email} was already {sub.status}."
     return ctx.pages.redirect(

@@ -8,6 +8,9 @@ Confirming re-activates only while that state still holds, so:
 * a link is dead once the reader is active and later unsubscribes again: unsubscribing moves the
   status and `updated_at`, so replaying an old confirm link never resubscribes anyone;
 * a complained address gets no link (they told their mailbox we are spam).
+
+The use cases that act on a link (sign-up, confirm, a fresh link) are in
+`briefing.service.subscribers`; this module holds the rules they share and is free of sessions.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
-from briefing.domain import Clock, SubscriberStatus
+from briefing.domain import Clock, SubscriberData, SubscriberStatus
 from briefing.errors import BriefingError, TokenInvalid
 from briefing.links import LinkSigner, confirm_url
-from briefing.mail.message import clean_header_text, format_address
+from briefing.mail.headers import clean_header_text, format_address
 from briefing.mail.transport import Outcome, Transport
-from briefing.service.editions import EditionSetup
+from briefing.service.setup import EditionSetup
 from briefing.store.subscribers import LinkState
 
-log = logging.getLogger("briefing.web")
+log = logging.getLogger("briefing.service.confirmations")
 
 _SUBJECT_RE = re.compile(r"s([1-9][0-9]{0,18})\.(p|[ub][0-9]{1,20})")
 # Far longer than any confirm max_age: reading an expired link's payload after its signature checks out.
@@ -39,6 +42,15 @@ _EVER = timedelta(days=36500)
 class ConfirmClaim:
     subscriber_id: int
     marker: str  # "p", or "u"/"b" followed by updated_at in microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationMail:
+    """A confirmation that is due: sent after the reader's page has gone out, never before the commit."""
+
+    to_address: str
+    token: str
+    greeting: str = ""
 
 
 def _micros(moment: datetime) -> int:
@@ -86,6 +98,17 @@ def still_valid(claim: ConfirmClaim, state: LinkState) -> bool:
     return claim.marker == marker_for(state)
 
 
+def greeting(subscriber: SubscriberData | None) -> str:
+    """A name for the confirmation email only if the reader once confirmed it themselves.
+
+    Anyone can type any name next to any address; greeting with it would let strangers put their
+    words into a mail we send to someone else.
+    """
+    if subscriber is None or subscriber.confirmed_at is None:
+        return ""
+    return subscriber.name
+
+
 def build_email(
     setup: EditionSetup, to_address: str, link: str, first_name: str = "", *, now: datetime
 ) -> bytes:
@@ -110,22 +133,16 @@ def build_email(
 
 
 def send_confirmation(
-    setup: EditionSetup,
-    transport: Transport,
-    to_address: str,
-    token: str,
-    first_name: str = "",
-    *,
-    clock: Clock,
+    setup: EditionSetup, transport: Transport, due: ConfirmationMail, *, clock: Clock
 ) -> bool:
     """Send one confirmation; failures are logged, never raised (the reader's page was already sent).
 
     It runs after the page has gone out, so the message is dated when it is built, on the app's clock.
     """
     try:
-        link = confirm_url(setup.mailing.public_base_url, token)
-        data = build_email(setup, to_address, link, first_name, now=clock.now())
-        result = transport.send(setup.mailing.from_address, to_address, data)
+        link = confirm_url(setup.mailing.public_base_url, due.token)
+        data = build_email(setup, due.to_address, link, due.greeting, now=clock.now())
+        result = transport.send(setup.mailing.from_address, due.to_address, data)
     except (BriefingError, OSError) as exc:
         log.warning("confirmation email not sent: %s", exc)
         return False

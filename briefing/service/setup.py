@@ -1,0 +1,111 @@
+"""An edition's setup bundle, and the factory that turns it into one reader's message.
+
+`EditionSetup` is everything the edges read from settings, passed inward as plain values. Preview,
+test send and the real send all build messages through `MailFactory`, from the same rendered (or
+frozen) content, so what editors approved is what readers get.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from briefing import calendar as cal
+from briefing.domain import Clock, ComposeOptions, Recipient
+from briefing.edition.render import Renderer
+from briefing.links import LinkSigner, preferences_url, unsubscribe_url
+from briefing.mail.dkim import DkimSigner
+from briefing.mail.message import MessageTemplate
+from briefing.service.delivery import DeliveryPolicy
+from briefing.store.deliveries import Claim
+
+SAMPLE_SUBSCRIBER_ID = 2**31 - 1  # no real row has it; a sample's links lead to "not valid"
+
+
+@dataclass(frozen=True, slots=True)
+class Mailing:
+    """Who the mail is from and where its links point."""
+
+    from_name: str
+    from_address: str
+    public_base_url: str
+    list_id: str
+    unsubscribe_mailto: str
+    reply_to: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.from_address.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class EditionSetup:
+    """Everything the edges read from settings, passed inward as plain values."""
+
+    compose: ComposeOptions
+    renderer: Renderer
+    mailing: Mailing
+    signer: LinkSigner
+    plan: cal.SendPlan
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    dkim: DkimSigner | None = None
+    min_stories: int = 0  # top a thin edition up with recent articles (0 = off)
+
+
+class MailFactory:
+    """Per-edition message skeleton plus per-reader links; microseconds per message."""
+
+    def __init__(
+        self, setup: EditionSetup, edition_date: date, subject: str, html: str, text: str, clock: Clock
+    ) -> None:
+        m = setup.mailing
+        self.setup = setup
+        self.clock = clock
+        self.template = MessageTemplate(
+            from_name=m.from_name,
+            from_address=m.from_address,
+            subject=subject,
+            html=html,
+            text=text,
+            list_id=m.list_id,
+            unsubscribe_mailto=m.unsubscribe_mailto,
+            message_id_domain=m.domain,
+            edition_key=edition_date.isoformat(),
+            reply_to=m.reply_to,
+            list_name=setup.compose.newsletter_name,
+        )
+
+    def recipient(self, subscriber_id: int, email: str, name: str, token_version: int = 1) -> Recipient:
+        return reader(self.setup, subscriber_id, email, name, token_version)
+
+    def message(self, recipient: Recipient, when: datetime | None = None) -> tuple[bytes, str]:
+        """The reader's copy, dated `when` (default: now on the factory's clock) and signed if set up."""
+        moment = when or self.clock.now()
+        data = self.template.render(recipient, date=moment)
+        if self.setup.dkim is not None:
+            data = self.setup.dkim.sign(data, now=moment)
+        return data, self.template.message_id(recipient.subscriber_id)
+
+    def for_claim(self, claim: Claim) -> tuple[bytes, str]:
+        return self.message(self.recipient(claim.subscriber_id, claim.email, claim.name, claim.token_version))
+
+
+def reader(
+    setup: EditionSetup, subscriber_id: int, email: str, name: str, token_version: int = 1
+) -> Recipient:
+    """A reader with their own signed unsubscribe and preferences links."""
+    base = setup.mailing.public_base_url
+    return Recipient(
+        subscriber_id=subscriber_id,
+        email=email,
+        name=name,
+        unsubscribe_url=unsubscribe_url(base, setup.signer.unsubscribe_token(subscriber_id, token_version)),
+        preferences_url=preferences_url(base, setup.signer.preferences_token(subscriber_id, token_version)),
+    )
+
+
+def sample_recipient(
+    setup: EditionSetup, email: str = "reader@example.com", name: str = "Alex Reader"
+) -> Recipient:
+    """The reader a preview shows when nobody in particular is asked for."""
+    return reader(setup, SAMPLE_SUBSCRIBER_ID, email, name)
