@@ -414,7 +414,7 @@ def test_one_click_leaves_a_bounced_address_bounced(anon: TestClient, sqlite_eng
 def test_get_and_head_never_unsubscribe(anon: TestClient, sqlite_engine: sa.Engine) -> None:
     sub = add_subscriber(sqlite_engine, "scanner.target@example.com")
     url = f"/unsubscribe/{unsubscribe_token(sub.id)}"
-    for i in range(1000):  # S2: a scanner fetching the link a thousand times
+    for i in range(300):  # S2: a scanner fetching the link again and again
         response = anon.get(url) if i % 2 == 0 else anon.head(url)
         assert response.status_code == 200
     assert anon.options(url).status_code == 405
