@@ -53,7 +53,7 @@ def _is_id(value: object) -> bool:
 
 
 class ClockedTimestampSigner(TimestampSigner):
-    """itsdangerous' TimestampSigner, told the time instead of reading `time.time()`.
+    """itsdangerous' TimestampSigner, told the time by a caller's clock instead of the system's.
 
     `get_timestamp` is what itsdangerous uses both to stamp a new value and to work out an old
     one's age, so a serializer built with this signer signs and checks expiry on the caller's
