@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -113,6 +114,8 @@ _DURATION_SETTINGS = (
     "feed_poll_every",
     "session_max_age",
     "confirm_max_age",
+    "soft_bounce_window",
+    "bounce_poll_every",
 )
 
 
@@ -157,6 +160,7 @@ class Settings(BaseSettings):
     brand_colour: str = "#14213d"
     accent_colour: str = "#b3261e"
     logo_url: str = ""
+    story_thumbnails: bool = False  # images next to non-lead stories, not only the lead's
     tip_contact: str = ""
     support_url: str = ""
     partner_name: str = ""
@@ -172,9 +176,15 @@ class Settings(BaseSettings):
     subscribe_rate_address: Annotated[Rate, NoDecode] = Rate(3, 3600.0)
     login_rate: Annotated[Rate, NoDecode] = Rate(5, 60.0)
     login_rate_ip: Annotated[Rate, NoDecode] = Rate(30, 60.0)
+    # Failed sign-ins per account from anywhere: guessing from many addresses still stops.
+    login_rate_account: Annotated[Rate, NoDecode] = Rate(10, 900.0)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs); none by default.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     # --- feeds and the CMS push API
     feed_timeout: float = Field(default=10.0, gt=0, le=300)
+    # Seconds the feeds polled before a send (and each scheduled round) may take; then the send goes on.
+    feed_poll_budget: float = Field(default=30.0, gt=0, le=3600)
     feed_max_bytes: int = Field(default=5_000_000, ge=10_000)
     feed_min_interval: timedelta = timedelta(minutes=10)
     feed_max_backoff: timedelta = timedelta(hours=6)
@@ -188,6 +198,8 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     smtp_rate_limit: float = Field(default=0.0, ge=0)
     smtp_ca_file: str = ""
+    # Whether the relay takes SMTPUTF8 (non-ASCII before the @); addresses that need it are refused if not.
+    smtp_smtputf8: bool = False
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
@@ -198,6 +210,31 @@ class Settings(BaseSettings):
     retry_backoff: timedelta = timedelta(minutes=1)
     ambiguous_policy: str = "resend"
     soft_bounce_limit: int = Field(default=3, ge=1, le=50)
+    # Soft bounces that came back by mail count within this window (a delivered copy resets them).
+    soft_bounce_window: timedelta = timedelta(days=30)
+    # VERP return paths (bounces+<token>@...) when set; bounces then name the copy they are about.
+    bounce_address: str = ""
+    # Where bounces arrive for `briefing bounces poll`: maildir:///, mbox:///, imaps:// or pop3s://.
+    bounce_mailbox: SecretStr = SecretStr("")
+    # PEM CA certificates the imaps:// or pop3s:// bounce mailbox's certificate must chain to (a
+    # newsroom's own CA); empty: the system's trust store. Certificates are always verified.
+    bounce_mailbox_ca_file: str = ""
+    # How often `briefing schedule` reads the bounce mailbox, when one is set.
+    bounce_poll_every: timedelta = timedelta(minutes=5)
+    # A send halts (until `briefing send --resume`) when more than this share of the recipients
+    # tried bounced hard, once BOUNCE_BREAKER_AFTER were tried: a bad list was probably imported.
+    bounce_breaker_rate: float = Field(default=0.05, ge=0, le=1)
+    bounce_breaker_after: int = Field(default=500, ge=1)
+    # `briefing status` is unhealthy when the last edition sent passes these shares of its copies
+    # sent (0.001 is 0.1%, what Gmail asks for complaints).
+    max_complaint_rate: float = Field(default=0.001, ge=0, le=1)
+    max_hard_bounce_rate: float = Field(default=0.02, ge=0, le=1)
+    # Providers' bounce and complaint webhooks (POST /api/webhooks/...): each is off until set.
+    ses_topic_arns: str = ""  # SNS topics (comma-separated ARNs) whose SES notifications are believed
+    mailgun_signing_key: SecretStr = SecretStr("")
+    postmark_webhook_user: str = ""
+    postmark_webhook_password: SecretStr = SecretStr("")
+    sendgrid_webhook_public_key: str = ""  # the verification key SendGrid shows (base64), or PEM
 
     # --- schedule
     send_days: Annotated[tuple[int, ...], NoDecode] = (0, 1, 2, 3, 4)
@@ -206,6 +243,9 @@ class Settings(BaseSettings):
     max_lateness: timedelta = timedelta(hours=3)
     preflight_lead: timedelta = timedelta(minutes=30)
     alert_email: str = ""
+    # GET /metrics (Prometheus text) answers only requests with "Authorization: Bearer <this>";
+    # unset, the endpoint is off (404).
+    metrics_token: SecretStr = SecretStr("")
 
     # Each "before" validator turns the text an operator wrote into the typed value; a value that is
     # already typed (a test, `demo.py`) passes through to pydantic's own check of the type.
@@ -216,11 +256,33 @@ class Settings(BaseSettings):
         return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator(
-        "subscribe_rate_ip", "subscribe_rate_address", "login_rate", "login_rate_ip", mode="before"
+        "subscribe_rate_ip",
+        "subscribe_rate_address",
+        "login_rate",
+        "login_rate_ip",
+        "login_rate_account",
+        mode="before",
     )
     @classmethod
     def _rate(cls, value: object) -> object:
         return parse_rate(value) if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            try:
+                networks.append(ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"not an IP address or network: {part[:60]!r} (write 10.0.0.5 or 10.0.0.0/24)"
+                ) from None
+        return tuple(networks)
 
     @field_validator("send_days", mode="before")
     @classmethod
@@ -310,7 +372,8 @@ class Settings(BaseSettings):
         keys = [k for k in keys if k]
         if not keys:
             raise ConfigError(
-                "no secret key: set BRIEFING_SECRET_KEY in the environment or .env "
+                "no secret key: run `briefing init` to write a fresh one to .env, or set "
+                "BRIEFING_SECRET_KEY in the environment "
                 '(for example: python -c "import secrets; print(secrets.token_urlsafe(32))")',
                 field="BRIEFING_SECRET_KEY",
             )

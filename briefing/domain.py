@@ -47,12 +47,11 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    BLOCKLISTED = "blocklisted"  # the newsroom's own "never mail": no link, no confirmation, ever
 
 
 # Statuses that an import must never turn back into active or pending.
-SUPPRESSED_STATUSES = frozenset(
-    {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
-)
+SUPPRESSED_STATUSES = frozenset(SubscriberStatus) - {SubscriberStatus.PENDING, SubscriberStatus.ACTIVE}
 
 
 class EditionStatus(StrEnum):
@@ -63,6 +62,7 @@ class EditionStatus(StrEnum):
     SENT = "sent"
     PARTIAL = "partial"
     PAUSED = "paused"
+    HALTED = "halted"  # by the bounce breaker: only an editor resumes it
     EXPIRED = "expired"
     CANCELLED = "cancelled"
 
@@ -256,6 +256,8 @@ class ComposeOptions:
     accent_colour: str = "#b3261e"
     logo_url: str = ""
     web_url_template: str = ""  # "view in browser" address; "{date}" becomes the ISO date
+    subscribe_url: str = ""  # the sign-up page, for readers who were forwarded the email
+    story_thumbnails: bool = False  # show non-lead stories' images as thumbnails
     greeting: bool = True
     editor_note: str = ""  # Markdown, for one day only
     tip_heading: str = "Got a tip?"
@@ -319,6 +321,8 @@ class Briefing:
     accent_colour: str = "#b3261e"
     logo_url: str = ""
     web_url: str = ""
+    subscribe_url: str = ""
+    story_thumbnails: bool = False  # non-lead stories show their image (and need its alt text)
     greeting: bool = True
     configured_sections: tuple[str, ...] = ()  # section_order, for preflight's empty-section warning
     subject_trimmed: bool = False  # the lead was shortened to fit subject_max_length
@@ -331,7 +335,9 @@ class Briefing:
 
 
 # --------------------------------------------------------------------------- inputs
-# Validated values on their way into the store (briefing.inputs checks them first).
+# Validated values on their way into the store (briefing.inputs checks them first: bounded text
+# without lone surrogates, well-formed http(s) links, aware UTC moments in 1900..2200, ids).
+MAX_ID = 2**63 - 1  # ids are 64-bit signed in SQLite and PostgreSQL; a larger one names no row
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +355,12 @@ class SubscriberInput:
     email: str  # already normalised by briefing.inputs.email_address
     name: str = ""
     attributes: dict[str, str] | None = None
+    status: SubscriberStatus | None = None  # these six from an imported file; unset: the import's rule
+    source: str = ""
+    created_at: datetime | None = None
+    consent_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

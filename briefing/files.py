@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,13 +15,29 @@ from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
 from briefing import inputs
+from briefing import subscriber_columns as columns
 from briefing.domain import ArticleInput, SubscriberInput
 from briefing.errors import ImportFileError, InvalidInput
 
 EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail", "address")
-NAME_HEADERS = ("name", "full name", "full_name", "first name", "first_name", "firstname")
+FIRST_NAME_HEADERS = ("first name", "first_name", "firstname", "fname")
+NAME_HEADERS = ("name", "full name", "full_name", *FIRST_NAME_HEADERS)
+LAST_NAME_HEADERS = ("last name", "last_name", "lastname", "lname", "surname")
+# Columns that say something of the row itself, so they are read, never kept as attributes.
+# Mailchimp's audience export has OPTIN_TIME; listmonk's has created_at and updated_at.
+DATE_HEADERS = {
+    "created_at": ("created_at", "created"),
+    "consent_at": ("consent_at", "optin_time"),
+    "confirmed_at": ("confirmed_at", "confirm_time"),
+    "unsubscribed_at": ("unsubscribed_at", "unsub_time"),
+}
+_ROW_HEADERS = ("status", "source", "attributes", "attribs", "updated_at")
 # Cells starting with these are formulas in spreadsheets (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\0")
+_QUOTED_START = (*_FORMULA_START, "'")
+# One article on one line is a few kilobytes; a longer line is refused without being held whole.
+MAX_JSON_LINE = 1_000_000
+_LINE_ENDS = ("\n", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +99,43 @@ ProgressCallback = Callable[[int], None]
 
 
 def read_subscriber_csv(
-    path: Path, *, progress: ProgressCallback | None = None
+    path: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    allow_smtputf8: bool = False,
+    suppression: bool = False,
 ) -> Iterator[Row[SubscriberInput]]:
     """Yield each data row as a SubscriberInput or a rejection with its line number.
 
     The first row is a header when it names an email column; otherwise the first column holds
     addresses and the second (if any) names. A file with a header but no email column is refused.
+    A status column is read as Mailchimp and listmonk write it (an unknown word rejects the row);
+    for a suppression list (`suppression`) a status or reason the reader does not know is no
+    error, the command's own status applies.
     """
     handle = _open_text(path)
     try:
-        yield from _subscriber_rows(handle, progress)
+        yield from _subscriber_rows(handle, progress, allow_smtputf8, suppression)
     finally:
         handle.close()
 
 
-def _subscriber_rows(handle: IO[str], progress: ProgressCallback | None) -> Iterator[Row[SubscriberInput]]:
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    email: int
+    name: int | None = None
+    last_name: int | None = None
+    status: int | None = None
+    reason: int | None = None
+    source: int | None = None
+    attributes: int | None = None
+    dates: tuple[tuple[str, int], ...] = ()
+    extra: tuple[tuple[int, str], ...] = ()
+
+
+def _subscriber_rows(
+    handle: IO[str], progress: ProgressCallback | None, allow_smtputf8: bool, suppression: bool
+) -> Iterator[Row[SubscriberInput]]:
     reader = csv.reader(handle)
     try:
         first = next(reader)
@@ -106,25 +143,17 @@ def _subscriber_rows(handle: IO[str], progress: ProgressCallback | None) -> Iter
         return
     except csv.Error as exc:
         raise ImportFileError(f"line 1: {exc}") from None
-    header = [c.strip().casefold() for c in first]
-    email_col, name_col = _columns(header)
-    extra_cols: dict[int, str] = {}
-    if email_col is None:
-        if any("@" in c for c in first):
-            email_col, name_col = 0, (1 if len(first) > 1 else None)
-            yield _subscriber_row(1, first, email_col, name_col, {})
-        else:
+    columns = _columns([c.strip().casefold() for c in first], suppression)
+    if columns is None:
+        if not any("@" in c for c in first):
             raise ImportFileError(
                 "no email column: name one column 'email' in the first row (see subscribers/README.md)"
             )
-    else:
-        extra_cols = {
-            i: h
-            for i, h in enumerate(header)
-            if i not in (email_col, name_col) and h and h not in ("status", "created", "created_at")
-        }
+        columns = _Columns(email=0, name=1 if len(first) > 1 else None)
+        yield _subscriber_row(1, first, columns, allow_smtputf8, suppression)
+    start = reader.line_num
     while True:
-        start = reader.line_num + 1  # a quoted cell may span lines; report where the row begins
+        start = _next_row_line(reader.line_num, start)
         try:
             cells = next(reader)
         except StopIteration:
@@ -136,7 +165,13 @@ def _subscriber_rows(handle: IO[str], progress: ProgressCallback | None) -> Iter
             progress(_bytes_read(handle))
         if not any(c.strip() for c in cells):
             continue
-        yield _subscriber_row(start, cells, email_col, name_col, extra_cols)
+        yield _subscriber_row(start, cells, columns, allow_smtputf8, suppression)
+
+
+def _next_row_line(line_num: int, previous_start: int) -> int:
+    """Where the next row begins. A quoted cell may span lines, so it is the reader's count plus
+    one; but after a csv.Error the reader has not counted the line it dropped, hence the max."""
+    return max(line_num, previous_start) + 1
 
 
 def _bytes_read(handle: IO[str]) -> int:
@@ -146,31 +181,64 @@ def _bytes_read(handle: IO[str]) -> int:
         return 0
 
 
-def _columns(header: list[str]) -> tuple[int | None, int | None]:
-    email_col = next((i for i, h in enumerate(header) if h in EMAIL_HEADERS), None)
-    name_col = next((i for i, h in enumerate(header) if h in NAME_HEADERS), None)
-    return email_col, name_col
+def _columns(header: list[str], suppression: bool) -> _Columns | None:
+    """Which column holds what; None when no column is an email column (a file without header)."""
+
+    def first(names: Iterable[str]) -> int | None:
+        wanted = set(names)
+        return next((i for i, h in enumerate(header) if h in wanted), None)
+
+    email = first(EMAIL_HEADERS)
+    if email is None:
+        return None
+    name = first(NAME_HEADERS)
+    last = first(LAST_NAME_HEADERS) if name is not None and header[name] in FIRST_NAME_HEADERS else None
+    reason = first(("reason", "suppression reason")) if suppression else None
+    dates = tuple((key, i) for key, names in DATE_HEADERS.items() if (i := first(names)) is not None)
+    taken = {email, name, last, reason, *(i for _, i in dates)}
+    extra = tuple((i, h) for i, h in enumerate(header) if i not in taken and h and h not in _ROW_HEADERS)
+    if reason is not None:  # a suppression list's reason is kept with the row, as written
+        extra = (*extra, (reason, header[reason]))
+    return _Columns(
+        email=email,
+        name=name,
+        last_name=last,
+        status=first(("status",)),
+        reason=reason,
+        source=first(("source",)),
+        attributes=first(("attributes", "attribs")),
+        dates=dates,
+        extra=extra,
+    )
 
 
 def _subscriber_row(
-    line: int, cells: list[str], email_col: int, name_col: int | None, extra_cols: dict[int, str]
+    line: int, cells: list[str], cols: _Columns, allow_smtputf8: bool, suppression: bool
 ) -> Row[SubscriberInput]:
     raw = ",".join(cells)[:200]
+
+    def cell(index: int | None) -> str:
+        return unquote_cell(cells[index]) if index is not None and index < len(cells) else ""
+
     try:
-        if email_col >= len(cells):
+        if cols.email >= len(cells):
             raise InvalidInput("is missing", field="email")
-        email = inputs.email_address(cells[email_col], field="email")
-        name = ""
-        if name_col is not None and name_col < len(cells):
-            name = inputs.one_line(cells[name_col], field="name", max_len=inputs.MAX_NAME)
-        attributes = {
-            key: inputs.one_line(cells[i], field=key, max_len=500)
-            for i, key in extra_cols.items()
-            if i < len(cells) and cells[i].strip()
-        }
+        email = inputs.email_address(cell(cols.email), field="email", allow_smtputf8=allow_smtputf8)
+        name = " ".join(p for p in (cell(cols.name).strip(), cell(cols.last_name).strip()) if p)
+        name = inputs.one_line(name, field="name", max_len=inputs.MAX_NAME)
+        attributes = columns.attributes(cell(cols.attributes)) if cols.attributes is not None else {}
+        for i, key in cols.extra:
+            if cell(i).strip():
+                attributes[key] = inputs.one_line(cell(i), field=key, max_len=500)
+        status = columns.row_status(cell(cols.status), cell(cols.reason), suppression)
+        dates = {key: columns.import_moment(cell(i), field=key) for key, i in cols.dates}
+        source = inputs.one_line(cell(cols.source), field="source", max_len=50)
     except InvalidInput as exc:
         return Row(line, rejected=Rejected(line, str(exc), raw))
-    return Row(line, value=SubscriberInput(email=email, name=name, attributes=attributes or None))
+    item = SubscriberInput(
+        email=email, name=name, attributes=attributes or None, status=status, source=source, **dates
+    )
+    return Row(line, value=item)
 
 
 def read_articles(path: Path) -> Iterator[Row[ArticleInput]]:
@@ -185,14 +253,31 @@ def read_articles(path: Path) -> Iterator[Row[ArticleInput]]:
         handle.close()
 
 
+def _lines(handle: IO[str]) -> Iterator[tuple[int, str | None]]:
+    """Each line with its number; None for a line over MAX_JSON_LINE (skipped, never held whole)."""
+    number = 0
+    while line := handle.readline(MAX_JSON_LINE + 1):
+        number += 1
+        if len(line) <= MAX_JSON_LINE or line.endswith(_LINE_ENDS):
+            yield number, line
+            continue
+        while (rest := handle.readline(MAX_JSON_LINE)) and not rest.endswith(_LINE_ENDS):
+            pass
+        yield number, None
+
+
 def _json_article_rows(handle: IO[str]) -> Iterator[Row[ArticleInput]]:
-    for number, line in enumerate(handle, start=1):
+    for number, line in _lines(handle):
+        if line is None:
+            reason = f"is longer than {MAX_JSON_LINE} characters; one article per line"
+            yield Row(number, rejected=Rejected(number, reason))
+            continue
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Row(number, rejected=Rejected(number, f"not valid JSON: {exc.msg}", line[:200]))
+            record = inputs.json_value(line)
+        except InvalidInput as exc:
+            yield Row(number, rejected=Rejected(number, str(exc), line[:200]))
             continue
         if not isinstance(record, dict):
             yield Row(number, rejected=Rejected(number, "each line must be a JSON object", line[:200]))
@@ -202,43 +287,60 @@ def _json_article_rows(handle: IO[str]) -> Iterator[Row[ArticleInput]]:
 
 def _csv_article_rows(handle: IO[str]) -> Iterator[Row[ArticleInput]]:
     reader = csv.DictReader(handle)
-    if reader.fieldnames is None:
+    try:
+        names = reader.fieldnames
+    except csv.Error as exc:
+        raise ImportFileError(f"line 1: {exc}") from None
+    if names is None:
         return
-    fields = [f.strip().casefold() for f in reader.fieldnames]
+    fields = [f.strip().casefold() for f in names]
     if "url" not in fields or "title" not in fields:
         raise ImportFileError("the first row must name at least the columns url and title")
     reader.fieldnames = fields
-    for record in reader:
-        yield _article_row(reader.line_num, dict(record), "")
+    start = reader.line_num
+    while True:
+        start = _next_row_line(reader.line_num, start)
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a cell over the csv module's 131072 characters, a stray quote
+            yield Row(start, rejected=Rejected(start, f"unreadable CSV: {exc}"))
+            continue
+        yield _article_row(start, dict(record), "")
 
 
 def article_input(record: dict[str, Any], *, source: str = "import") -> ArticleInput:
     """Validate one article given as a mapping (file row or API body); raises InvalidInput."""
 
-    def text(key: str, max_len: int, *, required: bool = False, multi: bool = False) -> str:
-        value = record.get(key)
+    def raw(key: str, *aliases: str) -> str | None:
+        value = next((record[k] for k in (key, *aliases) if record.get(k) not in (None, "")), None)
         if value is not None and not isinstance(value, str):
             raise InvalidInput("must be text", field=key)
-        if multi:
-            return inputs.multi_line(value, field=key, max_len=max_len)
-        return inputs.one_line(value, field=key, max_len=max_len, required=required)
+        return value
 
-    published_raw = record.get("published_at") or record.get("published")
+    def text(key: str, max_len: int, *, required: bool = False, multi: bool = False) -> str:
+        if multi:
+            return inputs.multi_line(raw(key), field=key, max_len=max_len)
+        return inputs.one_line(raw(key), field=key, max_len=max_len, required=required)
+
     published: datetime | None = None
+    try:
+        published_raw = raw("published_at", "published")
+    except InvalidInput:
+        raise InvalidInput(
+            "must be a date and time such as 2026-11-27T18:30:00Z", field="published_at"
+        ) from None
     if published_raw:
-        if not isinstance(published_raw, str):
-            raise InvalidInput("must be a date and time such as 2026-11-27T18:30:00Z", field="published_at")
         published = inputs.local_datetime(published_raw.replace("Z", "+00:00"), UTC, field="published_at")
     return ArticleInput(
-        url=inputs.web_url(record.get("url"), field="url"),
+        url=inputs.web_url(raw("url"), field="url"),
         title=text("title", inputs.MAX_HEADLINE, required=True),
         summary=text("summary", inputs.MAX_SUMMARY, multi=True),
         author=text("author", inputs.MAX_NAME),
         section=text("section", inputs.MAX_SECTION),
-        image_url=inputs.web_url(
-            record.get("image_url") or record.get("image"), field="image_url", required=False
-        ),
-        image_alt=text("image_alt", 300),
+        image_url=inputs.web_url(raw("image_url", "image"), field="image_url", required=False),
+        image_alt=text("image_alt", inputs.MAX_IMAGE_ALT),
         published_at=published,
         source=source,
     )
@@ -252,10 +354,21 @@ def _article_row(line: int, record: dict[str, Any], raw: str) -> Row[ArticleInpu
 
 
 def safe_cell(value: object) -> str:
-    """Neutralise spreadsheet formulas: a cell that starts with = + - @ or a control gets a leading '."""
+    """Neutralise spreadsheet formulas: a cell that starts with = + - @ or a control gets a leading '.
+
+    A cell that starts with ' gets one more, so `unquote_cell` gives back exactly what was written
+    and an export imports again to the same names and addresses.
+    """
     text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_START):
+    if text.startswith(_QUOTED_START):
         return "'" + text
+    return text
+
+
+def unquote_cell(text: str) -> str:
+    """Undo `safe_cell`: the ' in front of a formula character (or of another ') is dropped."""
+    if text.startswith("'") and text[1:].startswith(_QUOTED_START):
+        return text[1:]
     return text
 
 

@@ -7,6 +7,9 @@ without breaking links already sitting in inboxes. Unsubscribe and preferences t
 one takes the time as an argument (`now`) instead of reading the clock: a test about a week-old link
 says which week it is.
 
+A confirm link grants consent, so it also carries `address_tag`: a keyed digest of the row's id and
+address. Ids are never reused, and even if one were, a kept link could not confirm a newcomer.
+
 The URL shapes below are a contract with the web app and with every email already sent: they must
 not change.
 """
@@ -35,6 +38,10 @@ from briefing.errors import InvalidInput, TokenExpired, TokenInvalid
 UNSUBSCRIBE_SALT = "unsubscribe-v1"
 PREFERENCES_SALT = "preferences-v1"
 CONFIRM_SALT = "confirm-v1"
+ADDRESS_TAG_SALT = b"confirm-address-v1"
+# 12 bytes of HMAC-SHA256, 16 characters of base64url: two addresses never share one by accident,
+# and the tag says nothing about the address to someone without the key.
+_ADDRESS_TAG_BYTES = 12
 
 # Longer than any token we mint (an email of 254 characters gives ~400); anything bigger is junk and
 # is refused before any decoding or HMAC work.
@@ -89,6 +96,7 @@ class LinkSigner:
         self._preferences = URLSafeSerializer(keys, salt=PREFERENCES_SALT)
         self._mint_unsubscribe = _PairMinter(self._unsubscribe, keys[-1], UNSUBSCRIBE_SALT)
         self._mint_preferences = _PairMinter(self._preferences, keys[-1], PREFERENCES_SALT)
+        self._tag_keys = [hmac.new(k.encode(), ADDRESS_TAG_SALT, hashlib.sha256).digest() for k in keys]
 
     def __repr__(self) -> str:
         return "LinkSigner(<secret keys hidden>)"
@@ -115,6 +123,27 @@ class LinkSigner:
 
     def read_preferences(self, token: str) -> tuple[int, int]:
         return _read_pair(self._preferences, token)
+
+    # --- the address a link was sent to
+
+    def address_tag(self, subscriber_id: int, email_key: str) -> str:
+        """A short keyed digest of one row's id and address, to carry in a link instead of the address.
+
+        A link with it acts only while the row it names still has the address it was sent to, so
+        a link kept by someone whose row was erased can never act for whoever holds that id later.
+        """
+        _check_id(subscriber_id, "subscriber_id")
+        return _tag(self._tag_keys[-1], subscriber_id, email_key)
+
+    def address_tag_matches(self, tag: str, subscriber_id: int, email_key: str) -> bool:
+        """Whether `tag` was made for this id and address under any of the keys (rotation)."""
+        if not isinstance(tag, str) or not _is_id(subscriber_id):
+            return False
+        wanted = tag.encode("ascii", "replace")
+        return any(
+            hmac.compare_digest(_tag(key, subscriber_id, email_key).encode("ascii"), wanted)
+            for key in self._tag_keys
+        )
 
     # --- confirm (expires)
 
@@ -188,6 +217,12 @@ class _PairMinter:
         if token is not None:
             return token
         return str(self._serializer.dumps([subscriber_id, token_version]))
+
+
+def _tag(key: bytes, subscriber_id: int, email_key: str) -> str:
+    message = f"{subscriber_id}:{email_key}".encode("utf-8", "surrogatepass")
+    digest = hmac.new(key, message, hashlib.sha256).digest()[:_ADDRESS_TAG_BYTES]
+    return base64.urlsafe_b64encode(digest).decode("ascii")
 
 
 def _check_id(value: int, field: str) -> None:

@@ -72,6 +72,8 @@ class Story(SQLModel, table=True):
 
 
 class Subscriber(SQLModel, table=True):
+    # Ids are in the links of sent emails: SQLite must never hand an erased reader's id to a newcomer.
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
     # Lower-cased whole address: duplicates that differ only in case collapse to one row.
@@ -140,6 +142,8 @@ class Delivery(SQLModel, table=True):
 
 
 class Editor(SQLModel, table=True):
+    # Ids are in signed session cookies: a removed account's id must not come back as another's.
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
     password_hash: str = Field(max_length=200)
@@ -147,6 +151,8 @@ class Editor(SQLModel, table=True):
     active: bool = Field(default=True)
     created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Raised to sign the account out everywhere; sessions carry the epoch they were issued under.
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class SkipDate(SQLModel, table=True):
@@ -192,9 +198,45 @@ class ApiToken(SQLModel, table=True):
     """A bearer token for the CMS push API; only its SHA-256 is stored, never the token."""
 
     __tablename__ = "api_token"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
     token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
     created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class BounceEvent(SQLModel, table=True):
+    """A bounce or complaint about one reader, as it came back; the rules read these to decide."""
+
+    __tablename__ = "bounce_event"
+    __table_args__ = (
+        # The same report read twice (a second poll, a resent DSN) counts once per reader.
+        UniqueConstraint("message_sha256", "subscriber_id", name="uq_bounce_event_message_subscriber"),
+        sa.Index("ix_bounce_event_subscriber_received", "subscriber_id", "received_at"),
+        sa.Index("ix_bounce_event_edition_kind", "edition_id", "kind"),  # an edition's rates
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
+    edition_id: int | None = Field(default=None, foreign_key="edition.id", ondelete="SET NULL")
+    kind: str = Field(max_length=20)  # hard, soft, complaint
+    code: str = Field(default="", max_length=20)  # DSN status (5.1.1) or feedback type (abuse)
+    diagnostic: str = Field(default="", max_length=1000)
+    source: str = Field(default="", max_length=20)  # receive, poll, ...
+    message_sha256: str = Field(max_length=64)
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class AlertState(SQLModel, table=True):
+    """A problem with one edition the editors were told about, so that a restart does not tell them again."""
+
+    __tablename__ = "alert_state"
+    __table_args__ = (UniqueConstraint("edition_date", "problem", name="uq_alert_state_edition_problem"),)
+    id: int | None = Field(default=None, primary_key=True)
+    edition_date: date
+    problem: str = Field(max_length=40)  # preflight, not_sent, expired, unfinished
+    subject: str = Field(default="", max_length=300)
+    raised_at: datetime = Field(sa_type=UTCDateTime)
+    notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the alert email went out
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)

@@ -23,14 +23,18 @@ from briefing import calendar as cal
 from briefing.config import Settings
 from briefing.domain import Clock, ComposeOptions
 from briefing.edition.render import Renderer
-from briefing.errors import ConfigError
+from briefing.errors import ConfigError, InvalidInput
 from briefing.feeds.poll import DEFAULT_POLICY, FeedPolicy
 from briefing.links import LinkSigner
 from briefing.mail.dkim import DkimSigner
+from briefing.mail.mailboxes import open_mailbox
 from briefing.mail.pool import ConnectionPool, open_transport
+from briefing.mail.returnpath import ReturnPath
 from briefing.mail.transport import MaildirTransport, MemoryTransport
+from briefing.service import bounces as bounce_service
+from briefing.service.bounces import BounceRules, PollReport
 from briefing.service.delivery import DeliveryPolicy
-from briefing.service.setup import EditionSetup, Mailing
+from briefing.service.setup import EditionSetup, Mailing, reaches_readers
 from briefing.store import schedule as schedule_store
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +96,8 @@ def compose_options(settings: Settings) -> ComposeOptions:
         accent_colour=settings.accent_colour,
         logo_url=settings.logo_url,
         web_url_template=settings.public_base_url.rstrip("/") + "/archive/{date}",
+        subscribe_url=settings.public_base_url.rstrip("/") + "/subscribe",
+        story_thumbnails=settings.story_thumbnails,
         tip_contact=settings.tip_contact,
         support_url=settings.support_url,
         partner_name=settings.partner_name,
@@ -131,6 +137,8 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         backoff_base=settings.retry_backoff,
         resend_ambiguous=settings.ambiguous_policy == "resend",
         soft_bounce_limit=settings.soft_bounce_limit,
+        breaker_rate=settings.bounce_breaker_rate,
+        breaker_after=settings.bounce_breaker_after,
     )
 
 
@@ -148,6 +156,43 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
     return DkimSigner(key, settings.dkim_selector, settings.dkim_domain, settings.dkim_algorithm)
 
 
+def return_path(settings: Settings) -> ReturnPath | None:
+    """VERP return paths when BRIEFING_BOUNCE_ADDRESS is set; None keeps the From address as MAIL FROM."""
+    if not settings.bounce_address:
+        return None
+    try:
+        return ReturnPath(settings.bounce_address, settings.secret_keys())
+    except InvalidInput as exc:
+        raise ConfigError(exc.message, field="BRIEFING_BOUNCE_ADDRESS") from None
+
+
+def bounce_rules(settings: Settings) -> BounceRules:
+    return BounceRules(soft_limit=settings.soft_bounce_limit, soft_window=settings.soft_bounce_window)
+
+
+def poll_bounce_mailbox(
+    settings: Settings, engine: sa.Engine, clock: Clock, *, limit: int = 1000
+) -> PollReport:
+    """One read of BRIEFING_BOUNCE_MAILBOX, for `briefing bounces poll` and the scheduler alike."""
+    url = settings.bounce_mailbox.get_secret_value()
+    if not url:
+        raise ConfigError(
+            "set it to maildir:///path, mbox:///path, imaps://user:pass@host/INBOX or pop3s://...",
+            field="BRIEFING_BOUNCE_MAILBOX",
+        )
+    mailbox = open_mailbox(
+        url, timeout=settings.smtp_timeout, ca_file=settings.bounce_mailbox_ca_file or None
+    )
+    return bounce_service.poll(
+        engine,
+        mailbox,
+        return_path=return_path(settings),
+        rules=bounce_rules(settings),
+        clock=clock,
+        limit=limit,
+    )
+
+
 def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None) -> EditionSetup:
     """Everything an edition needs, with only the skip dates given (see `edition_setup_now`)."""
     return EditionSetup(
@@ -159,6 +204,9 @@ def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None
         policy=delivery_policy(settings),
         dkim=dkim_signer(settings),
         min_stories=settings.min_stories,
+        return_path=return_path(settings),
+        smtputf8=settings.smtp_smtputf8,
+        reaches_readers=reaches_readers(settings.smtp_url.get_secret_value()),
     )
 
 
@@ -202,4 +250,5 @@ def feed_policy(settings: Settings) -> FeedPolicy:
         max_bytes=settings.feed_max_bytes,
         min_interval=settings.feed_min_interval,
         max_backoff=settings.feed_max_backoff,
+        poll_budget=settings.feed_poll_budget,
     )

@@ -215,3 +215,82 @@ def test_token_names_are_unique_and_validated(engine: sa.Engine, token: str) -> 
         api_token_service.create_token(session, "two\nlines", now=NOW)
     with pytest.raises(Conflict, match="exists already"), session_scope(engine) as session:
         api_token_service.create_token(session, "cms", now=NOW)
+
+
+# --- hostile input: each bad article is rejected alone, a hostile body is a 4xx, never a 500 -----
+
+HOSTILE_ITEMS = [
+    pytest.param({"title": "\ud800"}, "title: is not valid Unicode", id="lone-surrogate-title"),
+    pytest.param({"summary": "ok \udfff"}, "summary: is not valid Unicode", id="lone-surrogate-summary"),
+    pytest.param({"url": "http://[zz]/"}, "url: has a malformed host", id="bracketed-junk-host"),
+    pytest.param({"url": "https://[::1/"}, "url: has a malformed host", id="unclosed-ipv6"),
+    pytest.param({"url": "https://[::1]:99999/"}, "url: has a port", id="port-out-of-range"),
+    pytest.param({"url": "https://exa\ud800mple.com/"}, "url: is not valid Unicode", id="surrogate-host"),
+    pytest.param({"image_url": "http://[zz]/i.jpg"}, "image_url: has a malformed host", id="image-host"),
+    pytest.param({"published_at": "0001-01-01T00:00:00+01:00"}, "published_at: ", id="year-1-east-of-utc"),
+    pytest.param({"published_at": "9999-12-31T23:59:59-01:00"}, "published_at: ", id="year-9999-west-of-utc"),
+    pytest.param({"title": "x" * 140_000}, "title: is 140000 characters", id="huge-title"),
+]
+
+
+@pytest.mark.parametrize(("change", "error"), HOSTILE_ITEMS)
+def test_a_hostile_article_is_rejected_alone_and_the_good_ones_are_stored(
+    client: TestClient, engine: sa.Engine, token: str, change: dict[str, str], error: str
+) -> None:
+    bad = {**GOOD, "url": "https://news.example.com/bad", **change}
+    batch = [GOOD, bad, {**GOOD, "url": "https://news.example.com/after", "title": "After"}]
+    # ensure_ascii: a lone surrogate travels as the JSON escape \ud800, as a CMS would send it
+    body = json.dumps(batch).encode("ascii")
+    response = client.post(
+        "/api/articles", content=body, headers={**auth(token), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["added", "rejected", "added"]
+    assert results[1]["index"] == 1 and results[1]["error"].startswith(error), results[1]
+    assert [a.title for a in articles(engine)] == ["Budget passes", "After"]
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+HOSTILE_BODIES = [
+    pytest.param(b'[{"title": "x", "n": ' + b"7" * 5000 + b"}]", "more than 20 digits", id="huge-integer"),
+    pytest.param(b'{"url": "https://news.example.com/", "n": -' + b"9" * 21 + b"}", "digits", id="21-digits"),
+    pytest.param(_nested(1200), "nested deeper than 32", id="nesting-1200"),
+    pytest.param(_nested(100_000), "nested deeper than 32", id="nesting-100000"),
+    pytest.param(b'[{"a": ' * 33 + b"1" + b"}]" * 33, "nested deeper than 32", id="nesting-objects"),
+    pytest.param(b"[NaN]", "not valid JSON", id="nan"),
+    pytest.param(b"[1e999]", "too large", id="infinite-float"),
+    pytest.param(b'{"title": "caf\xe9"}', "not UTF-8", id="latin-1"),
+]
+
+
+@pytest.mark.parametrize(("body", "error"), HOSTILE_BODIES)
+def test_a_hostile_body_is_400_naming_the_problem_and_stores_nothing(
+    client: TestClient, engine: sa.Engine, token: str, body: bytes, error: str
+) -> None:
+    response = client.post(
+        "/api/articles", content=body, headers={**auth(token), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("the body is ") and error in response.json()["error"]
+    assert response.headers["cache-control"] == "no-store"
+    assert articles(engine) == []
+
+
+def test_nesting_up_to_the_limit_is_parsed_and_each_item_judged(client: TestClient, token: str) -> None:
+    body = b"[" + _nested(31) + b"," + json.dumps(GOOD).encode() + b"]"
+    response = client.post("/api/articles", content=body, headers=auth(token))
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["rejected", "added"]
+
+
+def test_brackets_and_digits_inside_strings_are_text(
+    client: TestClient, engine: sa.Engine, token: str
+) -> None:
+    title = "[[[[" * 20 + " 1" + "0" * 40
+    response = client.post("/api/articles", json={**GOOD, "title": title}, headers=auth(token))
+    assert response.status_code == 200 and response.json()["added"] == 1, response.text
+    assert [a.title for a in articles(engine)] == [title]

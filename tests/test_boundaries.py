@@ -31,6 +31,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "briefing.mail": (*STORAGE, "briefing.edition", "briefing.config", "briefing.service", "briefing.feeds"),
     "briefing.feeds.fetch": (*STORAGE, "briefing.config", "briefing.service", "briefing.feeds.poll"),
     "briefing.feeds.parse": (*STORAGE, "briefing.config", "briefing.service", "briefing.feeds.poll"),
+    "briefing.feeds.deadline": (*STORAGE, "briefing.config", "briefing.service", "briefing.feeds.poll"),
+    "briefing.feeds.text": (*STORAGE, "briefing.config", "briefing.service", "briefing.feeds.poll"),
     "briefing.feeds.poll": ("briefing.service", *EDGES_AND_CONFIG),
     "briefing.models": ("briefing.store", "briefing.service", *EDGES_AND_CONFIG),
     "briefing.db": ("briefing.store", "briefing.service", *EDGES_AND_CONFIG),

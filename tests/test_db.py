@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -158,3 +159,128 @@ def test_a_locked_database_is_waited_for(sqlite_url: str) -> None:
             "https://news.example.com/x",
             "https://news.example.com/y",
         ]
+
+
+# --------------------------------------------------------------------------- ids and the 0004 upgrade
+
+_ROWS_AT_0003 = (
+    "INSERT INTO subscriber (id, email, email_key, name, status, source, soft_bounce_count,"
+    " token_version, attributes, created_at, updated_at) VALUES"
+    " (1, 'a@example.com', 'a@example.com', 'Ada', 'active', '', 0, 1, '{}', :t, :t),"
+    " (5, 'b@example.com', 'b@example.com', '', 'unsubscribed', '', 2, 3, '{\"x\": \"y\"}', :t, :t)",
+    "INSERT INTO edition (id, edition_date, status, held, note, subject, preheader, html_template,"
+    " text_template, story_ids, featured_urls, snapshot_size, sent_count, failed_count, last_error,"
+    " created_at, updated_at) VALUES (1, '2026-11-30', 'sent', false, '', 'S', '', '', '', '[]', '[]',"
+    " 2, 2, 0, '', :t, :t)",
+    "INSERT INTO delivery (id, edition_id, subscriber_id, email, status, attempts, lease_owner,"
+    " smtp_reply, message_id, was_ambiguous, updated_at) VALUES"
+    " (7, 1, 5, 'b@example.com', 'sent', 1, '', '250 ok', '<m1@example.com>', false, :t),"
+    " (8, 1, 1, 'a@example.com', 'sent', 1, '', '250 ok', '<m2@example.com>', false, :t)",
+    "INSERT INTO editor (id, email, password_hash, role, active, created_at) VALUES"
+    " (3, 'e@example.com', 'hash', 'admin', true, :t)",
+    "INSERT INTO api_token (id, name, token_hash, created_at) VALUES (2, 'cms', :h, :t)",
+)
+_TABLES_AT_0003 = ("subscriber", "edition", "delivery", "editor", "api_token")
+
+
+def _rows(conn: sa.Connection, table: str) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1").all()]
+
+
+def test_upgrade_to_0004_keeps_every_row_and_id(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        for statement in _ROWS_AT_0003:
+            conn.execute(sa.text(statement), {"t": "2026-11-28 06:00:00", "h": "f" * 64})
+        before = {table: _rows(conn, table) for table in _TABLES_AT_0003}
+
+    upgrade(engine)
+
+    with engine.connect() as conn:
+        after = {table: _rows(conn, table) for table in _TABLES_AT_0003}
+        epochs = conn.exec_driver_sql("SELECT id, session_epoch FROM editor").all()
+    assert after["editor"] == [(*row, 0) for row in before["editor"]]
+    del after["editor"], before["editor"]
+    assert after == before, "the ledger rows of a recreated subscriber table must survive"
+    assert [tuple(r) for r in epochs] == [(3, 0)]
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_ids_are_never_reused_after_the_newest_row_is_deleted(engine: sa.Engine) -> None:
+    """Ids are in reader links, session cookies and tokens: the next row must not inherit one."""
+
+    def subscriber(tag: str) -> dict[str, object]:
+        return {
+            "email": tag,
+            "email_key": tag,
+            "name": "",
+            "status": "active",
+            "source": "",
+            "soft_bounce_count": 0,
+            "token_version": 1,
+            "attributes": {},
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+
+    def editor(tag: str) -> dict[str, object]:
+        return {"email": tag, "password_hash": "h", "role": "editor", "active": True, "created_at": NOW}
+
+    def api_token(tag: str) -> dict[str, object]:
+        return {"name": tag, "token_hash": tag, "created_at": NOW}
+
+    for name, values in (("subscriber", subscriber), ("editor", editor), ("api_token", api_token)):
+        table = SQLModel.metadata.tables[name]
+        _insert(engine, table, values(f"first-{name}@example.com"))
+        newest = _insert(engine, table, values(f"second-{name}@example.com"))
+        with engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.id == newest))
+        later = _insert(engine, table, values(f"third-{name}@example.com"))
+        assert later > newest, f"{name} gave a deleted id to a new row"
+
+
+def _insert(engine: sa.Engine, table: sa.Table, values: dict[str, object]) -> int:
+    with engine.begin() as conn:
+        key = conn.execute(sa.insert(table).values(**values)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _sqlite_schema(url: str) -> dict[str, object]:
+    """Every table as SQLite sees it: columns, AUTOINCREMENT, indexes (by columns) and foreign keys."""
+    engine = sa.create_engine(url)
+    schema: dict[str, object] = {}
+    with engine.connect() as conn:
+        tables = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " AND name != 'alembic_version'"
+        ).all()
+        for name, sql in tables:
+            indexes = set()
+            for index in conn.exec_driver_sql(f"PRAGMA index_list('{name}')").all():
+                columns = tuple(c[2] for c in conn.exec_driver_sql(f"PRAGMA index_info('{index[1]}')").all())
+                label = "" if index[1].startswith("sqlite_autoindex") else index[1]
+                indexes.add((label, bool(index[2]), columns))
+            schema[name] = (
+                sorted(tuple(c[1:]) for c in conn.exec_driver_sql(f"PRAGMA table_info('{name}')").all()),
+                "AUTOINCREMENT" in sql.upper(),
+                indexes,
+                sorted(
+                    tuple(f[2:]) for f in conn.exec_driver_sql(f"PRAGMA foreign_key_list('{name}')").all()
+                ),
+            )
+    engine.dispose()
+    return schema
+
+
+def test_create_all_and_the_migrations_build_the_same_sqlite_schema(tmp_path: Path) -> None:
+    created, migrated = f"sqlite:///{tmp_path / 'created.db'}", f"sqlite:///{tmp_path / 'migrated.db'}"
+    SQLModel.metadata.create_all(sa.create_engine(created))
+    upgrade(make_engine(migrated))
+
+    by_create_all, by_migrations = _sqlite_schema(created), _sqlite_schema(migrated)
+    assert by_migrations == by_create_all
+    for table in ("subscriber", "editor", "api_token"):
+        assert by_migrations[table][1] is True, f"{table} ids must never be reused"  # type: ignore[index]

@@ -4,6 +4,7 @@ import mailbox
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ from briefing.mail.devsmtp import DevSmtpServer, ReceivedMessage, free_port, run
 from briefing.mail.dkim import DkimSigner
 from briefing.mail.message import MessageTemplate
 from briefing.mail.pool import open_transport
+from tests.fixtures.cli import cli_env
+from tests.fixtures.cli import run as run_cli
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.smtp import pin_dkim_clock
 from tests.fixtures.waiting import wait_until
@@ -162,3 +165,31 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "bounces@news.example.com -> reader1@example.com" in text
     assert b"stopped after 1 message(s)" in err
     assert len(mailbox.Maildir(str(maildir), create=False)) == 1
+
+
+def test_an_existing_empty_folder_becomes_a_maildir(tmp_path: Path) -> None:
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    with DevSmtpServer(folder, port=0, clock=ManualClock(WHEN), on_message=lambda m: None) as server:
+        transport = open_transport(server.url, timeout=5)
+        assert transport.send("bounces@news.example.com", "reader1@example.com", _message(1)).accepted
+        transport.close()
+    assert len(mailbox.Maildir(str(folder), create=False)) == 1
+
+
+def test_a_maildir_that_is_a_file_is_refused_by_name(tmp_path: Path) -> None:
+    target = tmp_path / "mail"
+    target.write_text("not a folder", encoding="utf-8")
+    code, out = run_cli(cli_env(tmp_path), "dev-smtp", "--port", "0", "--maildir", str(target))
+    assert code == 1 and "--maildir:" in out and "is not a folder" in out
+
+
+def test_a_busy_port_is_named_and_the_command_exits_non_zero(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out = run_cli(
+            cli_env(tmp_path), "dev-smtp", "--port", str(port), "--maildir", str(tmp_path / "m")
+        )
+    assert code == 1 and f"port {port} is in use" in out and "Traceback" not in out

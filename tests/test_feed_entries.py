@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from briefing.domain import ArticleInput
-from briefing.feeds.parse import NotAFeed, ParsedFeed, html_to_text, parse_feed
+from briefing.feeds.parse import NotAFeed, ParsedFeed, parse_feed
+from briefing.feeds.text import html_to_text
 from briefing.urls import canonical_url
 
 FEEDS = Path(__file__).parent / "data" / "feeds"

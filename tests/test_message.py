@@ -218,6 +218,12 @@ EXPECTED_HEADERS = [
 ]
 
 
+@pytest.mark.parametrize("recipient", RECIPIENTS, ids=lambda r: str(r.subscriber_id))
+def test_smtputf8_leaves_ascii_readers_copies_byte_for_byte(recipient: Recipient) -> None:
+    """The SMTPUTF8 setting changes only copies to non-ASCII addresses (see tests/test_smtputf8.py)."""
+    assert make_template(smtputf8=True).render(recipient, date=WHEN) == TEMPLATE.render(recipient, date=WHEN)
+
+
 def test_headers_exactly() -> None:
     recipient = RECIPIENTS[0]
     raw = TEMPLATE.render(recipient, date=WHEN)

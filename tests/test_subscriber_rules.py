@@ -10,13 +10,13 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col, select
 
 from briefing.db import session_scope
 from briefing.domain import SubscriberData, SubscriberStatus
 from briefing.errors import TokenInvalid
 from briefing.links import LinkSigner
-from briefing.models import Subscriber
+from briefing.models import Delivery, Edition, Subscriber
 from briefing.service import confirmations
 from briefing.service import subscribers as subscriber_service
 from briefing.service.confirmations import ConfirmationMail, ConfirmClaim
@@ -42,7 +42,7 @@ def claim_of(due: ConfirmationMail | None, *, at: timedelta = timedelta()) -> Co
 
 def confirm(engine: sa.Engine, claim: ConfirmClaim, *, at: timedelta = timedelta()) -> Confirmation:
     with session_scope(engine) as session:
-        return subscriber_service.confirm(session, claim, now=T0 + at)
+        return subscriber_service.confirm(session, SIGNER, claim, now=T0 + at)
 
 
 def unsubscribe(engine: sa.Engine, subscriber_id: int, *, at: timedelta) -> tuple[SubscriberData, bool]:
@@ -70,7 +70,7 @@ def test_sign_up_leaves_a_new_address_pending_with_a_link_due(sqlite_engine: sa.
     assert (found.status, found.source, found.name, found.confirmed_at) == ("pending", "web", "Ada", None)
     assert due is not None and due.to_address == "Reader@example.com"
     assert due.greeting == "", "a name typed into the form is not used until its owner confirms"
-    assert claim_of(due) == ConfirmClaim(found.id, "p")
+    assert claim_of(due) == ConfirmClaim(found.id, "p", SIGNER.address_tag(found.id, "reader@example.com"))
 
 
 def test_signing_up_again_changes_nothing_but_sends_a_link(sqlite_engine: sa.Engine) -> None:
@@ -87,13 +87,39 @@ def test_an_active_address_gets_no_link_and_stays_active(sqlite_engine: sa.Engin
     assert lookup(sqlite_engine, "active@example.com").status == "active"
 
 
-def test_complained_addresses_never_get_a_link(sqlite_engine: sa.Engine) -> None:
-    angry = add(sqlite_engine, "angry@example.com", SubscriberStatus.COMPLAINED)
-    assert sign_up(sqlite_engine, "angry@example.com") is None
+@pytest.mark.parametrize(
+    ("status", "marker"),
+    [
+        (SubscriberStatus.UNSUBSCRIBED, "u"),
+        (SubscriberStatus.BOUNCED, "b"),
+        (SubscriberStatus.COMPLAINED, "c"),
+    ],
+)
+def test_a_suppressed_address_signing_up_again_needs_a_fresh_confirmation(
+    sqlite_engine: sa.Engine, status: SubscriberStatus, marker: str
+) -> None:
+    sub = add(sqlite_engine, "again@example.com", status)
+    old = ConfirmClaim(sub.id, "p", SIGNER.address_tag(sub.id, "again@example.com"))
+
+    fresh = claim_of(sign_up(sqlite_engine, "again@example.com", at=timedelta(days=1)), at=timedelta(days=1))
+
+    assert fresh.marker.startswith(marker)
+    assert lookup(sqlite_engine, "again@example.com").status == status, "asking is not confirming"
+    assert confirm(sqlite_engine, old, at=timedelta(days=1)) is Confirmation.STALE
+    assert lookup(sqlite_engine, "again@example.com").status == status
+    assert confirm(sqlite_engine, fresh, at=timedelta(days=1, hours=1)) is Confirmation.DONE
+    assert lookup(sqlite_engine, "again@example.com").status == "active"
+
+
+def test_a_blocklisted_address_never_gets_a_link(sqlite_engine: sa.Engine) -> None:
+    blocked = add(sqlite_engine, "blocked@example.com", SubscriberStatus.BLOCKLISTED)
+    assert sign_up(sqlite_engine, "blocked@example.com") is None
     with Session(sqlite_engine) as session:
-        renewed = subscriber_service.renew_confirmation(session, SIGNER, ConfirmClaim(angry.id, "p"), now=T0)
+        claim = ConfirmClaim(blocked.id, "p", SIGNER.address_tag(blocked.id, "blocked@example.com"))
+        renewed = subscriber_service.renew_confirmation(session, SIGNER, claim, now=T0)
     assert renewed is None
-    assert lookup(sqlite_engine, "angry@example.com").status == "complained"
+    assert confirm(sqlite_engine, claim) is Confirmation.STALE
+    assert lookup(sqlite_engine, "blocked@example.com").status == "blocklisted"
 
 
 # --------------------------------------------------------------------------- confirm
@@ -102,7 +128,7 @@ def test_complained_addresses_never_get_a_link(sqlite_engine: sa.Engine) -> None
 def test_confirm_activates_a_pending_address(sqlite_engine: sa.Engine) -> None:
     claim = claim_of(sign_up(sqlite_engine, "new@example.com"))
     with Session(sqlite_engine) as session:
-        assert subscriber_service.confirmation_state(session, claim) is Confirmation.ASK
+        assert subscriber_service.confirmation_state(session, SIGNER, claim) is Confirmation.ASK
     assert lookup(sqlite_engine, "new@example.com").status == "pending", (
         "asking what it would do changes nothing"
     )
@@ -146,7 +172,32 @@ def test_replayed_confirm_after_unsubscribing_does_nothing(sqlite_engine: sa.Eng
 
 def test_a_confirm_link_for_an_unknown_subscriber_is_not_valid(sqlite_engine: sa.Engine) -> None:
     with pytest.raises(TokenInvalid):
-        confirm(sqlite_engine, ConfirmClaim(999_999, "p"))
+        confirm(sqlite_engine, ConfirmClaim(999_999, "p", SIGNER.address_tag(999_999, "gone@example.com")))
+
+
+def test_a_confirm_link_acts_only_for_the_address_it_was_sent_to(sqlite_engine: sa.Engine) -> None:
+    claim = claim_of(sign_up(sqlite_engine, "first@example.com"))
+    with session_scope(sqlite_engine) as session:  # the same id now holds another address
+        session.execute(
+            sa.update(Subscriber)
+            .where(col(Subscriber.id) == claim.subscriber_id)
+            .values(email="other@example.com", email_key="other@example.com")
+        )
+    with pytest.raises(TokenInvalid):
+        confirm(sqlite_engine, claim)
+    with Session(sqlite_engine) as session:
+        with pytest.raises(TokenInvalid):
+            subscriber_service.confirmation_state(session, SIGNER, claim)
+        assert subscriber_service.renew_confirmation(session, SIGNER, claim, now=T0) is None
+    assert lookup(sqlite_engine, "other@example.com").status == "pending"
+
+
+def test_a_confirm_link_minted_without_an_address_tag_is_refused(sqlite_engine: sa.Engine) -> None:
+    """Links from before the tag (a week's worth at most) are refused, not honoured for any holder."""
+    sub = add(sqlite_engine, "early@example.com", SubscriberStatus.PENDING)
+    old_style = SIGNER.confirm_token(f"s{sub.id}.p", now=T0)
+    with pytest.raises(TokenInvalid):
+        confirmations.read_token(SIGNER, old_style, MAX_AGE, now=T0)
 
 
 def test_a_fresh_link_binds_to_the_same_state_as_the_expired_one(sqlite_engine: sa.Engine) -> None:
@@ -185,20 +236,25 @@ def test_one_click_unsubscribe_is_idempotent_and_keeps_the_first_timestamp(sqlit
     assert lookup(sqlite_engine, "click@example.com").unsubscribed_at == T0 + timedelta(minutes=10)
 
 
-def test_bounced_stays_bounced(sqlite_engine: sa.Engine) -> None:
-    sub = add(sqlite_engine, "bounced@example.com", SubscriberStatus.BOUNCED)
+@pytest.mark.parametrize(
+    "status", [SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED, SubscriberStatus.BLOCKLISTED]
+)
+def test_bounced_complained_and_blocklisted_stay_so_by_every_door(
+    sqlite_engine: sa.Engine, status: SubscriberStatus
+) -> None:
+    sub = add(sqlite_engine, "kept@example.com", status)
     data, changed = unsubscribe(sqlite_engine, sub.id, at=timedelta(minutes=1))
-    assert not changed and data.status == "bounced"
+    assert not changed and data.status == status
     with sqlite_engine.begin() as conn:
-        assert subscriber_service.unsubscribe_by_link(conn, sub.id, 1, now=T0).subscriber.status == "bounced"
+        assert subscriber_service.unsubscribe_by_link(conn, sub.id, 1, now=T0).subscriber.status == status
     with session_scope(sqlite_engine) as session:
         assert (
             subscriber_service.unsubscribe_from_preferences(session, sub.id, 1, now=T0).subscriber.status
-            == "bounced"
+            == status
         )
-        assert subscriber_service.resubscribe(session, sub.id, 1, now=T0).subscriber.status == "bounced"
-    found = lookup(sqlite_engine, "bounced@example.com")
-    assert found.status == "bounced" and found.unsubscribed_at is None
+        assert subscriber_service.resubscribe(session, sub.id, 1, now=T0).subscriber.status == status
+    found = lookup(sqlite_engine, "kept@example.com")
+    assert found.status == status and found.unsubscribed_at is None
 
 
 def test_resubscribe_brings_back_only_an_unsubscribed_address(sqlite_engine: sa.Engine) -> None:
@@ -228,3 +284,62 @@ def test_an_old_link_still_unsubscribes_but_cannot_resubscribe(sqlite_engine: sa
     assert lookup(sqlite_engine, "revoked@example.com").status == "unsubscribed"
     with sqlite_engine.begin() as conn, pytest.raises(TokenInvalid):
         subscriber_service.unsubscribe_by_link(conn, 999_999, 1, now=T0)
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+def _rows_naming(engine: sa.Engine, subscriber_id: int, address: str) -> list[str]:
+    """Every row of every table that still holds the subscriber's id or address."""
+    found = []
+    with engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            for column in table.columns:
+                names_reader = any(fk.column.table.name == "subscriber" for fk in column.foreign_keys) or (
+                    table.name == "subscriber" and column.name == "id"
+                )
+                if names_reader:
+                    hit = conn.execute(sa.select(sa.func.count()).where(column == subscriber_id)).scalar()
+                elif isinstance(getattr(column.type, "impl", column.type), sa.String | sa.JSON):
+                    text = sa.cast(column, sa.Text)
+                    hit = conn.execute(
+                        sa.select(sa.func.count()).where(sa.func.lower(text).contains(address))
+                    ).scalar()
+                else:
+                    continue
+                if hit:
+                    found.append(f"{table.name}.{column.name}")
+    return found
+
+
+def test_erasing_a_reader_leaves_no_row_that_names_them(engine: sa.Engine) -> None:
+    """A privacy request: the row, the ledger's copies and anything else keyed to them go."""
+    gone = add(engine, "gone@example.com")
+    kept = add(engine, "kept@example.com")
+    with session_scope(engine) as session:
+        edition = Edition(edition_date=T0.date(), status="sent", created_at=T0, updated_at=T0)
+        session.add(edition)
+        session.flush()
+        for reader in (gone, kept):
+            session.add(
+                Delivery(
+                    edition_id=edition.id,
+                    subscriber_id=reader.id,
+                    email=reader.email,
+                    status="sent",
+                    updated_at=T0,
+                )
+            )
+    assert _rows_naming(engine, gone.id, "gone@example.com") != [], "the check must see the rows first"
+
+    with session_scope(engine) as session:
+        erased = subscriber_service.delete_subscriber_email(session, "GONE@example.com")
+
+    assert erased.id == gone.id
+    assert _rows_naming(engine, gone.id, "gone@example.com") == []
+    assert lookup(engine, "kept@example.com").status == "active"
+    assert {"subscriber.email", "delivery.email", "delivery.subscriber_id"} <= set(
+        _rows_naming(engine, kept.id, "kept@example.com")
+    ), "only the erased reader goes"
+    with Session(engine) as session:
+        assert [d.subscriber_id for d in session.exec(select(Delivery)).all()] == [kept.id]

@@ -218,3 +218,24 @@ def test_fast_minting_matches_itsdangerous(subscriber_id: int, version: int) -> 
     ):
         reference = URLSafeSerializer(["older-key", "newest-key"], salt=salt).dumps([subscriber_id, version])
         assert mint(subscriber_id, version) == reference
+
+
+def test_an_address_tag_names_one_id_and_one_address() -> None:
+    tag = SIGNER.address_tag(42, "alice@example.com")
+    assert len(tag) == 16 and "alice" not in tag and tag == SIGNER.address_tag(42, "alice@example.com")
+    assert SIGNER.address_tag_matches(tag, 42, "alice@example.com")
+    assert not SIGNER.address_tag_matches(tag, 42, "mallory@example.com"), "another address on the id"
+    assert not SIGNER.address_tag_matches(tag, 43, "alice@example.com"), "the address on another id"
+    for junk in ("", "x" * 16, tag[:-1], tag + "A", "ü" * 16, None, 42):
+        assert not SIGNER.address_tag_matches(junk, 42, "alice@example.com")  # type: ignore[arg-type]
+    assert not SIGNER.address_tag_matches(tag, 0, "alice@example.com")
+    with pytest.raises(InvalidInput):
+        SIGNER.address_tag(0, "alice@example.com")
+
+
+def test_an_address_tag_is_keyed_and_survives_rotation() -> None:
+    old = LinkSigner(["an-old-secret-key-for-tests"])
+    tag = old.address_tag(7, "bo@example.com")
+    assert SIGNER.address_tag_matches(tag, 7, "bo@example.com"), "minted before the key rotated"
+    assert SIGNER.address_tag(7, "bo@example.com") != tag, "the newest key makes new tags"
+    assert not LinkSigner(["another-key"]).address_tag_matches(tag, 7, "bo@example.com")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.cli import cli_env, run
+from briefing.cli import app
+from tests.fixtures.cli import cli_env, run, runner
 from tests.fixtures.waiting import wait_until
 from tests.fixtures.web import LINK_SECRET, free_port
 
@@ -78,6 +79,16 @@ def test_editors_bad_input(env: dict[str, str]) -> None:
     code, out = run(env, "editors", "add", "c@example.com", "--password-stdin", stdin="")
     assert code == 1 and "nothing on standard input" in out
     assert set(active_flags(env)) == {"a@example.com"}, "only the one good account was created"
+
+
+def test_a_password_that_is_not_utf8_is_refused_and_no_account_is_made(env: dict[str, str]) -> None:
+    for args in (("--password-stdin",), ()):
+        result = runner.invoke(
+            app, ["editors", "add", "a@example.com", *args], env=env, input=b"caf\xe9 au lait 12345\n" * 2
+        )
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert result.exit_code == 1 and "not valid UTF-8" in result.output
+    assert active_flags(env) == {}
 
 
 def test_serve_runs_the_app_on_loopback(tmp_path: Path) -> None:

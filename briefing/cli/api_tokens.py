@@ -9,12 +9,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
-from briefing.db import session_scope
-from briefing.service import api_tokens as api_token_service
-from briefing.store import api_tokens as token_store
+from briefing.cli.common import (
+    add_row,
+    console,
+    handle_errors,
+    local,
+    new_table,
+    print_json,
+    show,
+    state,
+    styled,
+)
 
 app = typer.Typer(
     help="API tokens that let the CMS push articles.\n\nExample: briefing api-tokens create cms",
@@ -35,9 +41,13 @@ def create_token(name: Annotated[str, typer.Argument(help="Who will use it, such
 
     Example: briefing api-tokens create cms
     """
+    from briefing.db import session_scope
+    from briefing.service import api_tokens as api_token_service
+
     with session_scope(state().engine) as session:
         token, secret = api_token_service.create_token(session, name, now=state().now())
-    err_console.print(f"Created token [bold]{token.name}[/bold]. Copy it now; it cannot be shown again:")
+    # Printed from the values in hand: the token is stored, so its secret must reach the screen.
+    show("Created token ", styled(token.name, "bold"), ". Copy it now; it cannot be shown again:", err=True)
     typer.echo(secret)
 
 
@@ -50,14 +60,17 @@ def list_tokens(
 
     Example: briefing api-tokens list
     """
+    from briefing.db import session_scope
+    from briefing.store import api_tokens as token_store
+
     with session_scope(state().engine) as session:
         found = token_store.list_tokens(session)
     if as_json:
         print_json(found)
         return
-    table = Table("name", "created", "last used", "revoked", title=f"{len(found)} tokens")
+    table = new_table("name", "created", "last used", "revoked", title=f"{len(found)} tokens")
     for t in found:
-        table.add_row(t.name, local(t.created_at), local(t.last_used_at), local(t.revoked_at))
+        add_row(table, t.name, local(t.created_at), local(t.last_used_at), local(t.revoked_at))
     console.print(table)
 
 
@@ -68,6 +81,9 @@ def revoke_token(name: Annotated[str, typer.Argument(help="The token's name.")])
 
     Example: briefing api-tokens revoke cms
     """
+    from briefing.db import session_scope
+    from briefing.service import api_tokens as api_token_service
+
     with session_scope(state().engine) as session:
         token, changed = api_token_service.revoke_token(session, name, now=state().now())
-    console.print(f"Revoked token {token.name}." if changed else f"Token {token.name} was already revoked.")
+    show(f"Revoked token {token.name}." if changed else f"Token {token.name} was already revoked.")

@@ -6,14 +6,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from briefing.cli.common import console, handle_errors, local, parse_moment, print_json, state
-from briefing.config import parse_duration
-from briefing.db import session_scope
-from briefing.errors import InvalidInput
-from briefing.service import articles as article_service
-from briefing.store import articles as article_store
+from briefing.cli.common import (
+    add_row,
+    console,
+    handle_errors,
+    local,
+    moment_ago,
+    new_table,
+    parse_moment,
+    print_json,
+    show,
+    state,
+    styled,
+)
 
 app = typer.Typer(
     help="Stored articles from the site.\n\nExample: briefing articles list", no_args_is_help=True
@@ -36,6 +42,9 @@ def add(
 
     Example: briefing articles add --url https://news.example.com/2026/budget --title "Budget passes"
     """
+    from briefing.db import session_scope
+    from briefing.service import articles as article_service
+
     published_at = parse_moment(published, "--published")
     with session_scope(state().engine) as session:
         article = article_service.add_article(
@@ -50,7 +59,7 @@ def add(
             published_at=published_at,
             now=state().now(),
         )
-    console.print(f"Stored article {article.id}: {article.title}")
+    show(f"Stored article {article.id}: {article.title}")
 
 
 @app.command("list")
@@ -67,20 +76,18 @@ def list_(
 
     Example: briefing articles list --since 1d --not-queued
     """
-    after = None
-    if since:
-        try:
-            after = state().now() - parse_duration(since)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="--since") from None
+    from briefing.db import session_scope
+    from briefing.store import articles as article_store
+
+    after = moment_ago(since, "--since") if since else None
     with session_scope(state().engine) as session:
         found = article_store.list_articles(session, since=after, not_queued=not_queued, limit=limit)
     if as_json:
         print_json(found)
         return
-    table = Table("id", "published", "section", "title", "url", title=f"{len(found)} articles")
+    table = new_table("id", "published", "section", "title", "url", title=f"{len(found)} articles")
     for a in found:
-        table.add_row(str(a.id), local(a.published_at), a.section, a.title, a.url)
+        add_row(table, a.id, local(a.published_at), a.section, a.title, a.url)
     console.print(table)
 
 
@@ -93,11 +100,13 @@ def import_(
 
     Example: briefing articles import articles.jsonl
     """
+    from briefing.service import articles as article_service
+
     report = article_service.import_articles(state().engine, file, now=state().now())
-    table = Table("added", "updated", "unchanged", "rejected", title=f"Imported {file.name}")
-    table.add_row(str(report.added), str(report.updated), str(report.unchanged), str(len(report.rejected)))
+    table = new_table("added", "updated", "unchanged", "rejected", title=f"Imported {file.name}")
+    add_row(table, report.added, report.updated, report.unchanged, len(report.rejected))
     console.print(table)
     for r in report.rejected[:20]:
-        console.print(f"[red]line {r.line}[/red]: {r.reason}")
+        show(styled(f"line {r.line}", "red"), ": ", r.reason)
     if report.rejected:
         raise typer.Exit(1)

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from briefing.cli.common import console, handle_errors, local, print_json, state
-from briefing.db import session_scope
+from briefing.cli.common import (
+    add_row,
+    console,
+    handle_errors,
+    local,
+    new_table,
+    print_json,
+    show,
+    state,
+    styled,
+)
+
+if TYPE_CHECKING:
+    from briefing.feeds.poll import FeedPollResult
+
 from briefing.errors import InvalidInput
-from briefing.feeds.poll import FeedPollResult
-from briefing.service import feeds as feed_service
-from briefing.store import feeds as feed_store
-from briefing.wiring import feed_policy
 
 feeds_app = typer.Typer(
     help="The site's RSS and Atom feeds, polled into stored articles.\n\nExample: briefing feeds list",
@@ -48,11 +56,13 @@ def add(
 
     Example: briefing feeds add https://news.example.com/feed.xml --name site
     """
+    from briefing.service import feeds as feed_service
+
     feed = feed_service.add_feed(
         state().engine, source, name=name, section=section, allow_private=allow_private, now=state().now()
     )
-    console.print(f"Added feed {feed.id} [bold]{feed.name}[/bold]: {feed.url}")
-    console.print(f"Read it now with: briefing feeds poll {shlex.quote(feed.name)}")
+    show(f"Added feed {feed.id} ", styled(feed.name, "bold"), f": {feed.url}")
+    show(f"Read it now with: briefing feeds poll {shlex.quote(feed.name)}")
 
 
 @feeds_app.command("list")
@@ -62,31 +72,35 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for s
 
     Example: briefing feeds list
     """
+    from briefing.db import session_scope
+    from briefing.store import feeds as feed_store
+
     with session_scope(state().engine) as session:
         found = feed_store.list_feeds(session)
     if as_json:
         print_json(found)
         return
     columns = ("id", "name", "source", "section", "status", "last polled", "next due", "articles")
-    table = Table(*columns, title=f"{len(found)} feeds")
+    table = new_table(*columns, title=f"{len(found)} feeds")
     for f in found:
         status = f.last_status or "never polled"
         if f.consecutive_errors > 1:
             status += f" ({f.consecutive_errors} in a row)"
-        table.add_row(
-            str(f.id),
+        add_row(
+            table,
+            f.id,
             f.name,
             f.url,
             f.section,
             status,
             local(f.last_polled_at),
             local(f.next_poll_at) if f.next_poll_at else "now",
-            str(f.article_count),
+            f.article_count,
         )
     console.print(table)
     for f in found:
         if f.last_error:
-            console.print(f"[red]{f.name}[/red]: {f.last_error}")
+            show(styled(f.name, "red"), ": ", f.last_error)
 
 
 @feeds_app.command("remove")
@@ -96,8 +110,10 @@ def remove(name_or_id: Annotated[str, typer.Argument(help="The feed's name or id
 
     Example: briefing feeds remove site
     """
+    from briefing.service import feeds as feed_service
+
     feed = feed_service.remove_feed(state().engine, name_or_id)
-    console.print(f"Removed feed {feed.id} {feed.name}; its {feed.article_count} articles stay stored.")
+    show(f"Removed feed {feed.id} {feed.name}; its {feed.article_count} articles stay stored.")
 
 
 @feeds_app.command("poll")
@@ -113,6 +129,11 @@ def poll(
 
     Example: briefing feeds poll --all
     """
+    from briefing.db import session_scope
+    from briefing.service import feeds as feed_service
+    from briefing.store import feeds as feed_store
+    from briefing.wiring import feed_policy
+
     if name and all_:
         raise InvalidInput("give a feed name or --all, not both", field="--all")
     engine = state().engine
@@ -135,24 +156,17 @@ def poll(
 
 def _print_results(results: list[FeedPollResult]) -> None:
     if not results:
-        console.print("No feed was due. (Poll one now with: briefing feeds poll NAME)")
+        show("No feed was due. (Poll one now with: briefing feeds poll NAME)")
         return
-    table = Table("feed", "status", "added", "updated", "unchanged", "skipped", title="Feeds polled")
+    table = new_table("feed", "status", "added", "updated", "unchanged", "skipped", title="Feeds polled")
     for r in results:
         colour = {"error": "red", "warning": "yellow", "skipped": "yellow"}.get(r.status, "green")
-        table.add_row(
-            r.name,
-            f"[{colour}]{r.status}[/{colour}]",
-            str(r.added),
-            str(r.updated),
-            str(r.unchanged),
-            str(len(r.skipped)),
-        )
+        add_row(table, r.name, styled(r.status, colour), r.added, r.updated, r.unchanged, len(r.skipped))
     console.print(table)
     for r in results:
         if r.status in ("error", "skipped") and r.error:
-            console.print(f"[red]{r.name}[/red]: {r.error}")
+            show(styled(r.name, "red"), ": ", r.error)
         for s in r.skipped[:20]:
-            console.print(f"[yellow]{r.name}, entry {s.index}[/yellow]: skipped, {s.reason}")
+            show(styled(f"{r.name}, entry {s.index}", "yellow"), ": skipped, ", s.reason)
         for note in r.notes[:20]:
-            console.print(f"[yellow]{r.name}[/yellow]: {note}")
+            show(styled(r.name, "yellow"), ": ", note)

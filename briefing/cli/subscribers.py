@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from briefing import files
-from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
-from briefing.db import session_scope
-from briefing.domain import SubscriberStatus
+if TYPE_CHECKING:
+    from briefing.service.subscriber_files import SubscriberImportReport
+
+from briefing.cli.common import (
+    add_row,
+    console,
+    err_console,
+    handle_errors,
+    local,
+    new_table,
+    output_file,
+    plain,
+    print_json,
+    show,
+    state,
+    styled,
+)
 from briefing.errors import InvalidInput
-from briefing.service import subscribers as subscriber_service
-from briefing.store import subscribers as subscriber_store
 
 app = typer.Typer(
     help="Subscribers.\n\nExample: briefing subscribers list --status active", no_args_is_help=True
@@ -36,39 +47,60 @@ def add(
 
     Example: briefing subscribers add reader@example.com --name "Ada Reader"
     """
+    from briefing.db import session_scope
+    from briefing.domain import SubscriberStatus
+    from briefing.service import subscribers as subscriber_service
+
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
     with session_scope(state().engine) as session:
-        sub = subscriber_service.add_subscriber(session, email, name, status=status, now=state().now())
-    console.print(f"Added {sub.email} ({sub.status}).")
+        sub = subscriber_service.add_subscriber(
+            session,
+            email,
+            name,
+            status=status,
+            allow_smtputf8=state().settings.smtp_smtputf8,
+            now=state().now(),
+        )
+    show(f"Added {sub.email} ({sub.status}).")
 
 
 @app.command("list")
 @handle_errors
 def list_(
     status: Annotated[
-        str | None, typer.Option(help="pending, active, unsubscribed, bounced or complained.")
+        str | None,
+        typer.Option(help="pending, active, unsubscribed, bounced, complained or blocklisted."),
     ] = None,
     search: Annotated[str, typer.Option(help="Part of an address or name.")] = "",
-    limit: Annotated[int, typer.Option(min=1)] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """List subscribers, with counts by status.
 
     Example: briefing subscribers list --status bounced
     """
-    if status is not None and status not in {s.value for s in SubscriberStatus}:
-        raise InvalidInput(f"unknown status {status!r}", field="--status")
+    from briefing.db import session_scope
+    from briefing.store import subscribers as subscriber_store
+
+    _check_status(status)
     with session_scope(state().engine) as session:
         found = list(subscriber_store.iter_subscribers(session, status=status, search=search, limit=limit))
         counts = subscriber_store.count_by_status(session)
     if as_json:
         print_json(found)
         return
-    table = Table("id", "email", "name", "status", "since", title=f"Subscribers (showing {len(found)})")
+    table = new_table("id", "email", "name", "status", "since", title=f"Subscribers (showing {len(found)})")
     for s in found:
-        table.add_row(str(s.id), s.email, s.name, s.status, local(s.created_at))
+        add_row(table, s.id, s.email, s.name, s.status, local(s.created_at))
     console.print(table)
-    console.print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    show("  ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _check_status(status: str | None) -> None:
+    from briefing.domain import SubscriberStatus
+
+    if status is not None and status not in {s.value for s in SubscriberStatus}:
+        raise InvalidInput(f"unknown status {status!r}", field="--status")
 
 
 @app.command("import")
@@ -80,49 +112,146 @@ def import_(
     ] = "active",
     rejects: Annotated[Path | None, typer.Option(help="Write rejected rows to this CSV file.")] = None,
 ) -> None:
-    """Import a CSV list. Unsubscribed, bounced and complained addresses are never re-activated.
+    """Import a CSV list, Mailchimp's and listmonk's exports too.
+
+    A status column is honoured: unsubscribed, cleaned, bounced, complained and blocklisted rows
+    are stored suppressed (and suppress a reader already on the list); nothing re-activates a
+    suppressed address. --status says what subscribed rows become.
 
     Example: briefing subscribers import subscribers/example.csv --rejects rejected.csv
     """
+    from briefing.domain import SubscriberStatus
+    from briefing.service import subscribers as subscriber_service
+
     try:
         wanted = SubscriberStatus(status)
     except ValueError:
         raise InvalidInput("must be active or pending", field="--status") from None
-    size = files.file_size(file)
-    if size >= PROGRESS_FROM_BYTES and sys.stderr.isatty():
-        with Progress(
-            TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console
-        ) as bar:
-            task = bar.add_task("import", total=size)
-            report = subscriber_service.import_subscribers(
-                state().engine,
-                file,
-                status=wanted,
-                rejects_to=rejects,
-                progress=lambda done: bar.update(task, completed=done),
-                now=state().now(),
-            )
-            bar.update(task, completed=size)
-    else:
-        report = subscriber_service.import_subscribers(
-            state().engine, file, status=wanted, rejects_to=rejects, now=state().now()
+    if rejects is not None:
+        output_file(rejects, "--rejects")  # before the first row is imported, not after
+
+    def run(progress: Callable[[int], None] | None) -> SubscriberImportReport:
+        return subscriber_service.import_subscribers(
+            state().engine,
+            file,
+            status=wanted,
+            rejects_to=rejects,
+            progress=progress,
+            allow_smtputf8=state().settings.smtp_smtputf8,
+            now=state().now(),
         )
+
+    report = _with_progress(file, run)
     c = report.counts
-    table = Table(
-        "added", "updated", "unchanged", "kept suppressed", "duplicates", "rejected", title=f"{file.name}"
+    table = new_table(
+        "added",
+        "added suppressed",
+        "updated",
+        "unchanged",
+        "suppressed",
+        "kept suppressed",
+        "duplicates",
+        "rejected",
+        title=file.name,
     )
-    table.add_row(
-        *(str(n) for n in (c.added, c.updated, c.unchanged, c.suppressed, c.duplicates, c.rejected))
+    add_row(
+        table,
+        c.added,
+        c.added_suppressed,
+        c.updated,
+        c.unchanged,
+        c.suppressed,
+        c.kept_suppressed,
+        c.duplicates,
+        c.rejected,
     )
     console.print(table)
+    _rejected(report, "The other rows were imported.")
+
+
+@app.command("suppress")
+@handle_errors
+def suppress(
+    file: Annotated[
+        Path,
+        typer.Argument(help="One address per line, or a CSV with an 'email' column (and reason or status)."),
+    ],
+    status: Annotated[
+        str, typer.Option(help="unsubscribed, bounced, complained or blocklisted, for rows that name none.")
+    ] = "blocklisted",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; change nothing.")
+    ] = False,
+) -> None:
+    """Import a suppression list: every address is stored suppressed, on the list or not, and never mailed.
+
+    A row's status or reason (bounce, complaint, unsubscribed) is kept; other rows get --status.
+    A suppression only grows firmer (unsubscribed < bounced < complained < blocklisted).
+
+    Example: briefing subscribers suppress do-not-mail.local.csv --status blocklisted --dry-run
+    """
+    from briefing.domain import SUPPRESSED_STATUSES, SubscriberStatus
+    from briefing.service import subscribers as subscriber_service
+
+    suppressed = {s.value for s in SUPPRESSED_STATUSES}
+    if status not in suppressed:
+        raise InvalidInput("must be unsubscribed, bounced, complained or blocklisted", field="--status")
+
+    def run(progress: Callable[[int], None] | None) -> SubscriberImportReport:
+        return subscriber_service.suppress_addresses(
+            state().engine,
+            file,
+            status=SubscriberStatus(status),
+            dry_run=dry_run,
+            progress=progress,
+            now=state().now(),
+        )
+
+    report = _with_progress(file, run)
+    c = report.counts
+    title = f"{file.name} (dry run: nothing was changed)" if dry_run else file.name
+    table = new_table(
+        "new, suppressed",
+        "on the list, now suppressed",
+        "already suppressed",
+        "duplicates",
+        "rejected",
+        title=title,
+    )
+    add_row(table, c.added_suppressed, c.suppressed, c.kept_suppressed, c.duplicates, c.rejected)
+    console.print(table)
+    _rejected(report, "Nothing was changed." if dry_run else "The other addresses were suppressed.")
+
+
+def _with_progress(
+    file: Path, run: Callable[[Callable[[int], None] | None], SubscriberImportReport]
+) -> SubscriberImportReport:
+    """Run an import, with a progress bar on a terminal for a file over 1 MB."""
+    from briefing import files
+
+    size = files.file_size(file)
+    if size < PROGRESS_FROM_BYTES or not sys.stderr.isatty():
+        return run(None)
+    with Progress(
+        TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console
+    ) as bar:
+        task = bar.add_task("import", total=size)
+        report = run(lambda done: bar.update(task, completed=done))
+        bar.update(task, completed=size)
+    return report
+
+
+def _rejected(report: SubscriberImportReport, others: str) -> None:
+    """The rejected rows with their lines; exit 1 when there were any, so scripts notice."""
+    c = report.counts
     for r in report.rejected_sample:
-        console.print(f"[red]line {r.line}[/red]: {r.reason}")
+        show(styled(f"line {r.line}", "red"), ": ", r.reason)
     if c.rejected > len(report.rejected_sample):
-        console.print(f"... and {c.rejected - len(report.rejected_sample)} more rejected rows.")
+        show(f"... and {c.rejected - len(report.rejected_sample)} more rejected rows.")
     if report.rejected_file:
-        console.print(f"Rejected rows written to {report.rejected_file}.")
+        show(f"Rejected rows written to {report.rejected_file}.")
     if c.rejected:
-        console.print("The other rows were imported.")
+        show(others)
         raise typer.Exit(1)
 
 
@@ -136,12 +265,15 @@ def export(
 
     Example: briefing subscribers export subscribers/all.local.csv --status active
     """
+    from briefing.service import subscribers as subscriber_service
+
+    _check_status(status)
     if file is None:
         subscriber_service.export_subscribers(state().engine, sys.stdout, status=status)
         return
-    with file.open("w", encoding="utf-8", newline="") as handle:
+    with output_file(file, "FILE").open("w", encoding="utf-8", newline="") as handle:
         n = subscriber_service.export_subscribers(state().engine, handle, status=status)
-    console.print(f"Wrote {n} subscribers to {file}.")
+    show(f"Wrote {n} subscribers to {file}.")
 
 
 @app.command("unsubscribe")
@@ -151,9 +283,12 @@ def unsubscribe(email: Annotated[str, typer.Argument(help="Email address.")]) ->
 
     Example: briefing subscribers unsubscribe reader@example.com
     """
+    from briefing.db import session_scope
+    from briefing.service import subscribers as subscriber_service
+
     with session_scope(state().engine) as session:
         sub, changed = subscriber_service.unsubscribe_email(session, email, now=state().now())
-    console.print(f"{sub.email} is unsubscribed." if changed else f"{sub.email} was already {sub.status}.")
+    show(f"{sub.email} is unsubscribed." if changed else f"{sub.email} was already {sub.status}.")
 
 
 @app.command("delete")
@@ -166,8 +301,11 @@ def delete(
 
     Example: briefing subscribers delete reader@example.com --yes
     """
-    if not yes and not typer.confirm(f"Erase {email} and their delivery records?"):
+    from briefing.db import session_scope
+    from briefing.service import subscribers as subscriber_service
+
+    if not yes and not typer.confirm(f"Erase {plain(email)} and their delivery records?"):
         raise typer.Exit(1)
     with session_scope(state().engine) as session:
         sub = subscriber_service.delete_subscriber_email(session, email)
-    console.print(f"Erased {sub.email}.")
+    show(f"Erased {sub.email}.")

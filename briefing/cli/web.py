@@ -6,12 +6,19 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from briefing.cli.common import console, err_console, handle_errors, local, print_json, state
-from briefing.db import session_scope
+from briefing.cli.common import (
+    add_row,
+    console,
+    handle_errors,
+    local,
+    new_table,
+    print_json,
+    show,
+    state,
+    styled,
+)
 from briefing.errors import InvalidInput
-from briefing.service import editors as editor_service
 
 editors_app = typer.Typer(
     help="Accounts for the editors' web pages.\n\nExample: briefing editors add editor@example.com",
@@ -36,10 +43,6 @@ def serve(
         bool,
         typer.Option("--access-log/--no-access-log", help="Log every request (paths carry link tokens)."),
     ] = True,
-    forwarded_allow_ips: Annotated[
-        str,
-        typer.Option(help="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated addresses)."),
-    ] = "127.0.0.1",
 ) -> None:
     """Run the web app (readers' pages and the editors' pages) in one process. Never sends on a schedule.
 
@@ -52,35 +55,45 @@ def serve(
     settings = state().settings
     app = create_app(settings, engine=state().engine)
     if host not in LOOPBACK:
-        err_console.print(
-            f"[yellow]warning:[/yellow] listening on {host}; put a reverse proxy with HTTPS in front of it."
+        show(
+            styled("warning:", "yellow"),
+            f" listening on {host}; put a reverse proxy with HTTPS in front of it.",
+            err=True,
         )
     if not settings.public_base_url.startswith("https://"):
-        err_console.print(
-            f"[yellow]note:[/yellow] BRIEFING_PUBLIC_BASE_URL is {settings.public_base_url}; links in emails "
-            "need an https:// address in production (and session cookies are only marked Secure then)."
+        show(
+            styled("note:", "yellow"),
+            f" BRIEFING_PUBLIC_BASE_URL is {settings.public_base_url}; links in emails need an https://"
+            " address in production (and session cookies are only marked Secure then).",
+            err=True,
         )
-    console.print(f"Serving {settings.newsletter_name} on http://{host}:{port} (Ctrl+C to stop).")
+    show(f"Serving {settings.newsletter_name} on http://{host}:{port} (Ctrl+C to stop).")
     uvicorn.run(
         app,
         host=host,
         port=port,
         workers=1,
         access_log=access_log,
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
+        proxy_headers=False,  # the app trusts forwarded headers only from BRIEFING_TRUSTED_PROXIES
         server_header=False,
         log_level="info",
     )
 
 
 def _read_password(password_stdin: bool) -> str:
-    if password_stdin:
-        line = sys.stdin.readline()
-        if not line:
-            raise InvalidInput("nothing on standard input", field="--password-stdin")
-        return line.rstrip("\r\n")
-    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    field = "--password-stdin" if password_stdin else "password"
+    try:
+        if password_stdin:
+            line = sys.stdin.readline()
+            if not line:
+                raise InvalidInput("nothing on standard input", field=field)
+            value = line.rstrip("\r\n")
+        else:
+            value = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except UnicodeDecodeError:
+        raise InvalidInput("not valid UTF-8 text", field=field) from None
+    if not value.isprintable() and any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise InvalidInput("not valid UTF-8 text", field=field)
     return value
 
 
@@ -98,10 +111,13 @@ def add(
 
     Example: briefing editors add editor@example.com --admin
     """
+    from briefing.db import session_scope
+    from briefing.service import editors as editor_service
+
     password = _read_password(password_stdin)
     with session_scope(state().engine) as session:
         account = editor_service.add_editor(session, email, password, admin=admin, now=state().now())
-    console.print(f"Added {account.email} ({account.role}). They can sign in at /login.")
+    show(f"Added {account.email} ({account.role}). They can sign in at /login.")
 
 
 @editors_app.command("password")
@@ -117,10 +133,13 @@ def password(
 
     Example: briefing editors password editor@example.com
     """
+    from briefing.db import session_scope
+    from briefing.service import editors as editor_service
+
     new = _read_password(password_stdin)
     with session_scope(state().engine) as session:
         account = editor_service.set_password(session, email, new)
-    console.print(f"New password set for {account.email}.")
+    show(f"New password set for {account.email}.")
 
 
 @editors_app.command("list")
@@ -130,6 +149,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for s
 
     Example: briefing editors list
     """
+    from briefing.db import session_scope
+    from briefing.service import editors as editor_service
+
     with session_scope(state().engine) as session:
         found = editor_service.list_editors(session)
     if as_json:
@@ -140,9 +162,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for s
             ]
         )
         return
-    table = Table("email", "role", "active", "last sign-in", title=f"Editors ({len(found)})")
+    table = new_table("email", "role", "active", "last sign-in", title=f"Editors ({len(found)})")
     for a in found:
-        table.add_row(a.email, a.role, "yes" if a.active else "no", local(a.last_login_at))
+        add_row(table, a.email, a.role, "yes" if a.active else "no", local(a.last_login_at))
     console.print(table)
 
 
@@ -153,9 +175,12 @@ def disable(email: Annotated[str, typer.Argument(help="The editor's email addres
 
     Example: briefing editors disable editor@example.com
     """
+    from briefing.db import session_scope
+    from briefing.service import editors as editor_service
+
     with session_scope(state().engine) as session:
         account = editor_service.set_active(session, email, False)
-    console.print(f"{account.email} can no longer sign in.")
+    show(f"{account.email} can no longer sign in.")
 
 
 @editors_app.command("enable")
@@ -165,6 +190,9 @@ def enable(email: Annotated[str, typer.Argument(help="The editor's email address
 
     Example: briefing editors enable editor@example.com
     """
+    from briefing.db import session_scope
+    from briefing.service import editors as editor_service
+
     with session_scope(state().engine) as session:
         account = editor_service.set_active(session, email, True)
-    console.print(f"{account.email} can sign in again.")
+    show(f"{account.email} can sign in again.")

@@ -7,17 +7,18 @@ once more at connect time inside the HTTP client we build, so DNS that answers d
 second time (rebinding) still cannot reach a private address. Feeds added with `--allow-private`
 skip these checks: that is how a newsroom polls its own CMS on the office network.
 
-Politeness: conditional GET (ETag, Last-Modified), one deadline for the whole download, and a size
-limit counted while streaming (so neither a lying Content-Length nor a gzip bomb gets past it).
-The deadline runs on the caller's clock (`Clock.monotonic`), and a Retry-After date is measured
-from the caller's `Clock.now`: nothing here reads the real clock.
+Politeness: conditional GET (ETag, Last-Modified), one deadline for the whole fetch (connect,
+headers, body and every redirect), and a size limit counted while streaming (so neither a lying
+Content-Length nor a gzip bomb gets past it). The deadline is checked between steps on the
+caller's clock (`Clock.monotonic`), and held in real time by a watchdog that cuts the connection
+(feeds.deadline), because a server trickling one byte at a time never trips a per-read timeout.
+A Retry-After date is measured from the caller's `Clock.now`: nothing here reads the real clock.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -31,6 +32,8 @@ import httpx
 from briefing import __version__, inputs
 from briefing.domain import Clock
 from briefing.errors import BriefingError, InvalidInput
+from briefing.feeds.deadline import Watchdog, WatchedBackend, WatchedTransport, current
+from briefing.urls import canonical_url
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -115,13 +118,13 @@ def check_host(host: str, port: int, *, resolver: Resolver | None = None) -> lis
     return addresses
 
 
-class GuardedBackend(httpcore.SyncBackend):
+class GuardedBackend(WatchedBackend):
     """Connects only to checked addresses, so the address used is the address that was checked."""
 
     def __init__(self, resolver: Resolver | None = None) -> None:
         self._resolver = resolver
 
-    def connect_tcp(
+    def open_tcp(
         self,
         host: str,
         port: int,
@@ -132,36 +135,29 @@ class GuardedBackend(httpcore.SyncBackend):
         addresses = check_host(host, port, resolver=self._resolver)
         last: Exception | None = None
         for address in addresses:
+            watchdog = current()
+            if watchdog is not None and watchdog.expired:
+                break  # the next address would start after the deadline
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return super().open_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:
                 last = exc
-        assert last is not None
+        if last is None:
+            raise httpcore.ConnectTimeout("the fetch's deadline passed while connecting")
         raise last
 
 
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport with the connection pool swapped for one on GuardedBackend.
-
-    httpx has no public switch for the network backend; replacing `_pool` is the documented
-    extension point of httpcore (`network_backend=`) reached through httpx's one private attribute.
-    tests/test_feeds_fetch.py checks it still takes effect after an upgrade.
-    """
+class GuardedTransport(WatchedTransport):
+    """The transport of feeds without --allow-private: only checked addresses, and watched."""
 
     def __init__(self, *, resolver: Resolver | None = None) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl.create_default_context(),
-            max_connections=10,
-            max_keepalive_connections=5,
-            network_backend=GuardedBackend(resolver),
-        )
+        super().__init__(GuardedBackend(resolver))
 
 
 def make_client(*, allow_private: bool, timeout: float, resolver: Resolver | None = None) -> httpx.Client:
     """A client that never follows redirects by itself and ignores proxy variables (a proxy would
     connect on our behalf, past every check)."""
-    transport = httpx.HTTPTransport(trust_env=False) if allow_private else GuardedTransport(resolver=resolver)
+    transport = WatchedTransport() if allow_private else GuardedTransport(resolver=resolver)
     return httpx.Client(
         transport=transport,
         timeout=httpx.Timeout(timeout),
@@ -181,13 +177,15 @@ def feed_source(value: str, *, allow_private: bool = False, base_dir: Path | Non
     Only this command accepts files; a redirect or the API can never point a feed at one.
     """
     text = inputs.one_line(value, field="source", max_len=inputs.MAX_URL, required=True)
-    scheme = urlsplit(text).scheme.lower()
-    if scheme == "file":
-        text = unquote(urlsplit(text).path)
-        scheme = ""
-    if scheme in ("http", "https"):
-        url = inputs.web_url(text, field="source")
-        host = urlsplit(url).hostname or ""
+    try:  # urllib raises on a malformed host ("http://[zz]/"); so do the URL checks every link gets
+        scheme = urlsplit(text).scheme.lower()
+        if scheme == "file":
+            text, scheme = unquote(urlsplit(text).path), ""
+        url = inputs.web_url(text, field="source") if scheme in ("http", "https") else ""
+        host = (urlsplit(canonical_url(url)).hostname or "") if url else ""
+    except ValueError as exc:
+        raise InvalidInput(f"is not a valid address: {exc}", field="source") from None
+    if url:
         if not allow_private:
             _refuse_obvious_private(host)
         return url
@@ -238,28 +236,34 @@ def fetch(
     """Fetch an http(s) URL or a file:// URI (local files are only stored by `feeds add`).
 
     `timeout` is one deadline for the whole fetch, redirects and download included, measured on
-    `clock.monotonic()`; each request is given what is left of it as its own timeout.
+    `clock.monotonic()`; each request is given what is left of it as its own timeout. With clients
+    from make_client it also holds in real time: the connection is cut after `timeout` seconds.
     """
     if urlsplit(url).scheme.lower() == "file":
         return read_file(url, etag=etag, max_bytes=max_bytes)
     own = client is None
     http = client or make_client(allow_private=allow_private, timeout=timeout, resolver=resolver)
-    try:
-        return _fetch_http(
-            http,
-            url,
-            clock=clock,
-            etag=etag,
-            last_modified=last_modified,
-            allow_private=allow_private,
-            timeout=timeout,
-            max_bytes=max_bytes,
-            max_redirects=max_redirects,
-            resolver=resolver,
-        )
-    finally:
-        if own:
-            http.close()
+    with Watchdog(timeout) as watchdog:
+        try:
+            return _fetch_http(
+                http,
+                url,
+                clock=clock,
+                etag=etag,
+                last_modified=last_modified,
+                allow_private=allow_private,
+                timeout=timeout,
+                max_bytes=max_bytes,
+                max_redirects=max_redirects,
+                resolver=resolver,
+            )
+        except FetchFailed:
+            if watchdog.expired:  # whatever broke when the connection was cut, it was the deadline
+                raise FetchFailed(f"timed out after {timeout:g} s") from None
+            raise
+        finally:
+            if own:
+                http.close()
 
 
 def _fetch_http(

@@ -4,6 +4,10 @@ feedparser reads every dialect and survives sloppy markup; this module decides w
 use: a canonical link, text without markup, a UTC time that is not in the future, a section and an
 image with its alt text. Nothing here touches the network or the database, so every odd feed can
 be tested from a file.
+
+A bad entry costs only itself: a link with a malformed host, a date no calendar holds, text that is
+not valid Unicode (a lone surrogate such as `&#xD800;`, which feedparser cannot even read) each
+skip that entry with a reason, and the others are stored.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -24,18 +27,20 @@ import feedparser
 from briefing import files, inputs
 from briefing.domain import ArticleInput
 from briefing.errors import InvalidInput
+from briefing.feeds.text import (
+    CONTROL,
+    NOT_UNICODE,
+    html_to_text,
+    not_unicode,
+    one_line_text,
+    prepare_document,
+    shorten,
+)
 from briefing.urls import canonical_url
 
 MEDIA_NS = "http://search.yahoo.com/mrss/"
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_BLOCK_TAGS = frozenset(
-    {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "table"}
-    | {"section", "article", "figure", "figcaption", "pre", "hr", "dd", "dt", "header", "footer"}
-)
-_SKIP_TAGS = frozenset({"script", "style", "template", "noscript", "iframe", "object", "svg", "math"})
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _LOOKS_HTML = re.compile(r"<[a-zA-Z/!]|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+\d*);")
 # The footer blogging platforms append to every feed item ("The post X appeared first on Y.").
 _BOILERPLATE = re.compile(r"(?:^|\n\n)The post .{1,400} appeared first on .{1,200}$")
@@ -67,72 +72,6 @@ _HARMLESS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 class NotAFeed(InvalidInput):
     """The document has no feed in it at all (HTML, JSON, garbage, empty)."""
-
-
-# --------------------------------------------------------------------------- URLs and text
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skipping += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Readable plain text: tags dropped, entities decoded, paragraphs kept as blank-line breaks."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    text = _CONTROL.sub("", "".join(parser.parts)).replace("\r", "\n")
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
-    paragraphs: list[str] = []
-    current: list[str] = []
-    for line in lines:
-        if line:
-            current.append(line)
-        elif current:
-            paragraphs.append(" ".join(current))
-            current = []
-    if current:
-        paragraphs.append(" ".join(current))
-    return "\n\n".join(paragraphs)
-
-
-def one_line_text(value: str, *, html: bool, limit: int) -> str:
-    text = html_to_text(value) if html else _CONTROL.sub("", value)
-    return shorten(" ".join(text.split()), limit)
-
-
-def shorten(text: str, limit: int) -> str:
-    """Cut at a word boundary with an ellipsis, so a long feed field still fits its column."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-–—") + "…"
 
 
 # --------------------------------------------------------------------------- images
@@ -220,7 +159,9 @@ def _image_fields(image: _Image | None, base: str) -> tuple[str, str]:
         return "", ""
     try:
         url = inputs.web_url(urljoin(base, image.url), field="image_url", required=False)
-    except InvalidInput:
+        if url:
+            canonical_url(url)  # only to refuse what it refuses: a malformed host or port
+    except (InvalidInput, ValueError):
         return "", ""  # an unusable image never costs the article
     return url, image.alt if url else ""
 
@@ -229,16 +170,54 @@ def _image_fields(image: _Image | None, base: str) -> tuple[str, str]:
 
 
 def _published(entry: Mapping[str, Any]) -> datetime | None:
+    """The entry's date in UTC; None when it has none feedparser can read; InvalidInput when the
+    date read is outside the window every article date keeps (inputs.moment)."""
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         # dict.get: FeedParserDict.get maps a missing updated_parsed to published_parsed, with a warning.
         parsed = dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
-        if parsed:
-            try:
-                year, month, day, hour, minute, second = parsed[:6]
-                return datetime(year, month, day, hour, minute, second, tzinfo=UTC)  # already UTC
-            except (TypeError, ValueError):
-                continue
+        if not parsed:
+            continue
+        name = key.removesuffix("_parsed")
+        raw = dict.get(entry, name) if isinstance(entry, dict) else entry.get(name)
+        refusal = InvalidInput(
+            f"{str(raw or '')[:40]!r} is not a date from {inputs.FIRST_YEAR} to {inputs.LAST_YEAR}",
+            field=name,
+        )
+        try:
+            year, month, day, hour, minute, second = parsed[:6]
+            moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)  # already UTC
+            return inputs.moment(moment, field=name)
+        except TypeError:
+            continue
+        except (ValueError, OverflowError, InvalidInput):
+            raise refusal from None
     return None
+
+
+# feedparser's names for what the reasons call by the names editors see.
+_FIELD_NAMES = {
+    "links": "url",
+    "link": "url",
+    "id": "guid",
+    "authors": "author",
+    "tags": "category",
+    "media_content": "image",
+    "media_thumbnail": "image",
+}
+
+
+def _not_unicode_reason(field: str) -> str:
+    name = _FIELD_NAMES.get(field, field)
+    return f"{name}: is not valid Unicode (a lone surrogate or a character past U+10FFFF)"
+
+
+def _link_reason(entry: Mapping[str, Any]) -> str:
+    """Why an entry has no link: none given, or one feedparser dropped because it could not parse it."""
+    # feedparser keeps the key and blanks the value when urljoin refuses the link (or the permalink
+    # guid); a link element cut off by the end of the document leaves no key at all.
+    if "link" in entry and not entry["link"]:
+        return "url: is not a valid address (a malformed host?)"
+    return "no link"
 
 
 def _summary(entry: Mapping[str, Any]) -> str:
@@ -252,7 +231,7 @@ def _summary(entry: Mapping[str, Any]) -> str:
 
 
 def _as_text(value: str) -> str:
-    text = html_to_text(value) if _LOOKS_HTML.search(value) else _CONTROL.sub("", value).strip()
+    text = html_to_text(value) if _LOOKS_HTML.search(value) else CONTROL.sub("", value).strip()
     text = _BOILERPLATE.sub("", text).strip()
     return shorten(text, inputs.MAX_SUMMARY)
 
@@ -274,13 +253,21 @@ def _entry(
     now: datetime,
     tolerance: timedelta,
 ) -> FeedEntry:
+    bad_field = not_unicode(entry)
+    if bad_field is not None:
+        return FeedEntry(
+            index, None, NOT_UNICODE.sub("\ufffd", _guid(entry)), reason=_not_unicode_reason(bad_field)
+        )
     guid = _guid(entry)
     title_detail = entry.get("title_detail") or {}
     base = str(title_detail.get("base") or base_url)
     link = str(entry.get("link") or "").strip()
     if not link:
-        return FeedEntry(index, None, guid, reason="no link")
-    link = urljoin(base, link)
+        return FeedEntry(index, None, guid, reason=_link_reason(entry))
+    try:
+        link = canonical_url(urljoin(base, link))
+    except ValueError as exc:  # urls.InvalidURL, or urllib's own refusal of a malformed host
+        return FeedEntry(index, None, guid, reason=f"url: {exc}")
     title_html = str(title_detail.get("type", "text/plain")) in _HTML_TYPES
     title = one_line_text(str(entry.get("title") or ""), html=title_html, limit=inputs.MAX_HEADLINE)
     summary = _summary(entry)
@@ -296,7 +283,7 @@ def _entry(
     category = str((tags[0].get("term") or tags[0].get("label") or "") if tags else "")
     image_url, image_alt = _image_fields(image or _fallback_image(entry), base)
     record = {
-        "url": canonical_url(link),
+        "url": link,
         "title": title,
         "summary": summary,
         "author": one_line_text(author, html=False, limit=inputs.MAX_NAME),
@@ -304,11 +291,14 @@ def _entry(
         "image_url": image_url,
         "image_alt": image_alt,
     }
+    bad_field = not_unicode(record)  # the image's alt text comes from the XML, not from feedparser
+    if bad_field is not None:
+        return FeedEntry(index, None, guid, reason=_not_unicode_reason(bad_field))
     try:
         item = files.article_input(record, source="feed")
+        published = _published(entry)
     except InvalidInput as exc:
         return FeedEntry(index, None, guid, reason=str(exc))
-    published = _published(entry)
     future: datetime | None = None
     if published is not None and published > now + tolerance:
         future, published = published, now
@@ -334,11 +324,15 @@ def parse_feed(
     """
     # Bytes, never a URL: feedparser would fetch a URL itself, bypassing every check in fetch.py.
     headers = {"content-location": base_url, "content-type": content_type or "application/xml"}
-    parsed = feedparser.parse(data, response_headers=headers)
+    data = prepare_document(data)
+    try:
+        parsed = feedparser.parse(data, response_headers=headers)
+    except (ValueError, OverflowError) as exc:  # feedparser's own failure on hostile markup
+        raise InvalidInput(f"the feed could not be read ({type(exc).__name__})", field="feed") from None
     problem = ""
-    exc = parsed.get("bozo_exception")
-    if parsed.get("bozo") and not isinstance(exc, _HARMLESS):
-        problem = f"the feed is not well-formed XML: {exc}"
+    fault = parsed.get("bozo_exception")
+    if parsed.get("bozo") and not isinstance(fault, _HARMLESS):
+        problem = f"the feed is not well-formed XML: {fault}"
     if not parsed.get("version") and not parsed.entries:
         raise NotAFeed(problem or "the document is not an RSS or Atom feed", field="feed")
     images = _media_images(data)
@@ -347,10 +341,15 @@ def parse_feed(
     entries: list[FeedEntry] = []
     for i, raw in enumerate(parsed.entries):
         image = images[i] if images is not None else None
-        entries.append(
-            _entry(i + 1, raw, image, base_url=base_url, section=section, now=now, tolerance=tolerance)
-        )
+        try:
+            entry = _entry(
+                i + 1, raw, image, base_url=base_url, section=section, now=now, tolerance=tolerance
+            )
+        except (ValueError, OverflowError) as exc:  # one entry's surprise costs only that entry
+            entry = FeedEntry(i + 1, None, reason=f"could not be read ({type(exc).__name__})")
+        entries.append(entry)
     feed_title = str(parsed.feed.get("title") or "") if parsed.get("feed") else ""
+    feed_title = NOT_UNICODE.sub("\ufffd", feed_title)
     return ParsedFeed(
         tuple(_dedupe(entries)),
         title=one_line_text(feed_title, html=False, limit=100),

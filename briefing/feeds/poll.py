@@ -21,6 +21,7 @@ from briefing.domain import Clock
 from briefing.errors import InvalidInput
 from briefing.feeds.fetch import Fetched, FetchFailed, Resolver, fetch
 from briefing.feeds.parse import FeedEntry, ParsedFeed, parse_feed
+from briefing.feeds.text import CONTROL, NOT_UNICODE
 from briefing.store import feeds as feed_store
 from briefing.store.feeds import FeedData, PollRecord
 
@@ -38,6 +39,10 @@ class FeedPolicy:
     max_redirects: int = 5
     future_tolerance: timedelta = timedelta(minutes=10)  # clock skew allowed before a date is "future"
     resolver: Resolver | None = None  # name lookup; tests replace it, production uses the system's
+    # A round of due feeds (the scheduler's, the one before a send) runs this many feeds at once and
+    # its caller goes on after this many seconds, whatever the feeds still running do (None: wait).
+    poll_workers: int = 4
+    poll_budget: float | None = 30.0
 
 
 DEFAULT_POLICY = FeedPolicy()
@@ -238,7 +243,7 @@ def _store(
         clean = not parsed.problem and not store_failed
         record = PollRecord(
             "warning" if problems else "ok",
-            error=" | ".join(problems),
+            error=_clean(" | ".join(problems)),
             next_poll_at=next_at,
             # Keep the old validators after a partial read, so the next poll fetches it all again.
             etag=fetched.etag if clean else None,
@@ -289,7 +294,13 @@ def _error_record(
     delay = min(policy.min_interval * (2 ** min(errors, 16)), policy.max_backoff)
     if retry_after is not None:
         delay = max(delay, min(timedelta(seconds=retry_after), MAX_RETRY_AFTER))
-    return PollRecord("error", error=message, next_poll_at=now + delay)
+    return PollRecord("error", error=_clean(message), next_poll_at=now + delay)
+
+
+def _clean(message: str) -> str:
+    """A message safe to store and print: a server's or a document's text can end up in it, and
+    neither a lone surrogate nor a NUL can be written to the database (PostgreSQL refuses both)."""
+    return CONTROL.sub("", NOT_UNICODE.sub("\ufffd", message))
 
 
 def _human(delta: timedelta) -> str:

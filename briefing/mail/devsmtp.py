@@ -9,12 +9,14 @@ The caller's clock stamps each message as it arrives and runs `run`'s optional t
 
 from __future__ import annotations
 
+import errno
 import logging
 import mailbox
 import signal
 import socket
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +29,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from briefing.domain import Clock
+from briefing.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,19 @@ class ReceivedMessage:
 
 
 def _one_line(value: object) -> str:
-    # A decoded Subject can contain anything, including newlines smuggled in encoded words.
-    return " ".join(str(value or "").split())[:200]
+    # A decoded Subject can contain anything, including newlines smuggled in encoded words and
+    # escape sequences that would drive the terminal: those are shown as \x1b, not sent to it.
+    text = " ".join(str(value or "").split())[:200]
+    return text if text.isprintable() else "".join(_visible(ch) for ch in text)
+
+
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _visible(ch: str) -> str:
+    if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs"):
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+    return ch
 
 
 def free_port(host: str = HOST) -> int:
@@ -63,11 +77,24 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
+def open_maildir(folder: Path) -> mailbox.Maildir:
+    """The Maildir at `folder`, made complete: `Maildir(create=True)` adds cur/, new/ and tmp/ only when
+    the folder itself is new, so an existing empty folder would refuse every message."""
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder", field="--maildir")
+    try:
+        for part in ("cur", "new", "tmp"):
+            (folder / part).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot use {folder}: {exc.strerror or exc}", field="--maildir") from None
+    return mailbox.Maildir(str(folder), create=False)
+
+
 class _MaildirHandler:
     def __init__(
         self, maildir: Path, on_message: Callable[[ReceivedMessage], None] | None, clock: Clock
     ) -> None:
-        self.box = mailbox.Maildir(str(maildir), create=True)
+        self.box = open_maildir(maildir)
         self.on_message = on_message
         self.clock = clock
         self.count = 0
@@ -148,11 +175,23 @@ class DevSmtpServer:
                 port=port,
                 data_size_limit=MAX_MESSAGE_BYTES,
                 ready_timeout=10.0,
+                enable_SMTPUTF8=True,  # so readers with international addresses can be tried locally
             )
             try:
                 controller.start()
-            except (OSError, RuntimeError):
-                # Another process took the port between the probe and the bind; try another one.
+            except OSError as exc:
+                # With port 0, another process took the port between the probe and the bind: try another.
+                if attempt + 1 < attempts:
+                    continue
+                if exc.errno == errno.EADDRINUSE:
+                    raise InvalidInput(
+                        f"port {port} is in use on {HOST}; stop the program using it or pick another port",
+                        field="--port",
+                    ) from None
+                raise InvalidInput(
+                    f"cannot listen on {HOST} port {port}: {exc.strerror or exc}", field="--port"
+                ) from None
+            except RuntimeError:
                 if attempt + 1 == attempts:
                     raise
                 continue
@@ -196,8 +235,8 @@ def run(
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = DevSmtpServer(maildir, port, clock=clock, on_message=on_message or _print_line)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
         print(

@@ -4,7 +4,8 @@
 signature costs about 0.25 ms, ed25519 0.03 ms, against 7-9 ms for dkimpy's pure-Python RSA). The
 body hash has to cover each reader's real body, so SHA-256 over ~85 KB is paid per message too. The
 canonicalisation is the small subset of RFC 6376 these messages need, and the tests check it
-against dkimpy's verifier.
+against dkimpy's verifier. It works on octets and only folds whitespace, so the UTF-8 To header of
+an SMTPUTF8 copy (RFC 6532) is signed exactly as it is sent.
 """
 
 from __future__ import annotations

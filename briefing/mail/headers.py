@@ -5,13 +5,16 @@ RFC 2047 encoded words (also when the text merely looks like an encoded word, so
 `=?UTF-8?Q?=0A?=` cannot decode to a newline), and lines are folded at 76 characters where the
 grammar allows. A line that cannot fold (a long URL) stays under SMTP's 998 limit or is refused.
 Addresses are validated with email-validator once per edition (From, Reply-To, mailto) and with a
-strict ASCII pattern per reader (microseconds instead of ~70 µs).
+strict ASCII pattern per reader (microseconds instead of ~70 µs). A reader's address with non-ASCII
+before the @ (RFC 6531/6532, SMTPUTF8) is accepted only when the caller says the relay takes it;
+only those rare addresses pay for email-validator per copy.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 
 from briefing.errors import InvalidInput
 
@@ -24,7 +27,8 @@ _CONTROLS_RE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _SPACES_RE = re.compile(" {2,}")
 _SURROGATES_RE = re.compile("[\ud800-\udfff]")
 # What we accept per reader: a dot-atom local part and an ASCII (or punycode) domain. Stricter than
-# RFC 5321 on purpose: quoted local parts and SMTPUTF8 addresses are refused at import time anyway.
+# RFC 5321 on purpose: quoted local parts are refused at import time anyway, and SMTPUTF8 addresses
+# take the slower path of `check_address(..., allow_smtputf8=True)`.
 _ADDRESS_RE = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}"
@@ -60,14 +64,55 @@ def clean_header_text(value: str) -> str:
     return text.strip(" ")
 
 
-def check_address(address: str, field: str) -> str:
-    """Per-reader check: cheap, and enough to keep CR/LF, spaces and brackets out of headers and SMTP."""
+def check_address(address: str, field: str, *, allow_smtputf8: bool = False) -> str:
+    """Per-reader check: cheap, and enough to keep CR/LF, spaces and brackets out of headers and SMTP.
+
+    With `allow_smtputf8` an address with non-ASCII characters is checked by `utf8_address`
+    instead; ASCII addresses take the same path either way, so their copies do not change.
+    """
     if not isinstance(address, str) or len(address) > 254 or not _ADDRESS_RE.fullmatch(address):
+        if allow_smtputf8 and isinstance(address, str) and not address.isascii():
+            return utf8_address(address, field)
         raise InvalidInput("not a usable email address", field=field)
     if "=?" in address:
         # Legal atext, but some clients decode it as an encoded word (cpython #121650 territory).
         raise InvalidInput("an address must not look like an encoded word", field=field)
     return address
+
+
+def utf8_text_ok(address: str) -> bool:
+    """Whether non-ASCII text can stand in an SMTP command or a UTF-8 header: at most 254 octets of
+    well-formed UTF-8 and no control, format, separator, private-use or unassigned character (no
+    U+2028 line break, no bidi override, no lone surrogate)."""
+    try:
+        size = len(address.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return size <= 254 and not any(unicodedata.category(ch)[0] in "CZ" for ch in address if not ch.isascii())
+
+
+def utf8_address(address: str, field: str) -> str:
+    """An address that needs SMTPUTF8 (RFC 6531), checked with email-validator.
+
+    Returns the form to write in the To header and on the envelope: the address as stored
+    (NFC-normalised), or its ASCII form when only the domain is internationalised, which then needs
+    no SMTPUTF8 at all (IDNA A-labels, as `validate_address` gives).
+    """
+    from email_validator import EmailNotValidError, validate_email
+
+    if not isinstance(address, str) or _CONTROLS_RE.search(address) or not utf8_text_ok(address):
+        raise InvalidInput("not a usable email address", field=field)
+    try:
+        result = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"not a usable email address: {exc}", field=field) from None
+    if result.ascii_email:
+        return check_address(result.ascii_email, field)
+    normalized = result.normalized
+    if "=?" in normalized or any(c in normalized for c in ' "<>()[],;:\\'):
+        # email-validator refuses quoted local parts by default; this keeps the header grammar simple.
+        raise InvalidInput("not a usable email address", field=field)
+    return normalized
 
 
 def validate_address(address: str, field: str) -> str:
@@ -80,7 +125,7 @@ def validate_address(address: str, field: str) -> str:
         result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidInput(f"not a valid email address: {exc}", field=field) from None
-    return check_address(result.normalized, field)
+    return check_address(result.ascii_email or result.normalized, field)  # IDNA domain: its ASCII form
 
 
 def check_url(url: str, field: str) -> str:

@@ -11,6 +11,10 @@ What the wire sees, and why:
   shifts the encoding of the 70 KB around it. Soft breaks decode to nothing: the decoded body equals
   reader_copy.personalise, the preview's fill of the same reader_values.
 - Headers are written by hand, never from raw input, with the helpers in `mail.headers`.
+- Headers are ASCII, except the To line of a reader whose address has non-ASCII before the @ when
+  the template allows it (`smtputf8`): that line is UTF-8 (RFC 6532), and the SMTP session sends
+  such a copy only with the SMTPUTF8 parameter (RFC 6531). Every other copy is byte for byte what
+  it would be without the setting.
 
 DKIM signing of these bytes is in `mail.dkim`.
 """
@@ -113,7 +117,11 @@ class MessageTemplate:
         edition_key: str,
         reply_to: str = "",
         list_name: str = "",
+        smtputf8: bool = False,
     ) -> None:
+        """`smtputf8`: the relay takes SMTPUTF8, so readers' addresses may have non-ASCII before
+        the @; without it such a copy is refused here, as an unusable address."""
+        self.smtputf8 = smtputf8
         self.from_address = validate_address(from_address, "from_address")
         reply = validate_address(reply_to, "reply_to") if reply_to else ""
         self.unsubscribe_mailto = validate_address(unsubscribe_mailto, "unsubscribe_mailto")
@@ -205,7 +213,7 @@ class MessageTemplate:
         sid = recipient.subscriber_id
         if type(sid) is not int or sid <= 0:
             raise InvalidInput("must be a positive integer", field="subscriber_id")
-        address = check_address(recipient.email, "email")
+        address = check_address(recipient.email, "email", allow_smtputf8=self.smtputf8)
         # The one personalisation rule (reader_copy), so the send shows what the preview showed.
         values = reader_values(recipient)
         unsub = check_url(values.unsubscribe_url, "unsubscribe_url")
@@ -231,7 +239,7 @@ class MessageTemplate:
 
         out = [
             self._head_from,
-            fold(to_line).encode("ascii"),
+            fold(to_line).encode("ascii" if address.isascii() else "utf-8"),
             _CRLF,
             self._head_subject,
             b"Date: ",

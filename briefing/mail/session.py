@@ -4,6 +4,11 @@ The transaction goes MAIL, RCPT, DATA, the content, then the final reply, instea
 `sendmail`, which hides where it failed; that is what tells "connection" from "ambiguous" (see
 `mail.transport`). TLS always verifies certificates (smtplib does not by default), and AUTH is
 refused on a plaintext connection to anything but loopback.
+
+A copy whose envelope or headers are not ASCII goes out with the SMTPUTF8 parameter (RFC 6531, with
+BODY=8BITMIME when offered) on its MAIL command, and only if the server advertised SMTPUTF8; when
+it did not, that one copy is refused here, before MAIL, and the session goes on with the others.
+Every ASCII transaction is written exactly as before.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import smtplib
 import ssl
 
 from briefing.errors import AuthFailed, InvalidInput, TransportError
+from briefing.mail.headers import utf8_address
 from briefing.mail.smtp_url import SmtpConfig
 from briefing.mail.transport import Outcome, SendResult, envelope_ok
 
@@ -21,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 _CRLF = b"\r\n"
+NO_SMTPUTF8 = "not sent: the SMTP server does not support SMTPUTF8, which {what} needs"
 
 
 def _dot_stuff(data: bytes) -> bytes:
@@ -32,6 +39,17 @@ def _dot_stuff(data: bytes) -> bytes:
     if not data.endswith(_CRLF):
         data += _CRLF
     return data + b".\r\n"
+
+
+def _head_is_ascii(data: bytes) -> bool:
+    end = data.find(b"\r\n\r\n")
+    return (data if end < 0 else data[:end]).isascii()
+
+
+def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:
+    """One command written as UTF-8 (smtplib encodes commands as ASCII until its own `mail` says not)."""
+    smtp.send(line.encode("utf-8") + _CRLF)
+    return smtp.getreply()
 
 
 def _text(reply: bytes | str) -> str:
@@ -59,6 +77,8 @@ class SmtpConnection:
         self.local_hostname = local_hostname
         self._smtp: smtplib.SMTP | None = None
         self._pipelining = False
+        self._smtputf8 = False  # the server advertised SMTPUTF8 (RFC 6531) in this session
+        self._8bitmime = False
         self.messages_sent = 0  # in the current session
         self.sessions_opened = 0
 
@@ -149,6 +169,8 @@ class SmtpConnection:
             raise TransportError(self._scrub(f"cannot talk to {where}: {reason}")) from None
         self._smtp = smtp
         self._pipelining = bool(smtp.has_extn("pipelining"))
+        self._smtputf8 = bool(smtp.has_extn("smtputf8"))
+        self._8bitmime = bool(smtp.has_extn("8bitmime"))
         self.messages_sent = 0
         self.sessions_opened += 1
         log.debug("SMTP session opened to %s", where)
@@ -179,12 +201,22 @@ class SmtpConnection:
 
     def send(self, envelope_from: str, rcpt: str, data: bytes) -> SendResult:
         """One transaction with one recipient; opens the session if needed. Raises only AuthFailed."""
-        if not envelope_ok(envelope_from):
+        if not envelope_ok(envelope_from, smtputf8=True):
             raise InvalidInput("not a usable envelope sender", field="envelope_from")
-        if not envelope_ok(rcpt):
-            return SendResult(
-                Outcome.REJECTED, None, "recipient address not usable on the SMTP envelope", "local"
-            )
+        if not envelope_ok(rcpt, smtputf8=True):
+            return _unusable_rcpt()
+        # Non-ASCII addresses go out in the form the To header shows: NFC, and plain ASCII when
+        # only the domain is internationalised.
+        if not envelope_from.isascii():
+            try:
+                envelope_from = utf8_address(envelope_from, "envelope_from")
+            except InvalidInput:
+                raise InvalidInput("not a usable envelope sender", field="envelope_from") from None
+        if not rcpt.isascii():
+            try:
+                rcpt = utf8_address(rcpt, "rcpt")
+            except InvalidInput:
+                return _unusable_rcpt()
         if self._smtp is None:
             try:
                 self.connect()
@@ -194,16 +226,31 @@ class SmtpConnection:
                 return SendResult(Outcome.CONNECTION, None, str(exc), "connect")
         smtp = self._smtp
         assert smtp is not None
+        params = ""
+        if not (envelope_from.isascii() and rcpt.isascii() and _head_is_ascii(data)):
+            if not self._smtputf8:
+                what = (
+                    "this reader's address"
+                    if not rcpt.isascii()
+                    else "the envelope sender"
+                    if not envelope_from.isascii()
+                    else "this copy's headers"
+                )
+                return SendResult(Outcome.REJECTED, None, NO_SMTPUTF8.format(what=what), "local")
+            params = " BODY=8BITMIME SMTPUTF8" if self._8bitmime else " SMTPUTF8"
 
         if self._pipelining:
-            refused = self._envelope_pipelined(smtp, envelope_from, rcpt)
+            refused = self._envelope_pipelined(smtp, envelope_from, rcpt, params)
             if refused is not None:
                 return refused
             return self._content(smtp, data)
 
         # MAIL FROM: any refusal here is about us (sender, policy, load), never about the reader.
         try:
-            code, reply = smtp.mail(envelope_from)
+            if params:
+                code, reply = _command(smtp, f"MAIL FROM:<{envelope_from}>{params}")
+            else:
+                code, reply = smtp.mail(envelope_from)
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             return SendResult(Outcome.CONNECTION, None, _text(str(exc)), "mail")
@@ -216,7 +263,7 @@ class SmtpConnection:
 
         # RCPT TO: 4xx defers, 5xx rejects this reader.
         try:
-            code, reply = smtp.rcpt(rcpt)
+            code, reply = _command(smtp, f"RCPT TO:<{rcpt}>") if params else smtp.rcpt(rcpt)
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             return SendResult(Outcome.CONNECTION, None, _text(str(exc)), "rcpt")
@@ -234,15 +281,21 @@ class SmtpConnection:
             return self._refused(code, reply, "data")
         return self._content(smtp, data)
 
-    def _envelope_pipelined(self, smtp: smtplib.SMTP, envelope_from: str, rcpt: str) -> SendResult | None:
+    def _envelope_pipelined(
+        self, smtp: smtplib.SMTP, envelope_from: str, rcpt: str, params: str = ""
+    ) -> SendResult | None:
         """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies; None means "go on".
 
         Saves two round trips per message. The replies are read in order and classified exactly
         as in the step-by-step dialogue; a server that says 354 after refusing the envelope gets
-        its session dropped, so no half-addressed message can follow.
+        its session dropped, so no half-addressed message can follow. `params` (SMTPUTF8) go on
+        MAIL, and then the commands are written as UTF-8.
         """
         try:
-            smtp.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n")
+            if params:
+                smtp.send(f"MAIL FROM:<{envelope_from}>{params}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
+            else:
+                smtp.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n")
             mail_code, mail_reply = smtp.getreply()
             rcpt_code, rcpt_reply = smtp.getreply()
             data_code, data_reply = smtp.getreply()
@@ -302,6 +355,10 @@ class SmtpConnection:
         if 400 <= code < 500 or (code == 552 and stage == "rcpt"):
             return SendResult(Outcome.DEFERRED, code, text, stage)
         return SendResult(Outcome.REJECTED, code, text, stage)
+
+
+def _unusable_rcpt() -> SendResult:
+    return SendResult(Outcome.REJECTED, None, "recipient address not usable on the SMTP envelope", "local")
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:

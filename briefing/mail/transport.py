@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from briefing.errors import InvalidInput
+from briefing.mail.headers import utf8_text_ok
 
 
 class Outcome(StrEnum):
@@ -58,12 +59,13 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-def envelope_ok(address: str) -> bool:
-    # Anything that could end or split an SMTP command line is refused before it reaches the socket.
+def envelope_ok(address: str, *, smtputf8: bool = False) -> bool:
+    # Anything that could end or split an SMTP command line is refused before it reaches the socket;
+    # with `smtputf8` non-ASCII may pass too, as clean UTF-8 (an SMTPUTF8 address, RFC 6531).
     return (
         isinstance(address, str)
         and 3 <= len(address) <= 254
-        and address.isascii()
+        and (address.isascii() or (smtputf8 and utf8_text_ok(address)))
         and "@" in address
         and not any(c in address for c in " \t\r\n\0<>")
     )
@@ -78,9 +80,9 @@ class StoredMessage:
 
 def check_local_envelope(envelope_from: str, rcpt: str) -> SendResult | None:
     """The same envelope rules as SMTP, so a preview or Maildir run refuses what a relay would."""
-    if not envelope_ok(envelope_from):
+    if not envelope_ok(envelope_from, smtputf8=True):
         raise InvalidInput("not a usable envelope sender", field="envelope_from")
-    if not envelope_ok(rcpt):
+    if not envelope_ok(rcpt, smtputf8=True):
         return SendResult(
             Outcome.REJECTED, None, "recipient address not usable on the SMTP envelope", "local"
         )
@@ -119,7 +121,7 @@ class MaildirTransport:
         if refused is not None:
             return refused
         # Added like a local delivery agent would; neither header is covered by DKIM, so it still verifies.
-        trace = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {rcpt}\r\n".encode("ascii")
+        trace = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {rcpt}\r\n".encode()  # UTF-8: RFC 6532
         try:
             with self._lock:
                 key = self._box.add(trace + data)

@@ -16,12 +16,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from briefing import files
+from briefing import files, inputs
 from briefing.db import session_scope
 from briefing.domain import ArticleData, ArticleInput, ArticleSource
 from briefing.errors import InvalidInput
 from briefing.store import articles as article_store
-from briefing.urls import canonical_url
+from briefing.urls import InvalidURL, canonical_url
 
 
 def add_article(
@@ -51,20 +51,30 @@ def add_article(
         source=ArticleSource.MANUAL.value,
     )
     if published_at is not None:  # already a moment: the edge read it in the newsroom's zone
-        item = dataclasses.replace(item, published_at=published_at)
+        item = dataclasses.replace(item, published_at=inputs.moment(published_at, field="published_at"))
     return article_store.add_article(session, item, now=now)
 
 
 @dataclass(slots=True)
 class ArticleImportReport:
+    """What an import did; each rejection reads "line K: field: reason" when printed."""
+
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     rejected: list[files.Rejected] = field(default_factory=list)
 
+    @property
+    def imported(self) -> int:
+        return self.added + self.updated + self.unchanged
+
 
 def import_articles(engine: sa.Engine, path: Path, *, now: datetime) -> ArticleImportReport:
-    """Upsert every good row by URL; bad rows are reported by line and never stored."""
+    """Upsert every good row by URL; bad rows are reported by line and never stored.
+
+    Each row is written under its own savepoint, so a row the database refuses after all is
+    rejected alone and the rest of the file is still imported.
+    """
     report = ArticleImportReport()
     rows = files.read_articles(path)
     with session_scope(engine) as session:
@@ -73,8 +83,11 @@ def import_articles(engine: sa.Engine, path: Path, *, now: datetime) -> ArticleI
                 report.rejected.append(row.rejected)
                 continue
             assert row.value is not None
-            _, outcome = article_store.upsert_article(session, row.value, now=now)
-            setattr(report, outcome, getattr(report, outcome) + 1)
+            result = _upsert(session, row.line, row.value, now)
+            if result.status == "rejected":
+                report.rejected.append(files.Rejected(row.line, result.error))
+            else:
+                setattr(report, result.status, getattr(report, result.status) + 1)
     return report
 
 
@@ -110,11 +123,15 @@ def store_pushed_articles(engine: sa.Engine, records: Sequence[object], *, now: 
             except InvalidInput as exc:
                 results.append(PushResult(index, "rejected", error=str(exc)))
                 continue
+            except InvalidURL as exc:  # article_input checked the same rules; kept for safety
+                results.append(PushResult(index, "rejected", error=f"url: {exc}"))
+                continue
             results.append(_upsert(session, index, item, now))
     return results
 
 
 def _upsert(session: Session, index: int, item: ArticleInput, now: datetime) -> PushResult:
+    """Store one item under a savepoint; a refusal by the database rejects this item only."""
     for attempt in range(2):
         try:
             with session.begin_nested():
@@ -125,4 +142,6 @@ def _upsert(session: Session, index: int, item: ArticleInput, now: datetime) -> 
                 return PushResult(
                     index, "rejected", error="url: could not be stored (conflict); send it again"
                 )
+        except sa.exc.DataError:  # a value the column's type refuses; the inputs rules missed it
+            return PushResult(index, "rejected", error="could not be stored: the database refused a value")
     raise AssertionError("unreachable")

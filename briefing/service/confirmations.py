@@ -1,13 +1,20 @@
 """Double opt-in: which addresses get a confirmation link, what the link binds to, and the email itself.
 
-A confirm token names the subscriber and the state they were in when the link was made:
-"s<id>.p" for a pending address, "s<id>.u<microseconds>" / "s<id>.b<microseconds>" for an address
-that had unsubscribed or bounced and asked again (the number is the row's `updated_at`).
-Confirming re-activates only while that state still holds, so:
+A confirm token names the subscriber, the state they were in when the link was made and the
+address it was sent to: "s<id>.p.<tag>" for a pending address, "s<id>.u<microseconds>.<tag>" /
+"s<id>.b<microseconds>.<tag>" / "s<id>.c<microseconds>.<tag>" for an address that had unsubscribed,
+bounced or complained and asked again (the number is the row's `updated_at`). The tag is
+`LinkSigner.address_tag` of the row's id and address key, so the address itself never travels
+in the URL. Confirming acts only while the row still has
+that address and that state still holds, so:
+* a link kept by a reader whose row was erased never confirms anyone else (consent is the
+  mailbox owner's, not whoever holds the id later);
 * a pending address is confirmed by any of its links (it cannot have unsubscribed yet);
 * a link is dead once the reader is active and later unsubscribes again: unsubscribing moves the
   status and `updated_at`, so replaying an old confirm link never resubscribes anyone;
-* a complained address gets no link (they told their mailbox we are spam).
+* a suppressed address that signs up again stays suppressed until its owner confirms (a fresh
+  double opt-in: typing someone's address into the form never undoes their suppression);
+* a blocklisted address gets no link at all: the newsroom decided never to mail it.
 
 The use cases that act on a link (sign-up, confirm, a fresh link) are in
 `briefing.service.subscribers`; this module holds the rules they share and is free of sessions.
@@ -33,7 +40,8 @@ from briefing.store.subscribers import LinkState
 
 log = logging.getLogger("briefing.service.confirmations")
 
-_SUBJECT_RE = re.compile(r"s([1-9][0-9]{0,18})\.(p|[ub][0-9]{1,20})")
+# Links minted before the address tag ("s<id>.p") no longer match: they lived a week at most.
+_SUBJECT_RE = re.compile(r"s([1-9][0-9]{0,18})\.(p|[ubc][0-9]{1,20})\.([A-Za-z0-9_-]{16})")
 # Far longer than any confirm max_age: reading an expired link's payload after its signature checks out.
 _EVER = timedelta(days=36500)
 
@@ -41,7 +49,8 @@ _EVER = timedelta(days=36500)
 @dataclass(frozen=True, slots=True)
 class ConfirmClaim:
     subscriber_id: int
-    marker: str  # "p", or "u"/"b" followed by updated_at in microseconds
+    marker: str  # "p", or "u"/"b"/"c" followed by updated_at in microseconds
+    address_tag: str  # LinkSigner.address_tag of the id and the address the link was sent to
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +75,9 @@ def marker_for(state: LinkState) -> str | None:
         return f"u{_micros(state.updated_at)}"
     if status == SubscriberStatus.BOUNCED:
         return f"b{_micros(state.updated_at)}"
-    return None  # active: nothing to confirm; complained: never mail again unasked
+    if status == SubscriberStatus.COMPLAINED:  # asked again on the form: only their confirming counts
+        return f"c{_micros(state.updated_at)}"
+    return None  # active: nothing to confirm; blocklisted: never mailed
 
 
 def make_token(signer: LinkSigner, state: LinkState, *, now: datetime) -> str | None:
@@ -74,7 +85,9 @@ def make_token(signer: LinkSigner, state: LinkState, *, now: datetime) -> str | 
     marker = marker_for(state)
     if marker is None:
         return None
-    return signer.confirm_token(f"s{state.subscriber.id}.{marker}", now=now)
+    sid = state.subscriber.id
+    tag = signer.address_tag(sid, state.email_key)
+    return signer.confirm_token(f"s{sid}.{marker}.{tag}", now=now)
 
 
 def read_token(
@@ -85,11 +98,19 @@ def read_token(
     match = _SUBJECT_RE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise TokenInvalid("this confirmation link is not valid")
-    return ConfirmClaim(int(match.group(1)), match.group(2))
+    return ConfirmClaim(int(match.group(1)), match.group(2), match.group(3))
+
+
+def sent_to(signer: LinkSigner, claim: ConfirmClaim, state: LinkState) -> bool:
+    """Does the row the link names still have the address the link was sent to?"""
+    return signer.address_tag_matches(claim.address_tag, state.subscriber.id, state.email_key)
 
 
 def still_valid(claim: ConfirmClaim, state: LinkState) -> bool:
-    """Would confirming now honour what the reader asked for when the link was made?"""
+    """Would confirming now honour what the reader asked for when the link was made?
+
+    The caller has checked `sent_to` first: this judges the state, not whose link it is.
+    """
     status = state.subscriber.status
     if claim.marker == "p":
         return status == SubscriberStatus.PENDING

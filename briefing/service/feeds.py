@@ -10,7 +10,8 @@ times, backoff, stored timestamps), and the same clock runs each fetch's deadlin
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -82,6 +83,12 @@ def poll_due_feeds(
 ) -> list[FeedPollResult]:
     """Poll every feed whose next poll time has come. For the scheduler: never raises for a feed.
 
+    The feeds run a few at once, and this returns when they are done or when `policy.poll_budget`
+    seconds have passed, whichever comes first: the send that follows must not wait for a slow
+    feed (stale articles are better than a late email). Feeds still running then finish, or fail
+    at their own deadline, in the background and record their outcome as usual; feeds not started
+    stay due for the next round. One log line names the feeds that missed the budget.
+
     Safe to run from two processes at once: each feed is claimed before it is fetched. Pass
     `client` only to reuse connections or in tests: addresses are still checked before every request
     and redirect, but the connect-time check against DNS rebinding lives in the clients built here.
@@ -94,14 +101,13 @@ def poll_due_feeds(
     except sa.exc.SQLAlchemyError as exc:
         log.error("feeds: cannot read the feed list: %s", exc)
         return []
-    results: list[FeedPollResult] = []
-    for feed_id in due:
-        result = poll_safely(
+
+    def poll_one(feed_id: int) -> FeedPollResult | None:
+        return poll_safely(
             engine, feed_id, now=now, clock=clock, client=client, log=log, policy=policy, due_only=True
         )
-        if result is not None:
-            results.append(result)
-    return results
+
+    return _poll_together(engine, due, poll_one, policy=policy, budget=policy.poll_budget, log=log)
 
 
 def poll_feeds(
@@ -115,12 +121,13 @@ def poll_feeds(
     policy: FeedPolicy = DEFAULT_POLICY,
 ) -> list[FeedPollResult]:
     """Poll the given feeds now, as an operator asked (backoff ignored; the minimum interval kept
-    unless `force`)."""
+    unless `force`). They run a few at once, and every one is waited for: each ends at its own
+    deadline, and the operator asked for all of their outcomes."""
     log = log or _log
     now = clock.now()
-    results: list[FeedPollResult] = []
-    for feed_id in feed_ids:
-        result = poll_safely(
+
+    def poll_one(feed_id: int) -> FeedPollResult | None:
+        return poll_safely(
             engine,
             feed_id,
             now=now,
@@ -131,9 +138,58 @@ def poll_feeds(
             due_only=False,
             force=force,
         )
-        if result is not None:
-            results.append(result)
-    return results
+
+    return _poll_together(engine, list(feed_ids), poll_one, policy=policy, budget=None, log=log)
+
+
+def _poll_together(
+    engine: sa.Engine,
+    feed_ids: list[int],
+    poll_one: Callable[[int], FeedPollResult | None],
+    *,
+    policy: FeedPolicy,
+    budget: float | None,
+    log: logging.Logger,
+) -> list[FeedPollResult]:
+    """Results in the order of `feed_ids`, of the feeds that finished within `budget` seconds.
+
+    The budget is a timed wait, in seconds that pass like a socket timeout's: a send must not
+    wait on the network however the clock it was given is set.
+    """
+    if not feed_ids:
+        return []
+    if len(feed_ids) == 1 and budget is None:
+        result = poll_one(feed_ids[0])
+        return [result] if result is not None else []
+    pool = ThreadPoolExecutor(max_workers=max(1, min(policy.poll_workers, len(feed_ids))))
+    futures = [pool.submit(poll_one, feed_id) for feed_id in feed_ids]
+    _done, late = wait(futures, timeout=budget)
+    pool.shutdown(wait=False, cancel_futures=True)  # running feeds go on; queued ones stay due
+    if late:
+        running = [i for i, f in zip(feed_ids, futures, strict=True) if f in late and not f.cancelled()]
+        queued = [i for i, f in zip(feed_ids, futures, strict=True) if f.cancelled()]
+        log.warning(
+            "feeds: %d of %d feeds missed the %g s budget and the caller goes on without them: "
+            "still running: %s; not started (due next round): %s",
+            len(late),
+            len(feed_ids),
+            budget,
+            _names(engine, running),
+            _names(engine, queued),
+        )
+    return [r for f in futures if f not in late and (r := f.result()) is not None]
+
+
+def _names(engine: sa.Engine, feed_ids: list[int]) -> str:
+    if not feed_ids:
+        return "none"
+    try:
+        with session_scope(engine) as session:
+            names = [feed_store.get_feed(session, i).name for i in feed_ids[:20]]
+    except (BriefingError, sa.exc.SQLAlchemyError):
+        names = [f"feed {i}" for i in feed_ids[:20]]
+    more = f" and {len(feed_ids) - 20} more" if len(feed_ids) > 20 else ""
+    return ", ".join(repr(n) for n in names) + more
 
 
 def poll_feed(

@@ -13,12 +13,17 @@ from datetime import date, datetime
 from briefing import calendar as cal
 from briefing.domain import Clock, ComposeOptions, Recipient
 from briefing.edition.render import Renderer
+from briefing.errors import InvalidInput
 from briefing.links import LinkSigner, preferences_url, unsubscribe_url
 from briefing.mail.dkim import DkimSigner
 from briefing.mail.message import MessageTemplate
-from briefing.service.delivery import DeliveryPolicy
+from briefing.mail.pool import ConnectionPool
+from briefing.mail.returnpath import ReturnPath
+from briefing.mail.smtp_url import SmtpConfig, parse_smtp_url
+from briefing.service.delivery import DeliveryPolicy, EnvelopeFrom
 from briefing.store.deliveries import Claim
 
+MAIL_PORTS = frozenset({25, 465, 587})  # where a relay listens, also on loopback
 SAMPLE_SUBSCRIBER_ID = 2**31 - 1  # no real row has it; a sample's links lead to "not valid"
 
 
@@ -50,6 +55,45 @@ class EditionSetup:
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     dkim: DkimSigner | None = None
     min_stories: int = 0  # top a thin edition up with recent articles (0 = off)
+    return_path: ReturnPath | None = None  # VERP envelope senders when a bounce address is set
+    smtputf8: bool = False  # the relay takes SMTPUTF8: copies to addresses with non-ASCII before the @
+    # The configured mail reaches readers' inboxes (see `reaches_readers`): the send then refuses
+    # reader links that no reader could open.
+    reaches_readers: bool = False
+
+
+def reaches_readers(smtp_url: str) -> bool:
+    """Whether mail through this URL lands in readers' inboxes rather than in a rehearsal.
+
+    A rehearsal is a Maildir, memory, or an SMTP server on loopback at a port other than the mail
+    ports 25, 465 and 587 (`briefing dev-smtp` listens on 1025, the tests on free high ports). A
+    local relay on a mail port (Postfix in front of a provider) passes mail on, so it counts as real.
+    A URL that does not parse counts as a rehearsal here; opening the transport reports it.
+    """
+    try:
+        config = parse_smtp_url(smtp_url)
+    except InvalidInput:
+        return False
+    return _config_reaches_readers(config)
+
+
+def transport_reaches_readers(transport: object) -> bool:
+    """The same rule for a transport already open (an SMTP pool; Maildir and memory never do)."""
+    return isinstance(transport, ConnectionPool) and _config_reaches_readers(transport.config)
+
+
+def _config_reaches_readers(config: SmtpConfig) -> bool:
+    if config.scheme not in ("smtp", "smtps"):
+        return False
+    return not config.is_loopback or config.port in MAIL_PORTS
+
+
+def envelope_sender(setup: EditionSetup, edition_id: int) -> EnvelopeFrom:
+    """MAIL FROM for an edition's copies: each copy's own return path, else the From address."""
+    return_path = setup.return_path
+    if return_path is None:
+        return setup.mailing.from_address
+    return lambda claim: return_path.address(edition_id, claim.subscriber_id)
 
 
 class MailFactory:
@@ -73,6 +117,7 @@ class MailFactory:
             edition_key=edition_date.isoformat(),
             reply_to=m.reply_to,
             list_name=setup.compose.newsletter_name,
+            smtputf8=setup.smtputf8,
         )
 
     def recipient(self, subscriber_id: int, email: str, name: str, token_version: int = 1) -> Recipient:

@@ -2,125 +2,48 @@
 
 Every door (the readers' pages, the admin page, the CLI) calls these, so a rule such as "an
 unsubscribe keeps its first timestamp" or "a bounced address stays bounced" holds whichever door
-was used. An import streams in batches and never re-activates an address that left; an export
-neutralises spreadsheet formulas. Functions that take a session or connection leave the commit
-to the caller's unit of work, so a web page can answer 2xx only once the change is durable;
-an import commits per batch itself, so a crash keeps whole batches.
+was used. Import, suppression lists and export live in `briefing.service.subscriber_files`
+(re-exported here). Functions that take a session or connection leave the commit to the
+caller's unit of work, so a web page can answer 2xx only once the change is durable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import IO
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from briefing import files, inputs
-from briefing.db import session_scope
-from briefing.domain import (
-    SubscriberData,
-    SubscriberInput,
-    SubscriberStatus,
-)
-from briefing.errors import InvalidInput, TokenInvalid
+from briefing import inputs
+from briefing.domain import SubscriberData, SubscriberInput, SubscriberStatus
+from briefing.errors import TokenInvalid
 from briefing.links import LinkSigner
 from briefing.service import confirmations
 from briefing.service.confirmations import ConfirmationMail, ConfirmClaim
+
+# The list's files have their own module; every door still finds them here.
+from briefing.service.subscriber_files import (  # noqa: F401
+    EXPORT_HEADER,
+    SubscriberImportReport,
+    export_subscribers,
+    import_subscribers,
+    suppress_addresses,
+)
 from briefing.store import subscribers as subscriber_store
 from briefing.store.subscribers import LinkState
 
-IMPORT_BATCH = 1000
 
+def subscriber_input(email: str, name: str = "", *, allow_smtputf8: bool = False) -> SubscriberInput:
+    """Check what a person typed before anything is stored: one address we can mail, a one-line name.
 
-@dataclass(slots=True)
-class SubscriberImportReport:
-    counts: subscriber_store.ImportCounts = field(default_factory=subscriber_store.ImportCounts)
-    rejected_sample: list[files.Rejected] = field(default_factory=list)
-    rejected_file: Path | None = None
-
-    SAMPLE = 20
-
-
-def import_subscribers(
-    engine: sa.Engine,
-    path: Path,
-    *,
-    status: SubscriberStatus = SubscriberStatus.ACTIVE,
-    source: str = "import",
-    rejects_to: Path | None = None,
-    progress: Callable[[int], None] | None = None,
-    now: datetime,
-) -> SubscriberImportReport:
-    """Stream a CSV into the list in batches, one transaction per batch.
-
-    The whole file's encoding and header are checked before the first row is written, and each
-    batch is all-or-nothing, so a crash leaves whole batches, never a half-written row.
-    Suppressed addresses (unsubscribed, bounced, complained) are never re-activated.
+    `allow_smtputf8` says whether the relay takes addresses with non-ASCII before the @; without
+    it such an address could be stored but never delivered, so it is refused here.
     """
-    if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
-        raise InvalidInput("must be active or pending", field="status")
-    report = SubscriberImportReport()
-    rows = files.read_subscriber_csv(path, progress=progress)
-    reject_handle: IO[str] | None = None
-    reject_writer = None
-    try:
-        with Session(engine) as probe:
-            first_new_id = subscriber_store.next_id(probe)
-        batch: list[SubscriberInput] = []
-        for row in rows:
-            if row.rejected is not None:
-                report.counts.rejected += 1
-                if len(report.rejected_sample) < report.SAMPLE:
-                    report.rejected_sample.append(row.rejected)
-                if rejects_to is not None:
-                    if reject_handle is None:
-                        reject_handle = rejects_to.open("w", encoding="utf-8", newline="")
-                        reject_writer = files.csv.writer(reject_handle, lineterminator="\r\n")
-                        reject_writer.writerow(["line", "reason", "row"])
-                    assert reject_writer is not None
-                    reject_writer.writerow(
-                        [files.safe_cell(v) for v in (row.line, row.rejected.reason, row.rejected.raw)]
-                    )
-                continue
-            assert row.value is not None
-            batch.append(row.value)
-            if len(batch) >= IMPORT_BATCH:
-                _import_batch(engine, batch, status, source, first_new_id, report.counts, now)
-                batch = []
-        _import_batch(engine, batch, status, source, first_new_id, report.counts, now)
-    finally:
-        if reject_handle is not None:
-            reject_handle.close()
-            report.rejected_file = rejects_to
-    return report
-
-
-def _import_batch(
-    engine: sa.Engine,
-    batch: list[SubscriberInput],
-    status: SubscriberStatus,
-    source: str,
-    first_new_id: int,
-    counts: subscriber_store.ImportCounts,
-    now: datetime,
-) -> None:
-    if not batch:
-        return
-    with session_scope(engine) as session:
-        subscriber_store.import_batch(
-            session, batch, status=status, source=source, first_new_id=first_new_id, counts=counts, now=now
-        )
-
-
-def subscriber_input(email: str, name: str = "") -> SubscriberInput:
-    """Check what a person typed before anything is stored: one address, a one-line name."""
     return SubscriberInput(
-        email=inputs.email_address(email), name=inputs.one_line(name, field="name", max_len=inputs.MAX_NAME)
+        email=inputs.email_address(email, allow_smtputf8=allow_smtputf8),
+        name=inputs.one_line(name, field="name", max_len=inputs.MAX_NAME),
     )
 
 
@@ -130,13 +53,25 @@ def add_subscriber(
     name: str = "",
     *,
     status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    allow_smtputf8: bool = False,
     now: datetime,
 ) -> SubscriberData:
-    return subscriber_store.add_subscriber(session, subscriber_input(email, name), status=status, now=now)
+    item = subscriber_input(email, name, allow_smtputf8=allow_smtputf8)
+    return subscriber_store.add_subscriber(session, item, status=status, now=now)
 
 
 def subscriber_by_email(session: Session, email: str) -> SubscriberData:
-    return subscriber_store.get_by_email(session, inputs.email_address(email))
+    """Find a row by address, whichever form it was stored in.
+
+    Finding is not accepting: an address that needs SMTPUTF8 is looked up even when sign-up would
+    refuse it, so one stored before can still be unsubscribed or erased, and an internationalised
+    domain is tried as typed and in its ASCII form.
+    """
+    typed = inputs.email_address(email, allow_smtputf8=True)
+    found = subscriber_store.find_by_email(session, typed)
+    if found is None and typed.rpartition("@")[0].isascii():
+        found = subscriber_store.find_by_email(session, inputs.email_address(typed))
+    return found if found is not None else subscriber_store.get_by_email(session, typed)
 
 
 def unsubscribe(session: Session, subscriber_id: int, *, now: datetime) -> tuple[SubscriberData, bool]:
@@ -159,32 +94,6 @@ def delete_subscriber_email(session: Session, email: str) -> SubscriberData:
     return found
 
 
-EXPORT_HEADER = ("email", "name", "status", "source", "created_at", "confirmed_at", "unsubscribed_at")
-
-
-def export_subscribers(engine: sa.Engine, handle: IO[str], *, status: str | None = None) -> int:
-    """Write CSV that is safe to open in a spreadsheet; streams in batches."""
-    with Session(engine) as session:
-        return files.write_csv(handle, EXPORT_HEADER, _export_rows(session, status))
-
-
-def _export_rows(session: Session, status: str | None) -> Iterator[Iterable[object]]:
-    for s in subscriber_store.iter_subscribers(session, status=status):
-        yield (
-            s.email,
-            s.name,
-            s.status,
-            s.source,
-            _iso(s.created_at),
-            _iso(s.confirmed_at),
-            _iso(s.unsubscribed_at),
-        )
-
-
-def _iso(value: datetime | None) -> str:
-    return value.isoformat() if value else ""
-
-
 # --------------------------------------------------------------------------- double opt-in
 
 
@@ -203,7 +112,10 @@ def register(
     """Sign-up: a new address becomes pending; returns the confirmation that is due, if any.
 
     An address already on the list keeps its state (asking is not confirming), and the caller
-    answers the same way whatever comes back, so the form cannot tell who is on the list.
+    answers the same way whatever comes back, so the form cannot tell who is on the list. One
+    that unsubscribed, bounced or complained gets a fresh double opt-in: a link bound to its
+    present state, and it stays suppressed until that link is confirmed, so a stranger typing
+    it into the form undoes nothing. A blocklisted address gets no email at all.
     """
     found = subscriber_store.find_by_email(session, item.email)
     greet = confirmations.greeting(found)
@@ -222,9 +134,14 @@ def register(
     return None if token is None else ConfirmationMail(item.email, token, greet)
 
 
-def _confirm_link_state(session: Session, claim: ConfirmClaim) -> LinkState:
+def _confirm_link_state(session: Session, signer: LinkSigner, claim: ConfirmClaim) -> LinkState:
+    """The row a confirm link names, if it still has the address the link was sent to.
+
+    Anything else answers as a link that was never minted: the page must not tell a stranger
+    that an id was erased or now belongs to someone else.
+    """
     state = subscriber_store.link_state(session, claim.subscriber_id)
-    if state is None:
+    if state is None or not confirmations.sent_to(signer, claim, state):
         raise TokenInvalid("this confirmation link is not valid")
     return state
 
@@ -235,18 +152,18 @@ def _judge(claim: ConfirmClaim, state: LinkState) -> Confirmation:
     return Confirmation.ASK if confirmations.still_valid(claim, state) else Confirmation.STALE
 
 
-def confirmation_state(session: Session, claim: ConfirmClaim) -> Confirmation:
+def confirmation_state(session: Session, signer: LinkSigner, claim: ConfirmClaim) -> Confirmation:
     """What confirming would do, without doing it: mail scanners open every link they see."""
-    return _judge(claim, _confirm_link_state(session, claim))
+    return _judge(claim, _confirm_link_state(session, signer, claim))
 
 
-def confirm(session: Session, claim: ConfirmClaim, *, now: datetime) -> Confirmation:
+def confirm(session: Session, signer: LinkSigner, claim: ConfirmClaim, *, now: datetime) -> Confirmation:
     """Activate the address if the link still stands for what the reader asked for.
 
     A pending address becomes active; one that had unsubscribed or bounced and asked again comes
     back only with the link made for that request, so replaying an older link changes nothing.
     """
-    state = _confirm_link_state(session, claim)
+    state = _confirm_link_state(session, signer, claim)
     verdict = _judge(claim, state)
     if verdict is not Confirmation.ASK:
         return verdict
@@ -262,7 +179,9 @@ def renew_confirmation(
 ) -> ConfirmationMail | None:
     """A fresh link for an expired one, only while the old one would still have been honoured."""
     state = subscriber_store.link_state(session, claim.subscriber_id)
-    if state is None or not confirmations.still_valid(claim, state):
+    if state is None or not confirmations.sent_to(signer, claim, state):
+        return None
+    if not confirmations.still_valid(claim, state):
         return None
     token = confirmations.make_token(signer, state, now=now)
     if token is None:

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from briefing.domain import ArticleData, ArticleInput
+from briefing.domain import MAX_ID, ArticleData, ArticleInput
 from briefing.errors import Conflict, NotFound
 from briefing.models import Article, Story
 
@@ -66,7 +66,8 @@ def upsert_article(session: Session, item: ArticleInput, *, now: datetime) -> tu
 
 
 def get_article(session: Session, article_id: int) -> ArticleData:
-    row = session.get(Article, article_id)
+    # A number beyond 64 bits names no row; the driver would fail on it instead of finding none.
+    row = session.get(Article, article_id) if 1 <= article_id <= MAX_ID else None
     if row is None:
         raise NotFound(f"no article with id {article_id}", field="article")
     return to_data(row)

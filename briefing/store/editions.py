@@ -13,7 +13,13 @@ from briefing.errors import Conflict, NotFound
 from briefing.models import Edition
 
 # Statuses in which the content is fixed and a send may (re)start.
-FROZEN_STATUSES = (EditionStatus.FROZEN, EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.PARTIAL)
+FROZEN_STATUSES = (
+    EditionStatus.FROZEN,
+    EditionStatus.SENDING,
+    EditionStatus.PAUSED,
+    EditionStatus.PARTIAL,
+    EditionStatus.HALTED,
+)
 FINAL_STATUSES = (EditionStatus.SENT, EditionStatus.EXPIRED, EditionStatus.CANCELLED)
 
 
@@ -199,7 +205,7 @@ def recent_featured_urls(session: Session, *, before: date, editions: int) -> li
         select(Edition)
         .where(
             col(Edition.edition_date) < before,
-            col(Edition.status).in_(["sent", "partial", "sending", "paused"]),
+            col(Edition.status).in_(["sent", "partial", "sending", "paused", "halted"]),
         )
         .order_by(col(Edition.edition_date).desc())
         .limit(editions)

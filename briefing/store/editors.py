@@ -20,11 +20,14 @@ class EditorRecord:
     role: str
     active: bool
     last_login_at: datetime | None
+    session_epoch: int = 0
 
 
 def _record(row: Editor) -> EditorRecord:
     assert row.id is not None
-    return EditorRecord(row.id, row.email, row.password_hash, row.role, row.active, row.last_login_at)
+    return EditorRecord(
+        row.id, row.email, row.password_hash, row.role, row.active, row.last_login_at, row.session_epoch
+    )
 
 
 def _find(session: Session, email: str) -> Editor | None:
@@ -80,15 +83,41 @@ def set_password_hash(session: Session, email: str, password_hash: str) -> Edito
 
 
 def record_login(
-    session: Session, editor_id: int, *, now: datetime, new_hash: str | None = None
-) -> EditorRecord:
-    """Note the sign-in time, and store a rehashed password when the hasher's parameters moved on."""
-    row = session.get(Editor, editor_id)
-    if row is None:
-        raise NotFound(f"no editor with id {editor_id}", field="editor")
+    session: Session,
+    editor_id: int,
+    *,
+    now: datetime,
+    verified_hash: str,
+    new_hash: str | None = None,
+) -> EditorRecord | None:
+    """Note the sign-in time, and store a rehashed password when the hasher's parameters moved on.
+
+    The password was checked against `verified_hash` outside this transaction; if the account was
+    disabled or its password changed meanwhile, nothing is written and the answer is None.
+    """
+    row = session.get(Editor, editor_id, with_for_update=True)
+    if row is None or not row.active or row.password_hash != verified_hash:
+        return None
     if new_hash:
         row.password_hash = new_hash
     row.last_login_at = now
     session.add(row)
     session.flush()
     return _record(row)
+
+
+def raise_session_epoch(session: Session, editor_id: int) -> int:
+    """Add one to the account's session epoch in one statement (two sign-outs at once both count).
+
+    Sessions carry the epoch they were issued under, so every session issued before is over, in
+    every process and after a restart. Returns the new epoch.
+    """
+    epoch = col(Editor.session_epoch)
+    result = session.execute(
+        sa.update(Editor).where(col(Editor.id) == editor_id).values(session_epoch=epoch + 1).returning(epoch)
+    )
+    found = result.scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"no editor with id {editor_id}", field="editor")
+    session.expire_all()
+    return int(found)

@@ -93,7 +93,7 @@ def find_feed(session: Session, name_or_id: str) -> FeedData:
     """By exact name first (a feed may be called "2024"), then by id."""
     text = name_or_id.strip()
     row = session.exec(select(Feed).where(Feed.name == text)).first()
-    if row is None and text.isdigit():
+    if row is None and text.isascii() and text.isdigit() and int(text) < 2**63:  # what an id column holds
         row = session.get(Feed, int(text))
     if row is None:
         raise NotFound(f"no feed named or numbered {text!r} (see `briefing feeds list`)", field="feed")

@@ -19,12 +19,20 @@ S = Subscriber.__table__  # type: ignore[attr-defined]
 
 @dataclass(slots=True)
 class ImportCounts:
-    added: int = 0
+    added: int = 0  # new rows, active or pending
+    added_suppressed: int = 0  # new rows stored suppressed: the file says they left or bounced
     updated: int = 0
     unchanged: int = 0
-    suppressed: int = 0  # present but unsubscribed/bounced/complained: left alone
+    suppressed: int = 0  # rows on the list that the file suppressed (or suppressed more firmly)
+    kept_suppressed: int = 0  # rows already suppressed, left as they were
     duplicates: int = 0  # the same address earlier in the same file
     rejected: int = 0
+
+
+# How firmly a status suppresses: a row moves only up this order, so "unsubscribed" in a file
+# never hides that the address bounced or complained, and nothing lifts a blocklisting.
+_FIRMNESS = ("unsubscribed", "bounced", "complained", "blocklisted")
+SUPPRESSION_RANK = {SubscriberStatus(s): rank for rank, s in enumerate(_FIRMNESS, start=1)}
 
 
 def to_data(row: Subscriber) -> SubscriberData:
@@ -131,11 +139,12 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 def unsubscribe(session: Session, subscriber_id: int, *, now: datetime) -> tuple[SubscriberData, bool]:
-    """Idempotent: returns (subscriber, changed). A bounced or complained address keeps its status."""
+    """Idempotent: returns (subscriber, changed). A bounced, complained or blocklisted address keeps
+    its status."""
     row = session.get(Subscriber, subscriber_id)
     if row is None:
         raise NotFound(f"no subscriber with id {subscriber_id}", field="subscriber")
-    if row.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
+    if row.status in SUPPRESSED_STATUSES:
         return to_data(row), False
     row.status = SubscriberStatus.UNSUBSCRIBED.value
     row.unsubscribed_at = now
@@ -206,6 +215,10 @@ def import_batch(
 ) -> None:
     """Upsert one batch of validated rows.
 
+    `status` is what a subscribed row becomes (active or pending); a row's own status (from the
+    file) is honoured when it is pending or a suppression. A suppressing row suppresses a reader
+    who is on the list, because the list the newsroom leaves says they left; a suppressed reader
+    is never re-activated, only suppressed more firmly (SUPPRESSION_RANK).
     `first_new_id` is the first id this import could have created: a stored row at or above it
     came from earlier in the same file, which makes the row a duplicate, not an update.
     """
@@ -224,54 +237,96 @@ def import_batch(
     }
     new_rows: list[dict[str, Any]] = []
     for key, item in unique.items():
+        wanted = _wanted_status(item, status)
         row = existing.get(key)
         if row is None:
-            new_rows.append(
-                {
-                    "email": item.email,
-                    "email_key": key,
-                    "name": item.name,
-                    "status": status.value,
-                    "source": source,
-                    "consent_at": now,
-                    "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
-                    "soft_bounce_count": 0,
-                    "token_version": 1,
-                    "attributes": dict(item.attributes or {}),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            continue
-        if row.id is not None and row.id >= first_new_id:
+            new_rows.append(_new_row(item, key, wanted, source, now))
+            counts.added_suppressed += wanted in SUPPRESSED_STATUSES
+            counts.added += wanted not in SUPPRESSED_STATUSES
+        elif row.id is not None and row.id >= first_new_id:
             counts.duplicates += 1
-            continue
-        if row.status in SUPPRESSED_STATUSES:
-            counts.suppressed += 1
-            continue
-        changed = False
-        if item.name and item.name != row.name:
-            row.name = item.name
-            changed = True
-        if row.status == SubscriberStatus.PENDING and status == SubscriberStatus.ACTIVE:
-            row.status = SubscriberStatus.ACTIVE.value
-            row.confirmed_at = now
-            changed = True
-        if item.attributes:
-            merged = {**(row.attributes or {}), **item.attributes}
-            if merged != row.attributes:
-                row.attributes = merged
-                changed = True
-        if changed:
-            row.updated_at = now
-            session.add(row)
+        elif row.status in SUPPRESSED_STATUSES or wanted in SUPPRESSED_STATUSES:
+            if _suppress(session, row, item, wanted, now):
+                counts.suppressed += 1
+            else:
+                counts.kept_suppressed += 1
+        elif _update(session, row, item, wanted, now):
             counts.updated += 1
         else:
             counts.unchanged += 1
     if new_rows:
         session.execute(sa.insert(Subscriber), new_rows)
-        counts.added += len(new_rows)
     session.flush()
+
+
+def _wanted_status(item: SubscriberInput, status: SubscriberStatus) -> SubscriberStatus:
+    if item.status is None or item.status == SubscriberStatus.ACTIVE:
+        return status
+    return item.status  # pending, or a suppression
+
+
+def _new_row(
+    item: SubscriberInput, key: str, status: SubscriberStatus, source: str, now: datetime
+) -> dict[str, Any]:
+    """A new row as the file describes it; the import's moment fills what the file leaves out.
+
+    Importing active or pending rows is the newsroom's statement of consent, dated now unless
+    the file says when; a suppressed row records no consent it never gave.
+    """
+    mailable = status not in SUPPRESSED_STATUSES
+    return {
+        "email": item.email,
+        "email_key": key,
+        "name": item.name,
+        "status": status.value,
+        "source": item.source or source,
+        "consent_at": item.consent_at or (now if mailable else None),
+        "confirmed_at": item.confirmed_at or (now if status == SubscriberStatus.ACTIVE else None),
+        "unsubscribed_at": item.unsubscribed_at or (now if status == SubscriberStatus.UNSUBSCRIBED else None),
+        "soft_bounce_count": 0,
+        "token_version": 1,
+        "attributes": dict(item.attributes or {}),
+        "created_at": item.created_at or now,
+        "updated_at": now,
+    }
+
+
+def _suppress(
+    session: Session, row: Subscriber, item: SubscriberInput, wanted: SubscriberStatus, now: datetime
+) -> bool:
+    """Move a row to the file's suppression if that is firmer than where it stands; True if moved."""
+    current = SUPPRESSION_RANK.get(SubscriberStatus(row.status), 0)
+    if SUPPRESSION_RANK.get(wanted, 0) <= current:
+        return False
+    row.status = wanted.value
+    if wanted == SubscriberStatus.UNSUBSCRIBED:
+        row.unsubscribed_at = item.unsubscribed_at or now
+    row.updated_at = now
+    session.add(row)
+    return True
+
+
+def _update(
+    session: Session, row: Subscriber, item: SubscriberInput, wanted: SubscriberStatus, now: datetime
+) -> bool:
+    """A reader on the list, named again: a new name and attributes; pending confirmed if wanted."""
+    changed = False
+    if item.name and item.name != row.name:
+        row.name = item.name
+        changed = True
+    if row.status == SubscriberStatus.PENDING and wanted == SubscriberStatus.ACTIVE:
+        row.status = SubscriberStatus.ACTIVE.value
+        row.confirmed_at = item.confirmed_at or now
+        changed = True
+    if item.attributes:
+        merged = {**(row.attributes or {}), **item.attributes}
+        if merged != row.attributes:
+            row.attributes = merged
+            changed = True
+    if changed:
+        row.updated_at = now
+        session.add(row)
+    return changed
 
 
 def next_id(session: Session) -> int:
@@ -298,6 +353,7 @@ class LinkState:
     subscriber: SubscriberData
     token_version: int
     updated_at: datetime
+    email_key: str = ""  # the address a confirm link must have been sent to (links.address_tag)
     # Holds the loaded row for as long as the caller's session needs it: the session's identity
     # map is weak, so without this the store's next `session.get` would query the row again.
     row: object = field(default=None, repr=False, compare=False)
@@ -339,4 +395,4 @@ def link_state(session: Session, subscriber_id: int) -> LinkState | None:
     row = session.get(Subscriber, subscriber_id)
     if row is None:
         return None
-    return LinkState(to_data(row), row.token_version, row.updated_at, row)
+    return LinkState(to_data(row), row.token_version, row.updated_at, row.email_key, row)

@@ -28,8 +28,10 @@ from briefing.db import make_engine, upgrade
 from briefing.domain import Clock
 from briefing.errors import ConfigError
 from briefing.mail.transport import Transport
-from briefing.web import archive, auth, editions, errors, public, queue, subscribers
+from briefing.service import editors as editor_service
+from briefing.web import archive, auth, editions, errors, metrics, public, queue, subscribers, webhooks
 from briefing.web.context import Limits, Pages, PreviewCache, WebContext
+from briefing.web.proxies import TrustedProxies
 from briefing.web.ratelimit import SlidingWindow
 from briefing.web.sessions import SessionManager
 from briefing.wiring import PACKAGE_ROOT, edition_setup, templates_dir
@@ -163,6 +165,7 @@ def build_context(
     engine: sa.Engine,
     transport: Transport,
     clock: Clock,
+    hasher: editor_service.Hasher = editor_service.DEFAULT_HASHER,
 ) -> WebContext:
     """Every setting the web app uses is read here, once, at start-up (config.py has checked them).
 
@@ -198,6 +201,7 @@ def build_context(
             subscribe_address=_limit(settings.subscribe_rate_address, clock),
             login=_limit(settings.login_rate, clock),
             login_ip=_limit(settings.login_rate_ip, clock),
+            login_account=_limit(settings.login_rate_account, clock),
         ),
         base_url=base_url,
         secure_cookies=base_url.startswith("https://"),
@@ -208,6 +212,7 @@ def build_context(
         previews=PreviewCache(clock),
         # Only SQLite needs this process's transactions in single file (see WebContext.gate).
         gate=threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext(),
+        hasher=hasher,
     )
 
 
@@ -228,8 +233,12 @@ def create_app(
     engine: sa.Engine | None = None,
     transport: Transport | None = None,
     clock: Clock | None = None,
+    hasher: editor_service.Hasher | None = None,
 ) -> FastAPI:
-    """The whole web app. Without an engine or transport it makes its own (and closes them on shutdown)."""
+    """The whole web app. Without an engine or transport it makes its own (and closes them on shutdown).
+
+    `hasher` checks sign-in passwords (argon2 by default; a test may pass one it controls).
+    """
     own_engine = engine is None
     if engine is None:
         engine = make_engine(settings.database_url)
@@ -237,7 +246,7 @@ def create_app(
     own_transport = transport is None
     clock = clock or wiring.clock(settings)
     mail: Transport = transport if transport is not None else open_transport(settings, clock)
-    ctx = build_context(settings, engine, mail, clock)
+    ctx = build_context(settings, engine, mail, clock, hasher or editor_service.DEFAULT_HASHER)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -256,6 +265,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
+        # Starlette builds that redirect from the Host header; errors.py builds it from the base URL.
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     # For routers that only need the engine, the settings and the clock (briefing.web.api).
@@ -269,10 +280,14 @@ def create_app(
     app.include_router(queue.router)
     app.include_router(editions.router)
     app.include_router(subscribers.router)
+    app.include_router(webhooks.router)  # bounces and complaints from mail providers
+    app.include_router(metrics.router)  # GET /metrics for Prometheus, off until a token is set
     api_router = _optional_router("briefing.web.api")
     if api_router is not None:
         app.include_router(api_router)
     static_dir = ctx.web_dir / "static"
     app.mount("/static", StaticFiles(directory=str(static_dir), check_dir=True), name="static")
     app.add_middleware(SecurityMiddleware)
+    # Outermost, so everything inside sees the client a trusted proxy forwarded for.
+    app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     return app

@@ -37,7 +37,13 @@ Ctx = Annotated[WebContext, Depends(get_ctx)]
 READ = ["GET", "HEAD"]
 
 # Editions readers have received (in full or in part).
-PUBLISHED = (EditionStatus.SENT, EditionStatus.PARTIAL, EditionStatus.SENDING, EditionStatus.PAUSED)
+PUBLISHED = (
+    EditionStatus.SENT,
+    EditionStatus.PARTIAL,
+    EditionStatus.SENDING,
+    EditionStatus.PAUSED,
+    EditionStatus.HALTED,
+)
 ARCHIVE_LIMIT = 200
 FEED_LIMIT = 30
 

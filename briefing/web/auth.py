@@ -2,8 +2,12 @@
 
 The session lives in a signed cookie (itsdangerous, its own secret, never the link secret), so a
 restart keeps editors logged in when BRIEFING_SESSION_SECRET is set. Each request re-reads the
-editor: a disabled account or a changed password ends every session at once. Logging out also
-revokes the session id in this process's memory until the cookie would have expired anyway.
+editor: a disabled account, a changed password or a sign-out ends every session at once. Signing
+out raises the account's session epoch in the database, so a copied cookie stays dead in every
+process and after a restart.
+
+Sign-in is limited three ways: per address and account, per address, and per account whatever
+the address (failures only), so guessing one editor's password from many addresses stops too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from briefing.errors import NotFound
 from briefing.service import editors as editor_service
 from briefing.service.editors import EditorAccount
 from briefing.web.context import WebContext, client_ip, get_ctx, random_token
@@ -58,10 +63,14 @@ def current_editor(request: Request, ctx: WebContext) -> EditorAccount | None:
     if data is not None:
         with ctx.reading() as session:
             found = editor_service.get_editor(session, data.editor_id)
-        if found is not None and found.active and hmac.compare_digest(found.password_stamp, data.stamp):
+        if (
+            found is not None
+            and found.active
+            and found.session_epoch == data.epoch
+            and hmac.compare_digest(found.password_stamp, data.stamp)
+        ):
             editor = found
             request.state.csrf_token = data.csrf
-            request.state.session_id = data.sid
     request.state.editor = editor
     return editor
 
@@ -154,14 +163,24 @@ def login(
     if not cookie or not hmac.compare_digest(cookie.encode(), login_token.encode()):
         raise Forbidden("The sign-in form has expired. Reload the page and try again.")
     ip = client_ip(request)
-    key = f"{ip}|{email.strip().lower()}"
-    if not ctx.limits.login.allow(key) or not ctx.limits.login_ip.allow(ip):
+    account = email.strip().lower()
+    # Taken before the check and given back on success, so parallel guesses cannot overshoot it.
+    locked = ctx.limits.login_account.take(account)
+    if locked:
         raise TooManyRequests(
-            "Too many sign-in attempts. Wait a minute and try again.", int(ctx.limits.login.rate.window)
+            f"Too many failed sign-ins for this account. Try again in {_minutes(locked)}.", locked
         )
-    with ctx.writing() as session:
-        editor = editor_service.authenticate(session, email, password, now=ctx.now())
-    if editor is None:
+    wait = ctx.limits.login.take(f"{ip}|{account}") or ctx.limits.login_ip.take(ip)
+    if wait:
+        ctx.limits.login_account.give_back(account)
+        raise TooManyRequests("Too many sign-in attempts. Wait a minute and try again.", wait)
+    # Off the gate: argon2 runs with no transaction open (see briefing.service.editors).
+    editor = editor_service.authenticate(
+        ctx.engine, email, password, now=ctx.now(), gate=ctx.gate, hasher=ctx.hasher
+    )
+    if editor is not None:
+        ctx.limits.login_account.give_back(account)
+    else:
         return _login_page(
             request, ctx, next_url=target, email=email, error="Wrong email or password.", status=401
         )
@@ -180,10 +199,20 @@ def login(
     return response
 
 
+def _minutes(seconds: int) -> str:
+    minutes = max(1, -(-seconds // 60))
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
 def logout_response(request: Request, ctx: WebContext) -> Response:
-    sid = getattr(request.state, "session_id", "")
-    if sid:
-        ctx.sessions.revoke(sid)
+    """Sign the account out everywhere: raising its epoch ends this cookie and every copy of it."""
+    editor: EditorAccount | None = getattr(request.state, "editor", None)
+    if editor is not None:
+        try:
+            with ctx.writing() as session:
+                editor_service.sign_out(session, editor.id)
+        except NotFound:
+            pass  # the account is gone, and with it every session
     response = ctx.pages.redirect("/login", "You are signed out.", secure=ctx.secure_cookies)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -30,6 +30,7 @@ from briefing.domain import Clock
 from briefing.links import ClockedTimestampSigner, LinkSigner
 from briefing.mail.transport import Transport
 from briefing.service import editions as edition_service
+from briefing.service import editors as editor_service
 from briefing.service.setup import EditionSetup
 from briefing.web.ratelimit import SlidingWindow
 from briefing.web.sessions import SessionManager
@@ -69,6 +70,8 @@ class Limits:
     subscribe_address: SlidingWindow
     login: SlidingWindow
     login_ip: SlidingWindow
+    # Failed sign-ins per account, whatever address they come from.
+    login_account: SlidingWindow
 
 
 @dataclass
@@ -95,6 +98,8 @@ class WebContext:
     # SQLite's busy handler (1, 2, 5 ... 100 ms). Under load that backoff, not the work, sets the
     # pace; queueing this process's transactions on a lock instead keeps each one a millisecond.
     gate: AbstractContextManager[Any] = field(default_factory=threading.RLock)
+    # Checks sign-in passwords (argon2); never called with the gate held.
+    hasher: editor_service.Hasher = editor_service.DEFAULT_HASHER
 
     @property
     def signer(self) -> LinkSigner:
@@ -221,7 +226,7 @@ def get_ctx(request: Request) -> WebContext:
 
 
 def client_ip(request: Request) -> str:
-    """The peer address; behind a reverse proxy uvicorn's proxy-headers option makes this the client."""
+    """The peer address, or the client a trusted proxy forwarded for (see briefing.web.proxies)."""
     return request.client.host if request.client else "unknown"
 
 

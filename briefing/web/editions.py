@@ -9,8 +9,9 @@ harmless: `sent` rows are never sent again.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Annotated
 from urllib.parse import quote
@@ -21,22 +22,30 @@ from fastapi.responses import HTMLResponse, Response
 from briefing import inputs
 from briefing.domain import DeliveryStatus, EditionData, EditionStatus, LedgerCounts
 from briefing.errors import BriefingError
+from briefing.service import bounce_rates as rate_service
 from briefing.service import editions as edition_service
+from briefing.service.bounce_rates import EditionRates, RateLimits, percent
+from briefing.service.editors import EditorAccount
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
+from briefing.store.deliveries import LedgerRow
 from briefing.web.auth import require_editor
-from briefing.web.context import WebContext, get_ctx
+from briefing.web.context import WebContext, get_ctx, mask_email
+from briefing.web.rate_chart import rate_chart
 
 log = logging.getLogger("briefing.web")
 
 router = APIRouter(prefix="/editor", dependencies=[Depends(require_editor)])
 Ctx = Annotated[WebContext, Depends(get_ctx)]
+Editor = Annotated[EditorAccount, Depends(require_editor)]
 READ = ["GET", "HEAD"]
 NO_STORE = {"Cache-Control": "no-store"}
 
 EDITIONS_SHOWN = 60
 PROBLEM_ROWS = 500
 RETRYABLE = (EditionStatus.SENT, EditionStatus.PARTIAL, EditionStatus.PAUSED, EditionStatus.SENDING)
+# Anything shaped like an address in a mail server's reply ("550 5.1.1 <jane@example.org>: ...").
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,21 @@ class EditionLine:
     edition: EditionData
     counts: LedgerCounts
     ambiguous: int
+    rates: EditionRates | None = None
+
+
+def _masked(text: str) -> str:
+    return _ADDRESS.sub(lambda m: mask_email(m.group(0)), text)
+
+
+def _for_reader_of_the_page(rows: list[LedgerRow], editor: EditorAccount) -> list[LedgerRow]:
+    """The list of readers is for administrators; other editors see which copies failed, not to whom.
+
+    The mail server's reply often quotes the address, so it is masked there too.
+    """
+    if editor.is_admin:
+        return rows
+    return [replace(r, email=mask_email(r.email), smtp_reply=_masked(r.smtp_reply)) for r in rows]
 
 
 def _running(ctx: WebContext, day: date) -> bool:
@@ -54,16 +78,41 @@ def _running(ctx: WebContext, day: date) -> bool:
 
 @router.api_route("/editions", methods=READ, response_class=HTMLResponse)
 def editions(request: Request, ctx: Ctx) -> HTMLResponse:
+    limits = _rate_limits(ctx)
     with ctx.reading() as session:
+        shown = edition_store.list_editions(session, limit=EDITIONS_SHOWN)
+        rates = rate_service.rates_of(session, [e.id for e in shown])
+        chart = rate_chart(rate_service.recent_rates(session), limits)
         lines = [
-            EditionLine(e, ledger.counts(session, e.id), ledger.ambiguous_count(session, e.id))
-            for e in edition_store.list_editions(session, limit=EDITIONS_SHOWN)
+            EditionLine(
+                e, ledger.counts(session, e.id), ledger.ambiguous_count(session, e.id), rates.get(e.id)
+            )
+            for e in shown
         ]
-    return ctx.pages.render(request, "editions.html", {"title": "Editions", "lines": lines}, headers=NO_STORE)
+    return ctx.pages.render(
+        request,
+        "editions.html",
+        {
+            "title": "Editions",
+            "lines": lines,
+            "chart": chart,
+            "percent": percent,
+            "max_hard_bounce_rate": limits.max_hard_bounce_rate,
+            "max_complaint_rate": limits.max_complaint_rate,
+        },
+        headers=NO_STORE,
+    )
+
+
+def _rate_limits(ctx: WebContext) -> RateLimits:
+    return RateLimits(
+        max_complaint_rate=ctx.settings.max_complaint_rate,
+        max_hard_bounce_rate=ctx.settings.max_hard_bounce_rate,
+    )
 
 
 @router.api_route("/editions/{day}", methods=READ, response_class=HTMLResponse)
-def edition(request: Request, ctx: Ctx, day: str) -> HTMLResponse:
+def edition(request: Request, ctx: Ctx, editor: Editor, day: str) -> HTMLResponse:
     edition_date = inputs.local_date(day)
     with ctx.reading() as session:
         found, counts, ambiguous = edition_service.edition_counts(session, edition_date)
@@ -74,6 +123,10 @@ def edition(request: Request, ctx: Ctx, day: str) -> HTMLResponse:
             limit=PROBLEM_ROWS,
         )
         last_error = edition_store.last_error(session, found.id)
+        rates = rate_service.edition_rates(session, edition_date)
+    problems = _for_reader_of_the_page(problems, editor)
+    if not editor.is_admin:
+        last_error = _masked(last_error)
     can_retry = found.status in RETRYABLE and (counts.failed + counts.deferred) > 0
     return ctx.pages.render(
         request,
@@ -87,6 +140,9 @@ def edition(request: Request, ctx: Ctx, day: str) -> HTMLResponse:
             "problem_limit": PROBLEM_ROWS,
             "last_error": last_error,
             "can_retry": can_retry,
+            "can_resume": found.status == EditionStatus.HALTED,
+            "rates": rates,
+            "percent": percent,
             "retry_running": _running(ctx, edition_date),
         },
         headers=NO_STORE,
@@ -120,14 +176,42 @@ def retry_failed(ctx: Ctx, day: str) -> Response:
     )
 
 
-def _retry(ctx: WebContext, edition_date: date) -> None:
+@router.post("/editions/{day}/resume")
+def resume_halted(ctx: Ctx, day: str) -> Response:
+    """Go on with an edition the bounce breaker halted: an editor has checked the list."""
+    edition_date = inputs.local_date(day)
+    back = f"/editor/editions/{quote(edition_date.isoformat())}"
+    with ctx.reading() as session:
+        found = edition_store.get_edition(session, edition_date)
+    if found.status != EditionStatus.HALTED:
+        return ctx.pages.redirect(
+            back, "This edition is not halted.", kind="error", secure=ctx.secure_cookies
+        )
+    with ctx.retry_lock:
+        running = ctx.retries.get(edition_date)
+        if running is not None and running.is_alive():
+            return ctx.pages.redirect(
+                back, "A send is already running.", kind="error", secure=ctx.secure_cookies
+            )
+        thread = threading.Thread(
+            target=_retry, args=(ctx, edition_date, True), name=f"resume-{edition_date}", daemon=True
+        )
+        ctx.retries[edition_date] = thread
+        thread.start()
+    return ctx.pages.redirect(
+        back, "Sending resumed. Reload this page to follow it.", secure=ctx.secure_cookies
+    )
+
+
+def _retry(ctx: WebContext, edition_date: date, resume: bool = False) -> None:
     try:
         outcome = edition_service.send_edition(
             ctx.engine,
             ctx.current_setup(),
             edition_date,
             ctx.transport,
-            retry_failed=True,
+            retry_failed=not resume,
+            resume=resume,
             stop=ctx.stop,
             clock=ctx.clock,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from briefing.errors import (
     BriefingError,
@@ -101,6 +103,31 @@ def error_page(
     )
 
 
+def slash_twin(request: Request) -> str | None:
+    """The path with its trailing slash added or removed, when no route takes the path as sent
+    but one takes that twin (the redirect Starlette would make, which is turned off in app.py)."""
+    scope = request.scope
+    path: str = scope["path"]
+    if scope["type"] != "http" or path == "/":
+        return None
+    twin = path.rstrip("/") if path.endswith("/") else path + "/"
+    routes = request.app.router.routes
+    if not twin or any(route.matches(scope)[0] is not Match.NONE for route in routes):
+        return None
+    twin_scope = {**scope, "path": twin}
+    if any(route.matches(twin_scope)[0] is not Match.NONE for route in routes):
+        return twin
+    return None
+
+
+def slash_redirect(request: Request, twin: str) -> Response:
+    """To the configured public address, never the Host header (which the client chooses)."""
+    ctx: WebContext = request.app.state.ctx
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    target = ctx.base_url + quote(twin, safe="/%:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
+    return RedirectResponse(target, status_code=307)
+
+
 async def _know_editor(request: Request) -> None:
     """The editors' navigation on their error pages, too (read off the event loop)."""
     ctx: WebContext | None = getattr(request.app.state, "ctx", None)
@@ -143,17 +170,23 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> Response:
+        await _know_editor(request)
+        if any(err.get("loc", ("",))[0] == "path" for err in exc.errors()):
+            # A path segment that cannot name a row (an id out of range, not a number) names no page.
+            return error_page(request, 404, "There is no page at this address.")
         problems = []
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
             problems.append(f"{where}: {err.get('msg', 'invalid value')}" if where else str(err.get("msg")))
-        await _know_editor(request)
         return error_page(request, 400, "; ".join(problems) or "The request was not valid.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
         if exc.status_code == 404:
+            twin = slash_twin(request)
+            if twin is not None and getattr(request.app.state, "ctx", None) is not None:
+                return slash_redirect(request, twin)
             message = "There is no page at this address."
         elif exc.status_code == 405:
             message = "This address does not accept that kind of request."

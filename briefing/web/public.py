@@ -72,7 +72,7 @@ def subscribe(
 ) -> HTMLResponse:
     """Create a pending subscriber and mail a confirmation link; the answer never depends on the list."""
     try:
-        item = subscriber_service.subscriber_input(email, name)
+        item = subscriber_service.subscriber_input(email, name, allow_smtputf8=ctx.settings.smtp_smtputf8)
     except BriefingError as exc:
         return _subscribe_page(request, ctx, email=email, name=name, error=str(exc), status=400)
     if not ctx.limits.subscribe_ip.allow(client_ip(request)):
@@ -123,7 +123,7 @@ def confirm_page(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
     except TokenExpired:
         return _expired_page(request, ctx, token)
     with ctx.reading() as session:
-        outcome = subscriber_service.confirmation_state(session, claim)
+        outcome = subscriber_service.confirmation_state(session, ctx.signer, claim)
     return _confirm_page(request, ctx, token, outcome, "Confirm your subscription")
 
 
@@ -134,7 +134,7 @@ def confirm(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
     except TokenExpired:
         return _expired_page(request, ctx, token)
     with ctx.writing() as session:
-        outcome = subscriber_service.confirm(session, claim, now=ctx.now())
+        outcome = subscriber_service.confirm(session, ctx.signer, claim, now=ctx.now())
     title = "Subscription confirmed" if outcome is Confirmation.DONE else "Confirm"
     return _confirm_page(request, ctx, token, outcome, title)
 

@@ -20,6 +20,7 @@ from briefing.service import subscribers as subscriber_service
 from briefing.store import subscribers as subscriber_store
 from briefing.web.auth import require_admin
 from briefing.web.context import WebContext, get_ctx
+from briefing.web.params import RowId
 
 router = APIRouter(prefix="/editor/subscribers", dependencies=[Depends(require_admin)])
 Ctx = Annotated[WebContext, Depends(get_ctx)]
@@ -66,7 +67,7 @@ def subscribers(request: Request, ctx: Ctx, q: str = "", status: str = "") -> HT
 @router.post("/{subscriber_id}/unsubscribe")
 def unsubscribe(
     ctx: Ctx,
-    subscriber_id: int,
+    subscriber_id: RowId,
     q: Annotated[str, Form(max_length=200)] = "",
     status: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:

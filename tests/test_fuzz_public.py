@@ -1,0 +1,212 @@
+"""Fuzz the readers' pages and the archive: subscribe, confirm, unsubscribe, preferences, archive pages.
+
+A reader's client with no cookies sends naughty and generated values as form fields, as link
+tokens (alone, and glued to a valid token, the way a mangled link arrives) and as archive dates.
+Each request meets the same starting database (a real SQLite file restored from a template) and
+`WebTrial` judges the answer: never 5xx, no traceback, no markup smuggled into the page (the
+subscribe form shows what was typed back on an error), GET and HEAD never change a table, and a
+refused input (4xx) changes nothing.
+
+Sizes: each field or token gets the hostile values for its kind plus NAUGHTY_PER_FIELD strings
+of the Big List of Naughty Strings, each route HYPOTHESIS_EXAMPLES generated values: about 650
+requests for 13 routes (a token value is sent alone and after a valid token), printed (pytest -s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from briefing.config import Settings
+from briefing.db import session_scope
+from briefing.domain import SubscriberStatus
+from briefing.links import LinkSigner
+from briefing.mail.transport import MemoryTransport
+from briefing.service import confirmations
+from briefing.store import subscribers as subscriber_store
+from tests.fixtures.naughty import NAUGHTY_FROM, WebTrial, encoded, generated, inputs_for
+from tests.fixtures.web import (
+    EDITION_DAY,
+    FIXED_NOW,
+    LINK_SECRET,
+    add_subscriber,
+    queue_stories,
+    send_edition,
+    web_settings_for,
+)
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(120)]
+
+NAUGHTY_PER_FIELD = 6
+HYPOTHESIS_EXAMPLES = 10
+DAY = EDITION_DAY.isoformat()
+NO_LIMIT = "1000000/1m"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A reader's request; `{token}` or `{day}` in the path is where a varied path value goes."""
+
+    method: str
+    path: str
+    fields: dict[str, str] = field(default_factory=dict)
+    vary: dict[str, str] = field(default_factory=dict)  # field name (or "path") -> kind
+    valid_token: str = ""  # the kind of link whose valid token the varied value is glued to
+
+
+ROUTES: dict[str, Route] = {
+    "subscribe": Route(
+        "POST",
+        "/subscribe",
+        {"email": "new.reader@example.com", "name": "New Reader"},
+        {"email": "email", "name": "text", "website": "text"},
+    ),
+    "subscribe page": Route("GET", "/subscribe", vary={"email": "text"}),
+    "confirm page": Route("GET", "/confirm/{token}", vary={"path": "text"}, valid_token="confirm"),
+    "confirm": Route("POST", "/confirm/{token}", vary={"path": "text"}, valid_token="confirm"),
+    "resend": Route("POST", "/confirm/{token}/resend", vary={"path": "text"}, valid_token="confirm"),
+    "unsubscribe page": Route(
+        "GET", "/unsubscribe/{token}", vary={"path": "text"}, valid_token="unsubscribe"
+    ),
+    "unsubscribe": Route("POST", "/unsubscribe/{token}", vary={"path": "text"}, valid_token="unsubscribe"),
+    "resubscribe": Route(
+        "POST", "/unsubscribe/{token}/resubscribe", vary={"path": "text"}, valid_token="unsubscribe"
+    ),
+    "preferences page": Route(
+        "GET", "/preferences/{token}", vary={"path": "text"}, valid_token="preferences"
+    ),
+    "preferences": Route(
+        "POST",
+        "/preferences/{token}",
+        {"action": "unsubscribe"},
+        {"path": "text", "action": "text"},
+        valid_token="preferences",
+    ),
+    "archive": Route("GET", "/archive", vary={"page": "text"}),
+    "archive edition": Route("GET", "/archive/{day}", vary={"path": "date"}),
+    "archive feed": Route("GET", "/archive/feed.xml", vary={"since": "text"}),
+}
+
+
+@pytest.fixture
+def web_settings(sqlite_url: str) -> Settings:
+    """The usual test settings with the rate limits out of the way: every input should reach the app."""
+    return web_settings_for(
+        sqlite_url,
+        subscribe_rate_ip=NO_LIMIT,
+        subscribe_rate_address=NO_LIMIT,
+        login_rate=NO_LIMIT,
+        login_rate_ip=NO_LIMIT,
+    )
+
+
+def valid_tokens(engine: sa.Engine) -> dict[str, str]:
+    """A working link of each kind, for a reader who is active and one who awaits confirmation."""
+    signer = LinkSigner([LINK_SECRET])
+    active = add_subscriber(engine, "ada@example.com", "Ada")
+    pending = add_subscriber(engine, "bob@example.org", "Bob", SubscriberStatus.PENDING)
+    with session_scope(engine) as session:
+        state = subscriber_store.link_state(session, pending.id)
+    assert state is not None
+    confirm = confirmations.make_token(signer, state, now=FIXED_NOW)
+    assert confirm is not None
+    return {
+        "confirm": confirm,
+        "unsubscribe": signer.unsubscribe_token(active.id),
+        "preferences": signer.preferences_token(active.id),
+    }
+
+
+def path_for(route: Route, value: str) -> str:
+    segment = encoded(value).replace("+", "%20")
+    return route.path.replace("{token}", segment).replace("{day}", segment)
+
+
+def send_one(
+    trial: WebTrial, route: Route, tokens: dict[str, str], key: str, value: str
+) -> httpx.Response | None:
+    """The route's valid request with `key` (a field, or "path") replaced by `value` (no key: as is)."""
+    target = f"{route.method} {route.path} {key}"
+    fields = dict(route.fields)
+    path_value = tokens.get(route.valid_token, DAY)
+    if key == "path":
+        path_value = value
+    elif key:
+        fields[key] = value
+    query, form = (fields, None) if route.method == "GET" else (None, fields)
+    path = path_for(route, path_value)
+    response = trial.send(target, value, route.method, path, query=query, form=form)
+    if key == "path" and route.valid_token:
+        # A valid link with junk after it (a mail client wrapping or mangling the address).
+        mangled = path_for(route, tokens[route.valid_token] + value)
+        trial.send(f"{target} (after a valid token)", value, route.method, mangled, query=query, form=form)
+    return response
+
+
+def fuzz_route(trial: WebTrial, route: Route, tokens: dict[str, str], start: int) -> None:
+    valid = send_one(trial, route, tokens, "", "")
+    if valid is None or valid.status_code >= 400:  # else the bad values would be refused for nothing
+        trial.findings.add(
+            f"{route.method} {route.path}", "", f"the valid request got {valid and valid.status_code}"
+        )
+    for i, (key, kind) in enumerate(route.vary.items()):
+        for value in inputs_for(kind, NAUGHTY_PER_FIELD, start + NAUGHTY_PER_FIELD * i):
+            send_one(trial, route, tokens, key, value)
+
+    @settings(
+        max_examples=HYPOTHESIS_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(data=st.data())
+    def examples(data: st.DataObject) -> None:
+        key, kind = data.draw(st.sampled_from(sorted(route.vary.items())))
+        send_one(trial, route, tokens, key, data.draw(generated(kind)))
+
+    examples()
+
+
+def test_every_public_route_survives_naughty_and_generated_input(
+    anon: TestClient, sqlite_engine: sa.Engine, web_settings: Settings
+) -> None:
+    """One starting database for every route; every failure is listed at the end."""
+    queue_stories(sqlite_engine, count=2, headline="Budget <b>passes</b> [/x]")
+    tokens = valid_tokens(sqlite_engine)
+    try:  # a sent edition for the archive pages; the other routes do not need it
+        send_edition(sqlite_engine, web_settings, MemoryTransport())
+    except Exception:
+        pass
+    trial = WebTrial(anon, sqlite_engine)
+    start = NAUGHTY_FROM["public"]
+    for name in sorted(ROUTES):
+        route = ROUTES[name]
+        before = trial.findings.tried
+        fuzz_route(trial, route, tokens, start)
+        start += NAUGHTY_PER_FIELD * len(route.vary)
+        print(f"{route.method} {route.path}: {trial.findings.tried - before} requests")
+    print(f"public routes: {trial.findings.tried} requests")
+    trial.findings.check()
+
+
+def test_every_public_route_is_fuzzed(client: TestClient) -> None:
+    """A new readers' route needs a Route above; the app's own route table is the list."""
+    fuzzed = {(r.method, r.path) for r in ROUTES.values()}
+    public = {
+        (method, route.path)
+        for route in client.app.routes  # type: ignore[attr-defined]
+        if getattr(route, "path", "").startswith(
+            ("/subscribe", "/confirm", "/unsubscribe", "/preferences", "/archive")
+        )
+        for method in getattr(route, "methods", ()) or ()
+        if method != "HEAD"
+    }
+    assert public - fuzzed == set()
