@@ -56,22 +56,68 @@ def test_import_never_reactivates_suppressed_addresses(engine: sa.Engine, tmp_pa
             ("gone@example.com", SubscriberStatus.UNSUBSCRIBED),
             ("bounce@example.com", SubscriberStatus.BOUNCED),
             ("angry@example.com", SubscriberStatus.COMPLAINED),
+            ("blocked@example.com", SubscriberStatus.BLOCKLISTED),
         ):
             subscriber_store.add_subscriber(s, SubscriberInput(email=email), status=status, now=T0)
         s.commit()
     f = tmp_path / "list.csv"
     f.write_text(
-        "email,name\nGONE@example.com,Gone\nbounce@example.com,B\nangry@example.com,A\n", encoding="utf-8"
+        "email,name,status\nGONE@example.com,Gone,\nbounce@example.com,B,subscribed\n"
+        "angry@example.com,A,active\nblocked@example.com,Z,unsubscribed\n",
+        encoding="utf-8",
     )
 
     report = subscriber_service.import_subscribers(engine, f, now=T0)
 
-    assert report.counts.suppressed == 3 and report.counts.added == 0
+    assert (report.counts.kept_suppressed, report.counts.added, report.counts.suppressed) == (4, 0, 0)
     assert _emails(engine) == {
         "gone@example.com": "unsubscribed",
         "bounce@example.com": "bounced",
         "angry@example.com": "complained",
+        "blocked@example.com": "blocklisted",
     }
+
+
+def test_a_status_column_is_honoured_and_suppresses_readers_on_the_list(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    with Session(engine) as s:
+        for email, status in (
+            ("ada@example.com", SubscriberStatus.ACTIVE),
+            ("wait@example.com", SubscriberStatus.PENDING),
+            ("gone@example.com", SubscriberStatus.UNSUBSCRIBED),
+        ):
+            subscriber_store.add_subscriber(s, SubscriberInput(email=email), status=status, now=T0)
+        s.commit()
+    f = tmp_path / "mailchimp.csv"
+    f.write_text(
+        "Email Address,First Name,Last Name,Status\n"
+        "ada@example.com,Ada,Reader,Unsubscribed\n"
+        "wait@example.com,Wai,T,CLEANED\n"
+        "gone@example.com,Gone,,cleaned\n"
+        "new@example.com,New,Reader,subscribed\n"
+        "left@example.com,Left,,unsubscribed\n"
+        "asked@example.com,Asked,,pending\n",
+        encoding="utf-8",
+    )
+
+    report = subscriber_service.import_subscribers(engine, f, now=T0)
+
+    c = report.counts
+    assert (c.added, c.added_suppressed, c.suppressed, c.kept_suppressed) == (2, 1, 3, 0)
+    assert _emails(engine) == {
+        "ada@example.com": "unsubscribed",
+        "wait@example.com": "bounced",
+        "gone@example.com": "bounced",  # a firmer suppression than the one it had
+        "new@example.com": "active",
+        "left@example.com": "unsubscribed",
+        "asked@example.com": "pending",
+    }
+    with Session(engine) as s:
+        ada = subscriber_store.get_by_email(s, "ada@example.com")
+        new = subscriber_store.get_by_email(s, "new@example.com")
+    assert ada.unsubscribed_at == T0 and ada.name == "", "a suppressing row changes only the status"
+    assert new.name == "New Reader" and new.confirmed_at == T0
 
 
 def test_reimport_counts_unchanged_and_updates_names(sqlite_engine: sa.Engine, tmp_path: Path) -> None:
@@ -89,7 +135,9 @@ def test_pending_import_and_bom_and_no_header(sqlite_engine: sa.Engine, tmp_path
     f = tmp_path / "bom.csv"
     f.write_bytes("\ufeffzoë@example.com,Zoë\nyann@example.org\n".encode())
 
-    report = subscriber_service.import_subscribers(sqlite_engine, f, status=SubscriberStatus.PENDING, now=T0)
+    report = subscriber_service.import_subscribers(
+        sqlite_engine, f, status=SubscriberStatus.PENDING, allow_smtputf8=True, now=T0
+    )
 
     assert report.counts.added == 2
     assert _emails(sqlite_engine) == {"zoë@example.com": "pending", "yann@example.org": "pending"}
@@ -129,6 +177,29 @@ def test_large_import_streams_in_batches(sqlite_engine: sa.Engine, tmp_path: Pat
 
     assert report.counts.added == 2500 and report.counts.duplicates == 1
     assert seen and seen == sorted(seen)
+
+
+def test_an_unreadable_date_or_attributes_cell_rejects_only_its_row(
+    sqlite_engine: sa.Engine, tmp_path: Path
+) -> None:
+    f = tmp_path / "list.csv"
+    f.write_text(
+        "email,consent_at,attributes\n"
+        "ok@example.com,2024-03-01 09:15:00,\n"
+        "when@example.com,last tuesday,\n"
+        'json@example.com,,"[1, 2]"\n'
+        "far@example.com,0001-01-01T00:00:00+01:00,\n",
+        encoding="utf-8",
+    )
+
+    report = subscriber_service.import_subscribers(sqlite_engine, f, now=T0)
+
+    reasons = {r.line: r.reason for r in report.rejected_sample}
+    assert set(reasons) == {3, 4, 5}
+    assert reasons[3].startswith("consent_at: 'last tuesday' is not a date and time")
+    assert reasons[4].startswith("attributes: must be a JSON object")
+    assert reasons[5].startswith("consent_at:") and "between 1900 and 2200" in reasons[5]
+    assert _emails(sqlite_engine) == {"ok@example.com": "active"}
 
 
 def test_export_neutralises_formulas(sqlite_engine: sa.Engine) -> None:

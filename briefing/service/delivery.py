@@ -4,105 +4,52 @@ Each worker holds at most one claimed row. Recording the previous result and cla
 happen in one transaction, right after the SMTP reply: a `sent` row is committed before the next
 message starts, and a crash leaves at most one claimed row per connection, which the next run
 treats as ambiguous (it may or may not have been delivered).
+
+A refusal counts against its reader only once it stands out from what others got (see
+service.refusals): until then its row waits, held, and when the relay turns out to be refusing
+everyone the send pauses and the held rows go back to the queue with nothing held against anyone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from briefing.db import session_scope
-from briefing.domain import Clock, LedgerCounts
+from briefing.domain import Clock
 from briefing.errors import AuthFailed, InvalidInput, TransportError
 from briefing.mail.transport import Outcome, SendResult, Transport
+from briefing.service.claim_owners import make_owner, owner_is_dead
+from briefing.service.refusals import BounceBreaker, RelayJudge
+from briefing.service.send_policy import DeliveryPolicy
+from briefing.service.send_report import DeliveryReport, RunTally
 from briefing.store import deliveries as ledger
 from briefing.store import subscribers as subscriber_store
 
 log = logging.getLogger(__name__)
+# Copies in a row sent without a reply after DATA (a timeout, a dropped connection) before the
+# send pauses: a relay that takes mail and never answers would otherwise cost each reader a timeout.
+NO_REPLY_PAUSE_AFTER = 3
 
 BuildMessage = Callable[[ledger.Claim], tuple[bytes, str]]  # -> (message bytes, Message-ID)
+# One envelope sender for every copy, or one per copy (a VERP return path that names the copy).
+EnvelopeFrom = str | Callable[[ledger.Claim], str]
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryPolicy:
-    workers: int = 2
-    lease: timedelta = timedelta(minutes=15)  # longer than SMTP's 10-minute end-of-data timeout
-    max_attempts: int = 5
-    backoff_base: timedelta = timedelta(minutes=1)
-    backoff_max: timedelta = timedelta(minutes=15)
-    window_end: datetime | None = None  # no attempt after this; deferred rows then fail
-    resend_ambiguous: bool = True
-    reconnect_delays: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-    soft_bounce_limit: int = 3
-    claim_batch: int = 20  # rows a connection leases at once; each is still recorded on its own
+class _Refused:
+    """A refusal waiting for the judge, with what its row needs once judged."""
 
-    def backoff(self, attempts: int) -> timedelta:
-        """Doubling delay after each temporary failure, bounded (Postfix's queue manager does the same)."""
-        seconds = self.backoff_base.total_seconds() * (2 ** max(0, attempts - 1))
-        return timedelta(seconds=min(seconds, self.backoff_max.total_seconds()))
-
-
-@dataclass(slots=True)
-class RunTally:
-    """Counts of what this run did (the ledger holds the totals)."""
-
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    skipped: int = 0
-    ambiguous: int = 0
-    ambiguous_emails: list[str] = field(default_factory=list)
-    total: int = 0  # copies still to send when this run started (for progress and ETA)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReport:
-    counts: LedgerCounts
-    snapshot_size: int
-    run: RunTally
-    elapsed: float
-    paused_reason: str = ""
-    stopped: bool = False
-
-    @property
-    def complete(self) -> bool:
-        return self.counts.settled == self.snapshot_size
-
-    @property
-    def rate(self) -> float:
-        return self.run.sent / self.elapsed if self.elapsed > 0 else 0.0
-
-
-def make_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when the owner ran on this host and its process is gone (its claims were in flight)."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    claim: ledger.Claim
+    result: SendResult
+    at: datetime
 
 
 class DeliveryRun:
@@ -113,7 +60,7 @@ class DeliveryRun:
         engine: sa.Engine,
         edition_id: int,
         *,
-        envelope_from: str,
+        envelope_from: EnvelopeFrom,
         build: BuildMessage,
         transport: Transport,
         policy: DeliveryPolicy,
@@ -132,10 +79,14 @@ class DeliveryRun:
         self.clock = clock
         self.owner = make_owner()
         self.tally = RunTally()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._paused = threading.Event()
         self.paused_reason = ""
+        self.halted = False
+        self.judge: RelayJudge[_Refused] = RelayJudge(policy.relay)
+        self.breaker = BounceBreaker(policy.breaker_rate, policy.breaker_after)
         self._connection_failures = 0
+        self._no_reply_streak = 0  # copies in a row the relay took and never answered
         # SQLite allows one writer; queueing our own workers on a Python lock avoids SQLite's
         # busy-handler sleeps (milliseconds each) between them. PostgreSQL needs no such lock.
         self._db_lock: threading.Lock | contextlib.nullcontext[None] = (
@@ -152,10 +103,13 @@ class DeliveryRun:
         self.tally.total = waiting.pending + waiting.deferred + waiting.claimed
         while not self.stop.is_set() and not self._paused.is_set():
             self._run_workers()
+            self._settle_pass()
             if self.stop.is_set() or self._paused.is_set():
                 break
+            waiting_since = self.clock.monotonic()
             if not self._wait_for_deferred():
                 break
+            self.tally.waited += self.clock.monotonic() - waiting_since
         now = self.clock.now()
         with session_scope(self.engine) as session:
             if self.policy.window_end is not None and now >= self.policy.window_end:
@@ -172,6 +126,7 @@ class DeliveryRun:
             elapsed=self.clock.monotonic() - started,
             paused_reason=self.paused_reason,
             stopped=self.stop.is_set(),
+            halted=self.halted,
         )
 
     def recover_stale_claims(self) -> None:
@@ -186,6 +141,7 @@ class DeliveryRun:
                 dead_owners=dead,
                 resend=self.policy.resend_ambiguous and self._window_open(now),
             )
+            ledger.recover_held(session, self.edition_id, now=now)
         if in_flight:
             log.warning("%d message(s) were in flight when a previous send stopped", len(in_flight))
             with self._lock:
@@ -232,7 +188,10 @@ class DeliveryRun:
                 with self._lock:
                     self._connection_failures = 0
                 with self._db_lock, writer.transaction():
-                    self._record(writer, claim, result, message_id, now=self.clock.now())
+                    refused = self._record(writer, claim, result, message_id, now=self.clock.now())
+                if refused is not None:  # judged only once its held row is committed, for any worker to see
+                    with self._db_lock, writer.transaction(), self._lock:
+                        self._judge(writer, refused)
                 if self.on_progress is not None:
                     self.on_progress(self.tally)
         finally:
@@ -258,7 +217,8 @@ class DeliveryRun:
         except InvalidInput as exc:
             return SendResult(Outcome.REJECTED, None, f"not sent: {exc}", "local"), ""
         try:
-            return self.transport.send(self.envelope_from, claim.email, data), message_id
+            sender = self.envelope_from if isinstance(self.envelope_from, str) else self.envelope_from(claim)
+            return self.transport.send(sender, claim.email, data), message_id
         except AuthFailed as exc:
             self._pause(f"SMTP authentication failed: {exc}")
             return SendResult(Outcome.CONNECTION, None, str(exc), "auth"), message_id
@@ -273,34 +233,25 @@ class DeliveryRun:
         message_id: str,
         *,
         now: datetime,
-    ) -> None:
+    ) -> _Refused | None:
+        """Record one result; a refusal is only held here and returned, for the judge."""
         code, reply = result.code, result.reply
         with self._lock:
             tally = self.tally
+            if result.outcome is not Outcome.CONNECTION and result.stage != "local":
+                self.breaker.attempt()
             if result.outcome is Outcome.ACCEPTED:
                 writer.sent(claim.delivery_id, code=code or 250, reply=reply, message_id=message_id, now=now)
                 tally.sent += 1
-            elif result.outcome is Outcome.DEFERRED:
-                attempts = claim.attempts + 1
-                next_at = now + self.policy.backoff(attempts)
-                if attempts >= self.policy.max_attempts or not self._window_open(next_at):
-                    writer.failed(
-                        claim.delivery_id,
-                        code=code,
-                        reply=f"gave up after {attempts} attempts: {reply}",
-                        now=now,
-                    )
-                    writer.soft_bounce(claim.subscriber_id, limit=self.policy.soft_bounce_limit, now=now)
-                    tally.failed += 1
-                else:
-                    writer.deferred(
-                        claim.delivery_id, code=code, reply=reply, next_attempt_at=next_at, now=now
-                    )
-                    tally.deferred += 1
+                self._no_reply_streak = 0
+                self._judged(writer, self.judge.delivered(), now=now)
+            elif result.outcome is Outcome.DEFERRED or (
+                result.outcome is Outcome.REJECTED and result.stage == "rcpt"
+            ):
+                writer.hold(claim.delivery_id, code=code, reply=reply, now=now)
+                return _Refused(claim, result, now)
             elif result.outcome is Outcome.REJECTED:
                 writer.failed(claim.delivery_id, code=code, reply=reply, now=now)
-                if result.stage == "rcpt" and code is not None and 500 <= code < 600:
-                    writer.bounce(claim.subscriber_id, now=now)
                 tally.failed += 1
             elif result.outcome is Outcome.AMBIGUOUS:
                 resend = self.policy.resend_ambiguous and not claim.was_ambiguous and self._window_open(now)
@@ -313,6 +264,73 @@ class DeliveryRun:
                 )
                 tally.ambiguous += 1
                 tally.ambiguous_emails.append(claim.email)
+                self._no_reply_streak += 1
+                if self._no_reply_streak >= NO_REPLY_PAUSE_AFTER:
+                    self._pause(
+                        f"the SMTP server took {self._no_reply_streak} messages in a row and never answered "
+                        f"({reply}); that is the server's trouble: nobody was marked failed, and the send "
+                        "goes on when the server answers again (the scheduler retries on its own)"
+                    )
+        return None
+
+    # ------------------------------------------------------------------ refusals judged
+
+    def _judge(self, writer: ledger.LedgerWriter, refused: _Refused) -> None:
+        judged = self.judge.refused(refused, refused.result.code, refused.result.reply)
+        self._apply(writer, judged, now=self.clock.now())
+
+    def _apply(self, writer: ledger.LedgerWriter, judged: list[_Refused], *, now: datetime) -> None:
+        """What the judge decided (call with the lock held, inside a transaction)."""
+        if self.judge.trouble:
+            self._relay_trouble(writer, now=now)
+        else:
+            self._judged(writer, judged, now=now)
+
+    def _judged(self, writer: ledger.LedgerWriter, refusals: list[_Refused], *, now: datetime) -> None:
+        """Refusals that stand out: now they count against their readers (call with the lock held)."""
+        policy, tally = self.policy, self.tally
+        for r in refusals:
+            claim, code, reply = r.claim, r.result.code, r.result.reply
+            if r.result.outcome is Outcome.REJECTED:  # a 5xx to RCPT: this address is refused
+                if writer.settle(claim.delivery_id, failed=True, reply=reply, next_at=None, now=now):
+                    if code is not None and 500 <= code < 600:
+                        writer.bounce(claim.subscriber_id, now=now)
+                        self.breaker.bounce()
+                    tally.failed += 1
+                continue
+            attempts = claim.attempts + 1
+            next_at = r.at + policy.backoff(attempts)
+            if attempts >= policy.max_attempts or not self._window_open(next_at):
+                why = f"gave up after {attempts} attempts: {reply}"
+                if writer.settle(claim.delivery_id, failed=True, reply=why, next_at=None, now=now):
+                    writer.soft_bounce(claim.subscriber_id, limit=policy.soft_bounce_limit, now=now)
+                    tally.failed += 1
+            elif writer.settle(claim.delivery_id, failed=False, reply=reply, next_at=next_at, now=now):
+                tally.deferred += 1
+        if self.breaker.tripped and not self.paused_reason:
+            self.halted = True
+            self._pause(self.breaker.reason)
+
+    def _relay_trouble(self, writer: ledger.LedgerWriter, *, now: datetime) -> None:
+        """The relay refuses everyone: every held row back to the queue, and the send pauses."""
+        held = [r.claim.delivery_id for r in self.judge.release()]
+        writer.release_held(held, reply=f"not sent yet: {self.judge.trouble}", now=now)
+        self._pause(
+            f"{self.judge.trouble}. That is the SMTP server's trouble, not the readers': nobody was marked "
+            "failed or bounced, and the send goes on when the server accepts mail again "
+            "(run the send again; the scheduler retries on its own)"
+        )
+
+    def _settle_pass(self) -> None:
+        """At the end of a pass, judge the refusals still held (see RelayJudge.settle)."""
+        if not self.judge.held:
+            return
+        writer = ledger.LedgerWriter(self.engine)
+        try:
+            with self._db_lock, writer.transaction(), self._lock:
+                self._apply(writer, self.judge.settle(), now=self.clock.now())
+        finally:
+            writer.close()
 
     def _connection_trouble(self, result: SendResult) -> bool:
         """Back off before reconnecting; pause the edition after repeated failures. False = stop."""

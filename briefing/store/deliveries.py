@@ -177,6 +177,25 @@ class LedgerWriter:
         if delivery_ids:
             self._run("release", [(self._ts(now), i) for i in delivery_ids])
 
+    def hold(self, delivery_id: int, *, code: int | None, reply: str, now: datetime) -> None:
+        """A refusal not yet judged: `deferred` with no next attempt, no attempt counted (see RelayJudge)."""
+        self._run("hold", (code, reply[:1000], self._ts(now), delivery_id))
+
+    def settle(
+        self, delivery_id: int, *, failed: bool, reply: str, next_at: datetime | None, now: datetime
+    ) -> bool:
+        """A held refusal judged its reader's; False if no longer held (nothing then follows for them)."""
+        if failed:
+            result = self._run("settle_failed", (reply[:1000], self._ts(now), delivery_id))
+        else:
+            result = self._run("settle_deferred", (self._ts(next_at), self._ts(now), delivery_id))
+        return bool(result.rowcount)
+
+    def release_held(self, delivery_ids: Sequence[int], *, reply: str, now: datetime) -> None:
+        """Held refusals back to the queue untouched: the relay refused them, not their readers' servers."""
+        if delivery_ids:
+            self._run("release_held", [(reply[:1000], self._ts(now), i) for i in delivery_ids])
+
     def bounce(self, subscriber_id: int, *, now: datetime) -> None:
         self._run("bounce", (self._ts(now), subscriber_id))
 
@@ -208,6 +227,15 @@ _WRITER_SQL = {
     "WHERE id = ?",
     "release": "UPDATE delivery SET status = 'pending', lease_owner = '', lease_until = NULL, updated_at = ? "
     "WHERE id = ? AND status = 'claimed'",
+    "hold": "UPDATE delivery SET status = 'deferred', smtp_code = ?, smtp_reply = ?, next_attempt_at = NULL, "
+    "lease_owner = '', lease_until = NULL, updated_at = ? WHERE id = ?",
+    # A held refusal: deferred with no next attempt (see LedgerWriter.hold); only such rows are settled.
+    "settle_failed": "UPDATE delivery SET status = 'failed', attempts = attempts + 1, smtp_reply = ?, "
+    "updated_at = ? WHERE id = ? AND status = 'deferred' AND next_attempt_at IS NULL",
+    "settle_deferred": "UPDATE delivery SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ? "
+    "WHERE id = ? AND status = 'deferred' AND next_attempt_at IS NULL",
+    "release_held": "UPDATE delivery SET status = 'pending', smtp_reply = ?, updated_at = ? "
+    "WHERE id = ? AND status = 'deferred' AND next_attempt_at IS NULL",
     "bounce": "UPDATE subscriber SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'",
     "soft_bounce": "UPDATE subscriber SET soft_bounce_count = soft_bounce_count + 1, "
     "status = CASE WHEN soft_bounce_count + 1 >= ? AND status = 'active' THEN 'bounced' ELSE status END, "
@@ -265,6 +293,13 @@ def recover_claims(
     return [email for _, email in in_flight.values()]
 
 
+def recover_held(session: Session, edition_id: int, *, now: datetime) -> int:
+    """Refusals a stopped run never judged go back to the queue; nothing followed for their readers."""
+    held = sa.and_(D.c.status == DeliveryStatus.DEFERRED.value, D.c.next_attempt_at.is_(None))
+    stmt = sa.update(D).where(D.c.edition_id == edition_id, held).values(status="pending", updated_at=now)
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+
+
 def claim_owners(session: Session, edition_id: int) -> list[str]:
     stmt = (
         sa.select(D.c.lease_owner)
@@ -275,19 +310,20 @@ def claim_owners(session: Session, edition_id: int) -> list[str]:
 
 
 def give_up_deferred(session: Session, edition_id: int, *, now: datetime) -> list[int]:
-    """At the end of the edition's window, deferred rows become failed (a soft bounce each)."""
-    ids = [
-        int(i)
-        for i in session.execute(
-            sa.select(D.c.subscriber_id).where(
-                D.c.edition_id == edition_id, D.c.status == DeliveryStatus.DEFERRED.value
-            )
-        ).scalars()
-    ]
+    """At the end of the edition's window, deferred rows become failed (a soft bounce each).
+
+    A held refusal (no next attempt) is not one of them: nobody has judged it the reader's.
+    """
+    waiting = (
+        D.c.edition_id == edition_id,
+        D.c.status == DeliveryStatus.DEFERRED.value,
+        D.c.next_attempt_at.is_not(None),
+    )
+    ids = [int(i) for i in session.execute(sa.select(D.c.subscriber_id).where(*waiting)).scalars()]
     if ids:
         session.execute(
             sa.update(D)
-            .where(D.c.edition_id == edition_id, D.c.status == DeliveryStatus.DEFERRED.value)
+            .where(*waiting)
             .values(
                 status=DeliveryStatus.FAILED.value,
                 smtp_reply=sa.func.substr(
