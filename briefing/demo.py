@@ -26,9 +26,9 @@ from briefing.domain import Clock
 from briefing.mail.devsmtp import DevSmtpServer
 from briefing.service import editions as edition_service
 from briefing.service import feeds as feed_service
+from briefing.service import queue as queue_service
 from briefing.service import stories as story_service
 from briefing.service import subscribers as subscriber_service
-from briefing.store import stories as story_store
 from briefing.wiring import edition_setup, transport
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
@@ -74,8 +74,10 @@ def main(folder: Path = ROOT / "demo") -> int:
         day = edition_service.default_edition_date(setup.plan, clock.now())
 
         with session_scope(engine) as session:
-            queue = story_store.list_stories(session, edition_date=day)
-        print_queue(queue, day)
+            queue = queue_service.queue_view(
+                session, setup.plan, setup.compose, now=clock.now(), edition_date=day
+            )
+        print_queue(queue)
 
         result = edition_service.preview(engine, setup, day, clock=clock)
         paths = edition_service.write_preview(result, folder / "preview")

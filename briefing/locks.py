@@ -14,6 +14,11 @@ scheduler turns a silent race into a clear message at start-up.
   the pool), so no pool is involved. The server drops the lock when the connection ends, which
   also happens when the process dies.
 
+A PostgreSQL lock can be lost while the process lives: the lock's connection is terminated
+(``pg_terminate_backend``, a server restart, a failover) and another scheduler may take the lock
+at once. `SchedulerLock.watch` notices within moments: a thread waits on the connection's socket,
+which the server's goodbye makes readable, and checks the lock then (and every few seconds).
+
 The caller's clock says when the lock was taken (what `briefing status` and the refusal show as
 "since") and paces the few quick retries; nothing here reads the real clock.
 """
@@ -24,7 +29,10 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +58,7 @@ ADVISORY_LOCK_KEY = int.from_bytes(b"briefing", "big")
 LOCK_FILE_NAME = "scheduler.lock"
 _APP_NAME_PREFIX = "briefing scheduler pid="
 _FILE_LOCK_ATTEMPTS = 4
+WATCH_EVERY = 5.0  # seconds between checks of a quiet lock connection
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,8 @@ class SchedulerLock:
         self.since = since
         self._fd = fd
         self._conn = connection
+        self._watcher: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
 
     @property
     def held(self) -> bool:
@@ -161,8 +172,52 @@ class SchedulerLock:
             return False
         return bool(row and row[0])
 
+    def watch(self, on_lost: Callable[[], None], clock: Clock, *, every: float = WATCH_EVERY) -> bool:
+        """Call `on_lost` (once, from a thread) as soon as the lock is found gone; False if it cannot go.
+
+        A file lock is the kernel's until the process exits, so only a PostgreSQL lock is watched.
+        `release` stops the watch before it closes the connection.
+        """
+        if self._conn is None or self._watcher is not None:
+            return False
+        self._wake_r, self._wake_w = os.pipe()
+        self._watcher = threading.Thread(
+            target=self._watch, args=(on_lost, clock, every), name="briefing-lock-watch", daemon=True
+        )
+        self._watcher.start()
+        return True
+
+    def _watch(self, on_lost: Callable[[], None], clock: Clock, every: float) -> None:
+        conn = self._conn
+        while conn is not None:
+            try:
+                ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [], every)
+            except (OSError, ValueError):  # the socket is already gone
+                ready = []
+            if self._wake_r in ready:
+                return  # released
+            if not self.verify():
+                on_lost()
+                return
+            if ready:  # readable, yet the lock is fine (a notice): do not spin on it
+                clock.wait(0.2)
+
+    def _stop_watch(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if watcher is not threading.current_thread():
+            watcher.join(WATCH_EVERY * 2)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r, self._wake_w = -1, -1
+
     def release(self) -> None:
         """Give the lock up; safe to call twice and after the connection has died."""
+        self._stop_watch()
         fd, self._fd = self._fd, None
         if fd is not None:
             try:

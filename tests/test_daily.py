@@ -18,6 +18,7 @@ from briefing.db import session_scope
 from briefing.errors import InvalidInput
 from briefing.mail.transport import MemoryTransport
 from briefing.service import editions as edition_service
+from briefing.service import health as health_service
 from briefing.service import schedule as schedule_service
 from briefing.service.setup import EditionSetup
 from briefing.store import editions as edition_store
@@ -86,7 +87,8 @@ def test_a_held_edition_expires_when_its_window_closes(sqlite_newsroom: Newsroom
     assert sender(room, mail, late).send_job(EDITION, SEND_AT) == "expired"
     with Session(room.engine) as s:
         assert edition_store.get_edition(s, EDITION).status == "expired"
-    assert mail.messages == []
+    assert [m.rcpt for m in mail.messages] == ["desk@example.org"]  # no reader; the editors, once
+    assert _alerts(mail) == [f"[briefing] The edition of {EDITION} expired on hold"]
 
 
 def test_a_missed_morning_expires_loudly(sqlite_newsroom: Newsroom) -> None:
@@ -110,7 +112,7 @@ def test_a_skipped_date_sends_nothing(sqlite_newsroom: Newsroom) -> None:
 
 
 def test_status_is_unhealthy_without_a_heartbeat(sqlite_newsroom: Newsroom) -> None:
-    result = schedule_service.status(
+    result = health_service.status(
         sqlite_newsroom.engine, sqlite_newsroom.setup.plan, SEND_AT, stale_after=timedelta(minutes=2)
     )
     assert not result.healthy
@@ -132,13 +134,13 @@ def test_status_is_healthy_with_a_fresh_heartbeat_and_a_sent_edition(sqlite_news
         beat = s.get(SchedulerHeartbeat, 1)
         assert beat is not None and beat.owner == "host:1"
 
-    result = schedule_service.status(
+    result = health_service.status(
         room.engine, room.setup.plan, now.replace(second=30), stale_after=timedelta(minutes=2)
     )
 
     assert result.problems == () and result.healthy
     assert result.last is not None and result.last.edition_date == EDITION
-    stale = schedule_service.status(
+    stale = health_service.status(
         room.engine, room.setup.plan, now.replace(minute=5), stale_after=timedelta(minutes=2)
     )
     assert not stale.healthy and "heartbeat" in stale.problems[0]

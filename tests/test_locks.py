@@ -285,3 +285,38 @@ def test_postgres_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+def test_a_terminated_lock_connection_is_reported_and_another_scheduler_can_take_over(tmp_path: Path) -> None:
+    import psycopg
+    import sqlalchemy as sa
+
+    url = postgres_url_or_skip()
+    clock = ManualClock(NOW)
+    lost = threading.Event()
+    lock = acquire_scheduler_lock(url, tmp_path, clock=clock)
+    try:
+        assert lock.watch(lost.set, clock, every=30.0)  # far longer than the test: the socket wakes it
+        conninfo = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                (f"briefing scheduler pid={os.getpid()} %",),
+            )
+        assert lost.wait(10), "the lost lock was not noticed"
+        assert not lock.verify()
+        successor = acquire_scheduler_lock(url, tmp_path, clock=clock)  # the lock is free for another one
+        successor.release()
+    finally:
+        lock.release()
+    assert not lock.held
+
+
+def test_a_file_lock_is_not_watched(tmp_path: Path) -> None:
+    lock = acquire_scheduler_lock(f"sqlite:///{tmp_path / 'briefing.db'}", tmp_path, clock=ManualClock(NOW))
+    try:
+        assert lock.watch(lambda: None, ManualClock(NOW)) is False  # the kernel keeps it until we exit
+    finally:
+        lock.release()

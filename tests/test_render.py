@@ -16,12 +16,15 @@ from briefing.edition.compose import compose_briefing
 from briefing.edition.render import Renderer, blurb_html, blurb_text, render_edition
 from briefing.errors import InvalidInput, RenderError
 from briefing.reader_copy import personalise
-from tests.fixtures.edition import ARTICLES, EDITION_DATE, OPTIONS, SEND_AT, STORIES, story
+from tests.fixtures.edition import ARTICLES, EDITION_DATE, SEND_AT, STORIES, story
+from tests.fixtures.edition import OPTIONS as BASE_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates" / "email"
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden" / "briefing.txt"
 WJ = "\u2060"
+SUBSCRIBE_URL = "https://www.example.com/subscribe"
+OPTIONS = replace(BASE_OPTIONS, subscribe_url=SUBSCRIBE_URL)
 
 READER = Recipient(
     subscriber_id=7,
@@ -114,7 +117,7 @@ def test_responsive_rules_survive_inlining(rendered: RenderedEdition) -> None:
 
 def test_css_is_inlined(rendered: RenderedEdition) -> None:
     doc = parse(rendered.html)
-    heading = next(doc.iter("h2"))
+    heading = next(doc.iter("h3"))
     assert "Georgia" in heading.get("style", "")
 
 
@@ -182,28 +185,34 @@ def test_token_in_headline_is_not_filled(renderer: Renderer) -> None:
     [
         (
             "<script>alert(1)</script>",
-            "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>",
+            '<p class="last">&lt;script&gt;alert(1)&lt;/script&gt;</p>',
             "<script>alert(1)</script>",
         ),
         (
             '<img src=x onerror="alert(1)">',
-            '<p>&lt;img src=x onerror="alert(1)"&gt;</p>',
+            '<p class="last">&lt;img src=x onerror="alert(1)"&gt;</p>',
             '<img src=x onerror="alert(1)">',
         ),
         (
             "[click](javascript:alert(1))",
-            "<p>[click](javascript:alert(1))</p>",
+            '<p class="last">[click](javascript:alert(1))</p>',
             "[click](javascript:alert(1))",
         ),
         (
             "[ok](https://www.example.org/a) *and* **b**",
-            '<p><a href="https://www.example.org/a" rel="noopener noreferrer">ok</a>'
+            '<p class="last"><a href="https://www.example.org/a" rel="noopener noreferrer">ok</a>'
             " <em>and</em> <strong>b</strong></p>",
             "ok (https://www.example.org/a) and b",
         ),
-        ("[ftp](ftp://example.org/f)", '<p><a rel="noopener noreferrer">ftp</a></p>', "ftp"),
-        ("# Big\n\n> quote", "Big\n\n<p>quote</p>", "Big\n\nquote"),
-        ("{{ config }} 100%", "<p>\ue07b\ue07b config \ue07d\ue07d 100\ue025</p>", "{{ config }} 100%"),
+        ("[ftp](ftp://example.org/f)", '<p class="last"><a rel="noopener noreferrer">ftp</a></p>', "ftp"),
+        ("# Big\n\n> quote", 'Big\n\n<p class="last">quote</p>', "Big\n\nquote"),
+        ("one\n\ntwo", '<p>one</p>\n<p class="last">two</p>', "one\n\ntwo"),
+        ("- a\n- b", "<ul>\n<li>a</li>\n<li>b</li>\n</ul>", "- a\n- b"),
+        (
+            "{{ config }} 100%",
+            '<p class="last">\ue07b\ue07b config \ue07d\ue07d 100\ue025</p>',
+            "{{ config }} 100%",
+        ),
     ],
 )
 def test_blurb_allowlist(blurb: str, expected_html: str, expected_text: str) -> None:
@@ -228,7 +237,7 @@ def test_hostile_blurb_in_the_email(renderer: Renderer) -> None:
 def test_non_http_story_url_is_not_linked(renderer: Renderer, url: str) -> None:
     html, text, doc = one_story(renderer, url=url, headline="Unlinked")
     assert headline_links(doc) == {}
-    assert "Unlinked" in [text_of(h) for h in doc.iter("h2")]
+    assert "Unlinked" in [text_of(h) for h in doc.iter("h3")]
     assert "javascript:" not in html and "Read more:" not in text
 
 

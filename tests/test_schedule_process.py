@@ -9,20 +9,25 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from briefing.db import session_scope
+from briefing.db import make_engine, session_scope, upgrade
 from briefing.service import editions as edition_service
+from briefing.service import schedule as schedule_service
+from briefing.service import stories as story_service
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from tests.fixtures.clock import T0
 from tests.fixtures.newsroom import Newsroom, make_setup
-from tests.fixtures.smtp import FaultPlan, SmtpTestServer
+from tests.fixtures.smtp import FaultPlan, Received, SmtpTestServer
 from tests.fixtures.waiting import pause, wait_until
 
 pytestmark = pytest.mark.slow
@@ -207,3 +212,152 @@ def test_sigterm_during_a_send_exits_cleanly_and_a_restart_completes(
     second.terminate()
     per_reader = Counter(r for m in server.messages for r in m.rcpt_tos)
     assert len(per_reader) == 30 and set(per_reader.values()) == {1}
+
+
+DESK = "desk@example.org"
+
+
+def _to_desk(messages: list[Received]) -> list[str]:
+    return [
+        str(message_from_bytes(m.data, policy=default_policy)["Subject"])
+        for m in messages
+        if DESK in m.rcpt_tos
+    ]
+
+
+def test_a_blocked_edition_is_alerted_once_across_a_restart_and_resolved_once(
+    sqlite_engine, smtp_server: SmtpTestServer, start
+) -> None:
+    room = _room(sqlite_engine, 3)
+    tk = room.queue_story(headline="Council leader quits over TK")
+    send_at = (datetime.now(UTC) - timedelta(minutes=1)).astimezone(ZONE)
+    first = start(smtp_server.url(), send_at, BRIEFING_ALERT_EMAIL=DESK)
+
+    assert first.wait_for(lambda: first.output().count("preflight errors") >= 4), first.output()
+    assert first.terminate() == 0
+    second = start(smtp_server.url(), send_at, BRIEFING_ALERT_EMAIL=DESK)
+    assert second.wait_for(lambda: second.output().count("preflight errors") >= 4), second.output()
+
+    assert _to_desk(smtp_server.messages) == [
+        f"[briefing] The edition of {send_at.date()} was not sent: preflight errors"
+    ]
+
+    with session_scope(sqlite_engine) as s:
+        story_service.drop(s, tk, now=datetime.now(UTC))
+    assert second.wait_for(lambda: _status(sqlite_engine, send_at.date()) == "sent"), second.output()
+    assert second.wait_for(lambda: len(_to_desk(smtp_server.messages)) == 2), second.output()
+    second.terminate()
+    assert _to_desk(smtp_server.messages)[1] == f"[briefing] The edition of {send_at.date()} is sent"
+    assert len([m for m in smtp_server.messages if DESK not in m.rcpt_tos]) == 3
+
+
+def test_a_date_unskipped_while_the_scheduler_runs_goes_out(
+    sqlite_engine, smtp_server: SmtpTestServer, start
+) -> None:
+    _room(sqlite_engine, 3)
+    send_at = (datetime.now(UTC) + timedelta(seconds=3)).astimezone(ZONE)
+    with session_scope(sqlite_engine) as s:
+        schedule_service.skip_date(s, send_at.date(), "Strike day", now=T0)
+    scheduler = start(smtp_server.url(), send_at)
+
+    tomorrow = send_at.date() + timedelta(days=1)
+    assert scheduler.wait_for(lambda: f"next send: edition {tomorrow}" in scheduler.output()), (
+        scheduler.output()
+    )
+    pause(max(0.0, (send_at.astimezone(UTC) - datetime.now(UTC)).total_seconds() + 1.5))
+    assert smtp_server.messages == []  # the send time passed on a skipped date
+    with session_scope(sqlite_engine) as s:
+        schedule_service.unskip_date(s, send_at.date())
+
+    assert scheduler.wait_for(lambda: _status(sqlite_engine, send_at.date()) == "sent"), scheduler.output()
+    scheduler.terminate()
+    assert len(smtp_server.messages) == 3
+
+
+def test_the_scheduler_logs_one_line_per_event(sqlite_engine, smtp_server: SmtpTestServer, start) -> None:
+    _room(sqlite_engine, 1)
+    scheduler = start(smtp_server.url(), datetime.now(UTC) + timedelta(hours=2))
+    assert scheduler.wait_for(lambda: "next send:" in scheduler.output()), scheduler.output()
+    pause(2.5)  # a few watch rounds and a heartbeat: none of them is an event worth a line
+    assert scheduler.terminate() == 0
+
+    out = scheduler.output()
+    assert "Running job" not in out and "executed successfully" not in out, out
+    assert out.count("scheduler stopped") == 1, out
+
+
+@pytest.fixture
+def postgres_engine(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _terminate_lock_connection(postgres_url: str, pid: int) -> int:
+    """What a failover or an administrator does to the lock's session: end it from the server."""
+    url = sa.engine.make_url(postgres_url).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+            (f"briefing scheduler pid={pid} %",),
+        ).fetchall()
+    return len(rows)
+
+
+@pytest.mark.postgres
+def test_a_scheduler_that_loses_its_postgres_lock_stops_claiming_and_exits_75(
+    postgres_url: str, postgres_engine: sa.Engine, smtp_server_factory, start
+) -> None:
+    _room(postgres_engine, 120)
+    server = smtp_server_factory(FaultPlan(data_delay=0.1))
+    send_at = (datetime.now(UTC) - timedelta(minutes=1)).astimezone(ZONE)
+    first = start(server.url(), send_at, BRIEFING_DATABASE_URL=postgres_url)
+    assert first.wait_for(lambda: len(server.messages) >= 10), first.output()
+
+    assert _terminate_lock_connection(postgres_url, first.process.pid) == 1
+    at_loss = len(server.messages)
+
+    assert first.wait_for(lambda: first.process.poll() is not None, timeout=20), first.output()
+    assert first.terminate() == 75
+    assert "lock was lost" in first.output()
+    after_loss = len(server.messages) - at_loss
+    assert after_loss <= 4, f"{after_loss} copies went out after the lock was lost"  # the ones in flight
+    day = send_at.date()
+    assert _status(postgres_engine, day) == "partial"
+
+    second = start(server.url(), send_at, BRIEFING_DATABASE_URL=postgres_url)  # what systemd does next
+    assert second.wait_for(lambda: _status(postgres_engine, day) == "sent", timeout=60), second.output()
+    second.terminate()
+    per_reader = Counter(r for m in server.messages for r in m.rcpt_tos)
+    assert len(per_reader) == 120 and set(per_reader.values()) == {1}
+
+
+def test_the_scheduler_reads_the_bounce_mailbox_on_its_interval(
+    sqlite_newsroom: Newsroom, smtp_server: SmtpTestServer, start, tmp_path: Path
+) -> None:
+    import mailbox
+
+    from tests.fixtures.newsroom import SECRET
+    from tests.test_bounces import BOUNCES, returned, send_with_verp
+
+    sqlite_newsroom.subscribe("gone@mx.example.net", "stays@example.com")
+    sent = send_with_verp(sqlite_newsroom, smtp_server)
+    folder = tmp_path / "bounces"
+    box = mailbox.Maildir(str(folder), create=True)
+    box.add(returned("postfix-local-unknown-user.eml", sent["gone@mx.example.net"]))
+
+    # The next send is a day away: only the bounce job has anything to do.
+    scheduler = start(
+        smtp_server.url(),
+        datetime.now(UTC) + timedelta(days=1),
+        BRIEFING_SECRET_KEY=SECRET,
+        BRIEFING_BOUNCE_ADDRESS=BOUNCES,
+        BRIEFING_BOUNCE_MAILBOX=f"maildir://{folder}",
+        BRIEFING_BOUNCE_POLL_EVERY="1m",
+    )
+    assert scheduler.wait_for(lambda: sqlite_newsroom.status_of("gone@mx.example.net") == "bounced")
+    assert scheduler.wait_for(lambda: "bounce mailbox: 1 read, 1 recorded" in scheduler.output())
+    assert sqlite_newsroom.status_of("stays@example.com") == "active"
+    assert len(mailbox.Maildir(str(folder), create=False)) == 0
+    assert scheduler.terminate() == 0

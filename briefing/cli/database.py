@@ -1,29 +1,16 @@
-"""`briefing init` and `briefing db ...`: create and upgrade the database."""
+"""`briefing db ...`: upgrade the database and show its schema version."""
 
 from __future__ import annotations
 
 import typer
 
-from briefing.cli.common import console, handle_errors, state
-from briefing.db import current_revision, head_revision, make_engine, upgrade
+from briefing.cli.common import handle_errors, show, state
 
 db_app = typer.Typer(help="Database schema.\n\nExample: briefing db current", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init")(init)
-    app.add_typer(db_app, name="db")
-
-
-@handle_errors
-def init() -> None:
-    """Create the database, or upgrade it to the current schema.
-
-    Example: BRIEFING_DATABASE_URL=sqlite:///briefing.db briefing init
-    """
-    engine = make_engine(state().settings.database_url)
-    upgrade(engine)
-    console.print(f"Database ready at schema {current_revision(engine)} ({engine.url.render_as_string()}).")
+    app.add_typer(db_app, name="db")  # `briefing init` lives in cli/init.py
 
 
 @db_app.command("upgrade")
@@ -33,14 +20,16 @@ def db_upgrade() -> None:
 
     Example: briefing db upgrade
     """
+    from briefing.db import current_revision, make_engine, upgrade
+
     engine = make_engine(state().settings.database_url)
     before = current_revision(engine)
     upgrade(engine)
     after = current_revision(engine)
     if before == after:
-        console.print(f"Already at the newest schema ({after}).")
+        show(f"Already at the newest schema ({after}).")
     else:
-        console.print(f"Upgraded from {before or 'empty'} to {after}.")
+        show(f"Upgraded from {before or 'empty'} to {after}.")
 
 
 @db_app.command("current")
@@ -50,9 +39,11 @@ def db_current() -> None:
 
     Example: briefing db current
     """
+    from briefing.db import current_revision, head_revision, make_engine
+
     engine = make_engine(state().settings.database_url)
     current = current_revision(engine)
     head = head_revision()
-    console.print(f"database: {current or 'empty'}\nnewest:   {head}")
+    show(f"database: {current or 'empty'}\nnewest:   {head}")
     if current != head:
-        console.print("Run `briefing db upgrade` to bring it up to date.")
+        show("Run `briefing db upgrade` to bring it up to date.")

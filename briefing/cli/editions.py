@@ -5,32 +5,39 @@ These read an edition or change its editorial state; sending it lives in `briefi
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import json
+import sys
 import webbrowser
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from briefing.cli.common import (
     DateOpt,
+    add_row,
     console,
     current_setup,
     edition_date,
-    err_console,
     handle_errors,
     local,
+    new_table,
+    output_folder,
     parse_date,
+    show,
     state,
+    styled,
 )
-from briefing.db import session_scope
-from briefing.edition.preflight import PreflightReport
-from briefing.service import editions as edition_service
-from briefing.store import deliveries as ledger
-from briefing.store import editions as edition_store
+
+if TYPE_CHECKING:
+    from briefing.domain import EditionData, LedgerCounts
+    from briefing.edition.preflight import PreflightReport
+    from briefing.service import editions as edition_service
+    from briefing.service.bounce_rates import EditionRates
+    from briefing.store import deliveries as ledger
+
+from briefing.errors import InvalidInput
 
 editions_app = typer.Typer(
     help="Editions and their delivery.\n\nExample: briefing editions list", no_args_is_help=True
@@ -47,17 +54,25 @@ def register(app: typer.Typer) -> None:
 
 
 def print_preflight(report: PreflightReport) -> None:
+    size = f" (HTML {report.html_bytes / 1024:.0f} KB)."
     if report.ok and not report.warnings:
-        console.print(f"[green]Preflight passed[/green] (HTML {report.html_bytes / 1024:.0f} KB).")
+        show(styled("Preflight passed", "green"), size)
         return
     for problem in report.errors:
-        console.print(f"[bold red]error[/bold red]   {problem}")
+        show(styled("error", "bold red"), "   ", problem)
     for problem in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {problem}")
-    verdict = (
-        "[red]Preflight failed[/red]" if report.errors else "[green]Preflight passed[/green] with warnings"
-    )
-    console.print(f"{verdict} (HTML {report.html_bytes / 1024:.0f} KB).")
+        show(styled("warning", "yellow"), " ", problem)
+    if report.errors:
+        show(styled("Preflight failed", "red"), size)
+    else:
+        show(styled("Preflight passed", "green"), " with warnings", size)
+
+
+def content_source(prepared: edition_service.Prepared) -> str:
+    """Where the content came from, so nobody mistakes a frozen copy for today's queue."""
+    if prepared.frozen:
+        return f"the frozen copy of {local(prepared.frozen_at)}: what was or will be sent"
+    return f"the queue as of {local(prepared.judged_at)}"
 
 
 @handle_errors
@@ -66,11 +81,14 @@ def preflight(edition: DateOpt = "") -> None:
 
     Example: briefing preflight --date 2026-11-30
     """
+    from briefing.db import session_scope
+    from briefing.service import editions as edition_service
+
     setup = current_setup()
     day = edition_date(edition, setup)
     with session_scope(state().engine) as session:
-        prepared = edition_service.prepare(session, setup, day)
-    console.print(f"Edition of {day}: {prepared.rendered.subject}")
+        prepared = edition_service.prepare(session, setup, day, now=state().now())
+    show(f"Edition of {day} ({content_source(prepared)}): {prepared.rendered.subject}")
     print_preflight(prepared.report)
     if not prepared.report.ok:
         raise typer.Exit(1)
@@ -92,19 +110,24 @@ def preview(
 
     Example: briefing preview --date 2026-11-30 --as ada.reader@example.com --open
     """
+    from briefing.service import editions as edition_service
+
     setup = current_setup()
     day = edition_date(edition, setup)
     result = edition_service.preview(state().engine, setup, day, as_email=as_email, clock=state().clock)
-    paths = edition_service.write_preview(result, out)
-    source = "frozen content" if result.prepared.frozen else "the current queue"
-    console.print(f"Edition of {day} ({source}): {result.prepared.rendered.subject}")
-    console.print(f"  preheader: {result.prepared.rendered.preheader}")
+    output_folder(out, "--out")
+    try:
+        paths = edition_service.write_preview(result, out)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write into {out}: {exc.strerror or exc}", field="--out") from None
+    show(f"Edition of {day} ({content_source(result.prepared)}): {result.prepared.rendered.subject}")
+    show(f"  preheader: {result.prepared.rendered.preheader}")
     print_preflight(result.prepared.report)
     for kind, path in paths.items():
-        console.print(f"  {kind:5} {path}")
+        show(f"  {kind:5} {path}")
     if screenshot:
         for shot in take_screenshots(paths["html"], out):
-            console.print(f"  png   {shot}")
+            show(f"  png   {shot}")
     if open_:
         webbrowser.open(paths["html"].resolve().as_uri())
     if not result.prepared.report.ok:
@@ -112,59 +135,42 @@ def preview(
 
 
 def take_screenshots(html: Path, out: Path) -> list[Path]:
-    """Desktop (600 px wide) and phone (375 px) PNGs with headless Chromium, if it is installed."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if binary is None:
-        err_console.print(
-            "[yellow]No Chromium found[/yellow]: install it (Debian/Ubuntu: sudo apt-get install chromium) "
-            "to get screenshots."
-        )
+    """Whole-email PNGs at phone and desktop width; a warning, not a failure, without Chromium."""
+    from briefing.edition import screenshots
+
+    try:
+        return [shot.path for shot in screenshots.take_screenshots(html, out.resolve())]
+    except screenshots.ScreenshotsUnavailable as exc:
+        show(styled("No screenshots", "yellow"), f": {exc}", err=True)
         return []
-    shots = []
-    for name, width in (("desktop", 600), ("phone", 375)):
-        target = (out / f"briefing-{name}.png").resolve()
-        subprocess.run(  # noqa: S603 (fixed arguments, our own file)
-            [
-                binary,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--hide-scrollbars",
-                f"--window-size={width},2400",
-                f"--screenshot={target}",
-                html.resolve().as_uri(),
-            ],
-            check=False,
-            capture_output=True,
-            timeout=60,
-        )
-        if target.exists():
-            shots.append(target)
-    return shots
 
 
 @editions_app.command("list")
 @handle_errors
-def editions_list(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
+def editions_list(limit: Annotated[int, typer.Option(min=1, max=10000)] = 20) -> None:
     """List recent editions with their state and ledger counts.
 
     Example: briefing editions list
     """
+    from briefing.db import session_scope
+    from briefing.store import deliveries as ledger
+    from briefing.store import editions as edition_store
+
     with session_scope(state().engine) as session:
         rows = edition_store.list_editions(session, limit=limit)
-        table = Table("date", "status", "subject", "sent", "failed", "waiting", "finished", title="Editions")
+        table = new_table(
+            "date", "status", "subject", "sent", "failed", "waiting", "finished", title="Editions"
+        )
         for e in rows:
             c = ledger.counts(session, e.id)
-            table.add_row(
+            add_row(
+                table,
                 e.edition_date.isoformat(),
                 e.status + (" (held)" if e.held and e.status != "held" else ""),
                 e.subject,
-                str(c.sent),
-                str(c.failed),
-                str(c.pending + c.deferred + c.claimed),
+                c.sent,
+                c.failed,
+                c.pending + c.deferred + c.claimed,
                 local(e.finished_at),
             )
     console.print(table)
@@ -177,43 +183,91 @@ def editions_show(
     failed: Annotated[
         bool, typer.Option("--failed", help="List failed, deferred and ambiguous copies.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Show one edition: state, counts, and (with --failed) each failed address with its SMTP reply.
+    """Show one edition: state, counts, bounce and complaint rates, and (with --failed) each failed
+    address with its SMTP reply.
 
     Example: briefing editions show 2026-11-30 --failed
     """
+    from briefing.db import session_scope
+    from briefing.service import bounce_rates as rate_service
+    from briefing.service import editions as edition_service
+    from briefing.service.bounce_rates import percent
+    from briefing.store import deliveries as ledger
+    from briefing.store import editions as edition_store
+
     day = parse_date(edition, "DATE")
     assert day is not None
     with session_scope(state().engine) as session:
         e, counts, ambiguous = edition_service.edition_counts(session, day)
+        rates = rate_service.edition_rates(session, day)
         last_error = edition_store.last_error(session, e.id)
         detail = (
             ledger.rows(session, e.id, statuses=("failed", "deferred", "ambiguous")) if failed else []
         ) + (ledger.rows(session, e.id, ambiguous_only=True, statuses=("sent", "pending")) if failed else [])
-    console.print(f"Edition of {day}: [bold]{e.status}[/bold]")
-    console.print(f"  subject:   {e.subject}")
-    console.print(
+    if as_json:
+        _print_edition_json(e, counts, ambiguous, rates, detail)
+        return
+    show(f"Edition of {day}: ", styled(e.status, "bold"))
+    show(f"  subject:   {e.subject}")
+    show(
         f"  scheduled: {local(e.scheduled_for)}   started: {local(e.started_at)}   "
         f"finished: {local(e.finished_at)}"
     )
-    console.print(
+    show(
         f"  recipients: {e.snapshot_size}   sent: {counts.sent}   failed: {counts.failed}   "
         f"deferred: {counts.deferred}   skipped: {counts.skipped}   ambiguous: {counts.ambiguous}   "
         f"waiting: {counts.pending + counts.claimed}   sent without a reply at least once: {ambiguous}"
     )
+    show(
+        f"  bounces:   hard {rates.hard} ({percent(rates.hard_rate)})   soft {rates.soft} "
+        f"({percent(rates.soft_rate)})   complaints {rates.complaints} ({percent(rates.complaint_rate)}), "
+        f"each of {rates.copies_sent} copies sent"
+    )
     if last_error:
-        console.print(f"  last problem: {last_error}")
+        show(f"  last problem: {last_error}")
     if failed:
-        table = Table("email", "status", "attempts", "code", "reply", title="Copies that need attention")
+        table = new_table("email", "status", "attempts", "code", "reply", title="Copies that need attention")
         for r in detail:
-            table.add_row(
+            add_row(
+                table,
                 r.email,
                 r.status + (" (no reply once)" if r.was_ambiguous else ""),
-                str(r.attempts),
-                str(r.smtp_code or ""),
+                r.attempts,
+                r.smtp_code or "",
                 r.smtp_reply,
             )
         console.print(table)
+
+
+def _print_edition_json(
+    e: EditionData, counts: LedgerCounts, ambiguous: int, rates: EditionRates, detail: list[ledger.LedgerRow]
+) -> None:
+    from briefing.domain import DeliveryStatus
+    from briefing.service import bounce_rates as rate_service
+
+    out = {
+        "edition_date": e.edition_date.isoformat(),
+        "status": str(e.status),
+        "subject": e.subject,
+        "recipients": e.snapshot_size,
+        "counts": {s.value: getattr(counts, s.value) for s in DeliveryStatus},
+        "sent_without_reply_once": ambiguous,
+        "rates": rate_service.as_json(rates),
+        "copies_needing_attention": [
+            {
+                "email": r.email,
+                "status": r.status,
+                "attempts": r.attempts,
+                "smtp_code": r.smtp_code,
+                "smtp_reply": r.smtp_reply,
+                "was_ambiguous": r.was_ambiguous,
+            }
+            for r in detail
+        ],
+    }
+    sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
 
 
 @handle_errors
@@ -225,10 +279,13 @@ def note(
 
     Example: briefing note "Polls open at 7am; we will have results from 11pm." --date 2026-11-30
     """
+    from briefing.db import session_scope
+    from briefing.service import editions as edition_service
+
     day = edition_date(edition, current_setup())
     with session_scope(state().engine) as session:
         edition_service.set_note(session, day, text, now=state().now())
-    console.print(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
+    show(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
 
 
 @handle_errors
@@ -240,7 +297,7 @@ def hold(
     Example: briefing hold 2026-11-30
     """
     day = _set_hold(edition, held=True)
-    console.print(f"The edition of {day} is on hold. Release it with `briefing release {day}`.")
+    show(f"The edition of {day} is on hold. Release it with `briefing release {day}`.")
 
 
 @handle_errors
@@ -252,12 +309,13 @@ def release(
     Example: briefing release 2026-11-30
     """
     day = _set_hold(edition, held=False)
-    console.print(
-        f"The edition of {day} is released; the scheduler sends it (or run `briefing send --date {day}`)."
-    )
+    show(f"The edition of {day} is released; the scheduler sends it (or run `briefing send --date {day}`).")
 
 
 def _set_hold(edition: str, *, held: bool) -> date:
+    from briefing.db import session_scope
+    from briefing.service import editions as edition_service
+
     day = edition_date(edition, current_setup())
     with session_scope(state().engine) as session:
         edition_service.hold(session, day, held, now=state().now())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -9,25 +10,33 @@ import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from briefing import calendar as cal
-from briefing.cli.common import console, handle_errors, parse_date, state
-from briefing.config import parse_duration
-from briefing.db import session_scope
-from briefing.errors import ConfigError, InvalidInput, LockHeld
-from briefing.locks import acquire_scheduler_lock
-from briefing.scheduler import PeriodicJob, run_scheduler
-from briefing.service import feeds as feed_service
-from briefing.service import schedule as schedule_service
-from briefing.service.setup import EditionSetup
-from briefing.store import schedule as schedule_store
-from briefing.wiring import edition_setup, edition_setup_now, feed_policy, transport
+if TYPE_CHECKING:
+    from briefing import calendar as cal
+    from briefing.domain import LedgerCounts
+    from briefing.service import health as health_service
+
+from briefing.cli.common import (
+    add_row,
+    console,
+    fail,
+    handle_errors,
+    new_table,
+    parse_date,
+    show,
+    state,
+    styled,
+)
+from briefing.errors import BriefingError, ConfigError, InvalidInput, LockHeld
 
 LOCK_HELD_EXIT = 73  # EX_CANTCREAT: the systemd unit does not restart on it
+# EX_TEMPFAIL: the lock was lost while running (its PostgreSQL connection ended); another scheduler
+# may hold it now. Non-zero, so systemd's Restart=on-failure starts it again: it then either takes
+# the lock back or exits with 73 because the other one has it.
+LOCK_LOST_EXIT = 75
 HEARTBEAT_STALE_AFTER = timedelta(minutes=2)
 
 
@@ -40,6 +49,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _plan() -> cal.SendPlan:
+    from briefing.wiring import edition_setup_now
+
     return edition_setup_now(state().settings, state().engine).plan
 
 
@@ -55,13 +66,28 @@ def schedule(
     """Run the daily send: each send day at the configured local time, once, never late.
 
     Runs until stopped (SIGTERM or Ctrl-C finishes the message in flight first). Only one may run
-    per database; a second one exits with code 73 and names the first.
+    per database; a second one exits with code 73 and names the first. One that loses its lock
+    (its PostgreSQL connection ended) stops claiming at once and exits with code 75.
 
     Example: BRIEFING_SEND_TIME=06:00 briefing schedule
     """
+    from briefing import calendar as cal
+    from briefing.config import parse_duration
+    from briefing.db import session_scope
+    from briefing.locks import acquire_scheduler_lock
+    from briefing.scheduler import PeriodicJob, run_scheduler
+    from briefing.service import feeds as feed_service
+    from briefing.service import schedule as schedule_service
+    from briefing.service.setup import EditionSetup
+    from briefing.wiring import edition_setup, edition_setup_now, feed_policy, poll_bounce_mailbox, transport
+
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True
     )
+    # APScheduler logs every run of every job at INFO (the heartbeat alone twice a minute); the
+    # scheduler's own log says what happened, one line per event.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check at start-up
     log = logging.getLogger("briefing.scheduler")
     settings = state().settings
     engine = state().engine
@@ -74,12 +100,13 @@ def schedule(
         watch_interval = parse_duration(watch_every)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="--watch-every") from None
+    except OverflowError:
+        raise InvalidInput(f"{watch_every!r} is too long", field="--watch-every") from None
     clock = state().clock
     try:
         lock = acquire_scheduler_lock(settings.database_url, lock_dir, clock=clock)
     except LockHeld as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}")
-        raise typer.Exit(LOCK_HELD_EXIT) from None
+        raise fail(str(exc), LOCK_HELD_EXIT) from None
     stop = threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}"
     started = clock.now()
@@ -94,6 +121,21 @@ def schedule(
     def poll_feeds() -> object:
         return feed_service.poll_due_feeds(engine, clock=clock, log=log, policy=policy)
 
+    def poll_bounces() -> None:
+        try:
+            report = poll_bounce_mailbox(settings, engine, clock)
+        except (BriefingError, OSError) as exc:  # the mailbox is away: one line, and the next round retries
+            log.warning("bounce mailbox: %s", getattr(exc, "message", None) or exc)
+            return
+        if report.read:
+            log.info(
+                "bounce mailbox: %d read, %d recorded, %d changed nothing, %d kept for the next poll",
+                report.read,
+                report.recorded,
+                report.ignored,
+                report.failed,
+            )
+
     sender = schedule_service.DailySender(
         schedule_service.DailyContext(
             engine=engine,
@@ -107,6 +149,19 @@ def schedule(
         )
     )
 
+    lost = threading.Event()
+
+    def lock_lost() -> None:
+        if lost.is_set():
+            return
+        lost.set()
+        stop.set()  # the send checks it before every claim: no new copy goes out
+        log.error(
+            "the scheduler lock was lost (its database connection ended); another scheduler may "
+            "hold it now. Stopped claiming; exiting with code %d so the supervisor restarts this one",
+            LOCK_LOST_EXIT,
+        )
+
     def heartbeat(now: datetime) -> None:
         upcoming = cal.next_send_times(now, plan, 1)
         with session_scope(engine) as session:
@@ -118,11 +173,11 @@ def schedule(
                 now=now,
             )
         if not lock.verify():
-            log.error("the scheduler lock was lost (database connection dropped); stopping")
-            stop.set()
+            lock_lost()
 
     with lock:
         log.info("scheduler started (pid %d); lock %s", os.getpid(), lock.where)
+        lock.watch(lock_lost, clock)
         run_scheduler(
             plan,
             sender.send_job,
@@ -132,30 +187,54 @@ def schedule(
             extra_jobs=[
                 PeriodicJob("watch", sender.watch_job, watch_interval),
                 PeriodicJob("feeds", poll_feeds, settings.feed_poll_every, run_at_start=True),
+                *(
+                    [PeriodicJob("bounces", poll_bounces, settings.bounce_poll_every, run_at_start=True)]
+                    if settings.bounce_mailbox.get_secret_value()
+                    else []
+                ),
             ],
             stop_event=stop,
             log=log,
             now=clock.now,
         )
-        log.info("scheduler stopped")
+    if lost.is_set():
+        raise typer.Exit(LOCK_LOST_EXIT)
 
 
 @handle_errors
-def status() -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for monitors.")] = False,
+) -> None:
     """Show the next send, the last edition and whether the scheduler is alive; exit 1 if not healthy.
 
     For monitoring: the exit code is 0 when healthy, 1 when the last scheduled edition failed,
-    expired or is incomplete, or the scheduler's heartbeat is stale.
+    expired, is incomplete or held past its window, an edition is blocked by preflight errors, or
+    the scheduler's heartbeat is stale. Each reason is printed on a "problem:" line.
 
     Example: briefing status || echo "the morning email needs attention"
+    Example: briefing status --json
     """
+    from briefing.service import health as health_service
+    from briefing.service.bounce_rates import RateLimits, percent
+
     plan = _plan()
     now = state().now()
-    result = schedule_service.status(state().engine, plan, now, stale_after=HEARTBEAT_STALE_AFTER)
+    settings = state().settings
+    limits = RateLimits(
+        max_complaint_rate=settings.max_complaint_rate, max_hard_bounce_rate=settings.max_hard_bounce_rate
+    )
+    result = health_service.status(
+        state().engine, plan, now, stale_after=HEARTBEAT_STALE_AFTER, rate_limits=limits
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(_status_json(result, now), ensure_ascii=False, indent=2) + "\n")
+        if not result.healthy:
+            raise typer.Exit(1)
+        return
     zone = plan.zone
     if result.next_send:
         n = result.next_send
-        console.print(
+        show(
             f"next send:  {n.edition_date} at {n.local:%H:%M %Z} ({n.utc:%H:%M} UTC), in {_ago(n.utc - now)}"
         )
     if result.last:
@@ -163,20 +242,78 @@ def status() -> None:
         counts = (
             f" sent {c.sent}, failed {c.failed}, waiting {c.pending + c.deferred + c.claimed}" if c else ""
         )
-        console.print(f"last:       {result.last.edition_date} {result.last.status}{counts}")
+        show(f"last:       {result.last.edition_date} {result.last.status}{counts}")
     else:
-        console.print("last:       no edition yet")
+        show("last:       no edition yet")
+    if result.last_rates:
+        r = result.last_rates
+        show(
+            f"bounces:    {r.edition_date}: hard {percent(r.hard_rate)}, soft {percent(r.soft_rate)}, "
+            f"complaints {percent(r.complaint_rate)} of {r.copies_sent} copies sent"
+        )
     if result.heartbeat_at:
         beat = result.heartbeat_at
-        console.print(
+        show(
             f"scheduler:  {result.heartbeat_owner}, last heartbeat "
             f"{beat.astimezone(zone):%Y-%m-%d %H:%M:%S %Z} ({_ago(now - beat)} ago)"
         )
     for problem in result.problems:
-        console.print(f"[bold red]problem:[/bold red] {problem}")
+        show(styled("problem:", "bold red"), " ", problem)
     if not result.healthy:
         raise typer.Exit(1)
-    console.print("[green]healthy[/green]")
+    show(styled("healthy", "green"))
+
+
+def _status_json(result: health_service.Status, now: datetime) -> dict[str, object]:
+    from briefing.service import bounce_rates
+
+    n, last, c, beat = result.next_send, result.last, result.last_counts, result.heartbeat_at
+    rates = result.last_rates
+    return {
+        "healthy": result.healthy,
+        "problems": list(result.problems),
+        "next_send": (
+            {
+                "edition_date": n.edition_date.isoformat(),
+                "local": n.local.isoformat(),
+                "utc": n.utc.isoformat(),
+            }
+            if n
+            else None
+        ),
+        "last": (
+            {
+                "edition_date": last.edition_date.isoformat(),
+                "status": str(last.status),
+                "held": last.held,
+                "counts": _counts_json(c),
+            }
+            if last
+            else None
+        ),
+        "last_sent_rates": (
+            {"edition_date": rates.edition_date.isoformat(), **bounce_rates.as_json(rates)} if rates else None
+        ),
+        "scheduler": {
+            "owner": result.heartbeat_owner,
+            "heartbeat_at": beat.isoformat() if beat else None,
+            "heartbeat_age_seconds": int((now - beat).total_seconds()) if beat else None,
+        },
+    }
+
+
+def _counts_json(c: LedgerCounts | None) -> dict[str, int] | None:
+    if c is None:
+        return None
+    return {
+        "sent": c.sent,
+        "failed": c.failed,
+        "deferred": c.deferred,
+        "pending": c.pending,
+        "claimed": c.claimed,
+        "ambiguous": c.ambiguous,
+        "skipped": c.skipped,
+    }
 
 
 def _ago(delta: timedelta) -> str:
@@ -189,25 +326,54 @@ def _ago(delta: timedelta) -> str:
 
 
 @handle_errors
-def calendar(count: Annotated[int, typer.Option("--count", min=1, max=366)] = 10) -> None:
+def calendar(
+    count: Annotated[int, typer.Option("--count", min=1, max=366)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
     """Show the next send dates with local and UTC times (skipped dates left out, and listed).
 
     Example: briefing calendar --count 20
+    Example: briefing calendar --json
     """
+    from briefing import calendar as cal
+    from briefing.db import session_scope
+    from briefing.store import schedule as schedule_store
+
     plan = _plan()
     now = state().now()
-    table = Table("edition", "day", "local time", "UTC", title=f"Next {count} sends ({plan.zone.key})")
-    for t in cal.next_send_times(now, plan, count):
-        table.add_row(t.edition_date.isoformat(), f"{t.local:%A}", f"{t.local:%H:%M %Z}", f"{t.utc:%H:%M}")
-    console.print(table)
+    sends = cal.next_send_times(now, plan, count)
+    today = now.astimezone(plan.zone).date()
     with session_scope(state().engine) as session:
-        skips = schedule_store.list_skips(session, since=now.astimezone(plan.zone).date())
-    settings_skips = sorted(d for d in plan.skip_dates if d >= now.astimezone(plan.zone).date())
-    if skips or settings_skips:
-        listed = {d for d, _ in skips}
-        lines = [f"{d} {reason}".strip() for d, reason in skips]
-        lines += [f"{d} (BRIEFING_SKIP_DATES)" for d in settings_skips if d not in listed]
-        console.print("Skipped: " + ", ".join(lines))
+        skips = schedule_store.list_skips(session, since=today)
+    listed = {d for d, _ in skips}
+    skipped = [(d, reason, "briefing skip") for d, reason in skips]
+    skipped += [
+        (d, "", "BRIEFING_SKIP_DATES") for d in sorted(plan.skip_dates) if d >= today and d not in listed
+    ]
+    skipped.sort()
+    if as_json:
+        out = {
+            "zone": plan.zone.key,
+            "sends": [
+                {
+                    "edition_date": t.edition_date.isoformat(),
+                    "weekday": f"{t.local:%A}",
+                    "local": t.local.isoformat(),
+                    "utc": t.utc.isoformat(),
+                }
+                for t in sends
+            ],
+            "skipped": [{"date": d.isoformat(), "reason": r, "source": src} for d, r, src in skipped],
+        }
+        sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = new_table("edition", "day", "local time", "UTC", title=f"Next {count} sends ({plan.zone.key})")
+    for t in sends:
+        add_row(table, t.edition_date.isoformat(), f"{t.local:%A}", f"{t.local:%H:%M %Z}", f"{t.utc:%H:%M}")
+    console.print(table)
+    if skipped:
+        lines = [f"{d} {r}".strip() if src == "briefing skip" else f"{d} ({src})" for d, r, src in skipped]
+        show("Skipped: " + ", ".join(lines))
 
 
 @handle_errors
@@ -219,11 +385,14 @@ def skip(
 
     Example: briefing skip 2026-12-25 --reason "Christmas Day"
     """
+    from briefing.db import session_scope
+    from briefing.service import schedule as schedule_service
+
     when = parse_date(day, "DATE")
     assert when is not None
     with session_scope(state().engine) as session:
         added = schedule_service.skip_date(session, when, reason, now=state().now())
-    console.print(f"No edition on {when}." if added else f"{when} was already skipped.")
+    show(f"No edition on {when}." if added else f"{when} was already skipped.")
 
 
 @handle_errors
@@ -232,8 +401,11 @@ def unskip(day: Annotated[str, typer.Argument(help="Date, YYYY-MM-DD.")]) -> Non
 
     Example: briefing unskip 2026-12-25
     """
+    from briefing.db import session_scope
+    from briefing.service import schedule as schedule_service
+
     when = parse_date(day, "DATE")
     assert when is not None
     with session_scope(state().engine) as session:
         removed = schedule_service.unskip_date(session, when)
-    console.print(f"{when} is a send date again." if removed else f"{when} was not skipped.")
+    show(f"{when} is a send date again." if removed else f"{when} was not skipped.")

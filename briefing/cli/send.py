@@ -6,33 +6,39 @@ when delivery, its progress display or its report change, not when the editorial
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy as sa
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from briefing.mail.transport import Transport
+    from briefing.service import editions as edition_service
+    from briefing.service.send_report import DeliveryReport
+    from briefing.service.setup import EditionSetup
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from briefing.cli.common import (
     DateOpt,
+    add_row,
     console,
     current_setup,
     edition_date,
     err_console,
     handle_errors,
+    new_table,
+    show,
     state,
+    styled,
 )
-from briefing.cli.editions import print_preflight
+from briefing.cli.editions import content_source, print_preflight
 from briefing.errors import InvalidInput, PreflightFailed
-from briefing.inputs import email_address
-from briefing.mail.transport import Transport
-from briefing.service import editions as edition_service
-from briefing.service.delivery import DeliveryReport, RunTally
-from briefing.service.setup import EditionSetup
-from briefing.wiring import transport
 
 
 def register(app: typer.Typer) -> None:
@@ -49,43 +55,65 @@ def send(
         bool, typer.Option("--retry-failed", help="Send again to the copies that failed or were deferred.")
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Send outside the edition's time window (never a second edition).")
+        bool,
+        typer.Option(
+            "--force",
+            help="Send outside the edition's time window or on a skipped date (never a second edition).",
+        ),
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Go on with an edition halted because many addresses bounced.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --dry-run: print JSON for scripts, naming every reader.")
     ] = False,
 ) -> None:
     """Send the edition to every active subscriber, exactly once each; safe to run again.
 
     Example: briefing send --date 2026-11-30
     Example: briefing send --to editor@example.com
+    Example: briefing send --date 2026-11-30 --resume
+    Example: briefing send --date 2026-11-30 --dry-run --json
     """
+    from briefing.inputs import email_address
+    from briefing.service import editions as edition_service
+    from briefing.wiring import transport
+
     setup = current_setup()
     day = edition_date(edition, setup)
     engine = state().engine
+    if as_json and not dry_run:
+        raise InvalidInput("only goes with --dry-run", field="--json")
     if dry_run:
-        result = edition_service.dry_run(engine, setup, day)
-        if result.prepared is not None:
-            console.print(f"Edition of {day}: {result.prepared.rendered.subject}")
-            print_preflight(result.prepared.report)
-        console.print(f"Dry run: {result.message}. Nothing was sent.")
+        listed = None if as_json else edition_service.DRY_RUN_LISTED
+        result = edition_service.dry_run(engine, setup, day, now=state().now(), listed=listed)
+        if as_json:
+            print_dry_run_json(day, result)
+        else:
+            print_dry_run(day, result)
         return
     mail = transport(state().settings, state().clock)
     try:
         if to:
             address = email_address(to, field="--to")
             reply = edition_service.send_test(engine, setup, day, address, mail, clock=state().clock)
-            console.print(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
+            show(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
             return
-        outcome = _send_with_progress(engine, setup, day, mail, force=force, retry_failed=retry_failed)
+        outcome = _send_with_progress(
+            engine, setup, day, mail, force=force, retry_failed=retry_failed, resume=resume
+        )
     except PreflightFailed as exc:
         for problem in exc.problems:
-            console.print(f"[bold red]error[/bold red]   {problem}")
+            show(styled("error", "bold red"), "   ", problem)
         raise
     finally:
         mail.close()
     if outcome.report is not None:
         print_report(outcome.report)
-    colour = "green" if outcome.edition.status == "sent" else "yellow"
-    console.print(f"[{colour}]{outcome.message}[/{colour}]")
-    if outcome.edition.status in ("paused", "partial"):
+    show(styled(outcome.message, "green" if outcome.edition.status == "sent" else "yellow"))
+    if outcome.edition.status == "halted":
+        show(f"Check the list, then go on with: briefing send --date {day} --resume")
+    if outcome.edition.status in ("paused", "partial", "halted"):
         raise typer.Exit(2)
 
 
@@ -97,7 +125,11 @@ def _send_with_progress(
     *,
     force: bool,
     retry_failed: bool,
+    resume: bool = False,
 ) -> edition_service.SendOutcome:
+    from briefing.service import editions as edition_service
+    from briefing.service.send_report import RunTally
+
     stop = threading.Event()
     with Progress(
         TextColumn("sending"),
@@ -125,6 +157,7 @@ def _send_with_progress(
                 mail,
                 force=force,
                 retry_failed=retry_failed,
+                resume=resume,
                 stop=stop,
                 on_progress=progress,
                 clock=clock,
@@ -134,9 +167,41 @@ def _send_with_progress(
             raise
 
 
+def print_dry_run(day: date, result: edition_service.DryRun) -> None:
+    if result.prepared is not None:
+        show(f"Edition of {day} ({content_source(result.prepared)}): {result.prepared.rendered.subject}")
+        print_preflight(result.prepared.report)
+    show(f"Dry run: {result.message}. Nothing was sent.")
+    for email in result.emails:
+        show(f"  {email}")
+    more = result.recipients - len(result.emails)
+    if more > 0:
+        show(f"  ... and {more} more (--json lists them all)")
+
+
+def print_dry_run_json(day: date, result: edition_service.DryRun) -> None:
+    prepared = result.prepared
+    report = prepared.report if prepared is not None else None
+    out = {
+        "edition": day.isoformat(),
+        "status": result.edition.status if result.edition is not None else "scheduled",
+        "subject": prepared.rendered.subject if prepared is not None else "",
+        "frozen": bool(prepared and prepared.frozen),
+        "judged_at": prepared.judged_at.isoformat() if prepared and prepared.judged_at else None,
+        "recipients": result.recipients,
+        "emails": list(result.emails),
+        "preflight": {
+            "ok": report.ok if report is not None else None,
+            "errors": [str(p) for p in report.errors] if report is not None else [],
+            "warnings": [str(p) for p in report.warnings] if report is not None else [],
+        },
+    }
+    sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
+
+
 def print_report(report: DeliveryReport) -> None:
     c = report.counts
-    table = Table(
+    table = new_table(
         "sent",
         "deferred",
         "failed",
@@ -147,21 +212,23 @@ def print_report(report: DeliveryReport) -> None:
         "messages/s",
         title="This edition's ledger",
     )
-    table.add_row(
-        str(c.sent),
-        str(c.deferred),
-        str(c.failed),
-        str(c.skipped),
-        str(c.ambiguous),
-        str(c.pending + c.claimed),
+    add_row(
+        table,
+        c.sent,
+        c.deferred,
+        c.failed,
+        c.skipped,
+        c.ambiguous,
+        c.pending + c.claimed,
         f"{report.elapsed:.1f} s",
         f"{report.rate:.0f}",
     )
     console.print(table)
     if report.run.ambiguous_emails:
-        console.print(
-            "[yellow]No reply after sending[/yellow] (may have arrived; "
-            "see `briefing editions show DATE --failed`): " + ", ".join(report.run.ambiguous_emails[:10])
+        show(
+            styled("No reply after sending", "yellow"),
+            " (may have arrived; see `briefing editions show DATE --failed`): ",
+            ", ".join(report.run.ambiguous_emails[:10]),
         )
 
 

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import date
-from itertools import groupby
-from typing import Annotated
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from briefing.cli.common import console, handle_errors, local, parse_date, parse_moment, print_json, state
-from briefing.db import session_scope
-from briefing.domain import StoryItem, StoryStatus
+if TYPE_CHECKING:
+    from briefing.service import queue as queue_service
+    from briefing.service import stories as story_service
+
+from briefing.cli.common import (
+    add_row,
+    console,
+    handle_errors,
+    id_argument,
+    id_option,
+    line,
+    local,
+    new_table,
+    parse_date,
+    parse_moment,
+    place_option,
+    print_json,
+    show,
+    state,
+    styled,
+)
 from briefing.errors import InvalidInput
-from briefing.service import stories as story_service
-from briefing.store import stories as story_store
 
 app = typer.Typer(
     help="The story queue.\n\nExample: briefing stories list --date 2026-11-30", no_args_is_help=True
@@ -27,14 +40,14 @@ DateOpt = Annotated[str, typer.Option("--date", help="Edition date, YYYY-MM-DD (
 @app.command("add")
 @handle_errors
 def add(
-    article: Annotated[int | None, typer.Option(help="Id of a stored article to queue.")] = None,
+    article: Annotated[int | None, id_option(help="Id of a stored article to queue.")] = None,
     url: Annotated[
         str, typer.Option(help="Link; with --article, the article's URL is used if omitted.")
     ] = "",
     headline: Annotated[str, typer.Option(help="Headline (default: the article's title).")] = "",
     blurb: Annotated[str, typer.Option(help="One or two lines in Markdown.")] = "",
     section: Annotated[str, typer.Option(help="Section, such as Politics.")] = "",
-    position: Annotated[int | None, typer.Option(help="Place in its section, 1 = top.")] = None,
+    position: Annotated[int | None, place_option(help="Place in its section, 1 = top.")] = None,
     edition: DateOpt = "",
     embargo: Annotated[str, typer.Option(help="Not before this local time, YYYY-MM-DD HH:MM.")] = "",
     expires: Annotated[str, typer.Option(help="Not after this local time, YYYY-MM-DD HH:MM.")] = "",
@@ -46,6 +59,9 @@ def add(
     Example: briefing stories add --article 12 --blurb "MPs vote at 7pm." --status ready
     Example: briefing stories add --url https://example.org/report --headline "Report lands" --section World
     """
+    from briefing.db import session_scope
+    from briefing.service import stories as story_service
+
     by_url = ""
     if article is None and url and not headline:
         by_url, url = url, ""
@@ -66,7 +82,7 @@ def add(
     with session_scope(state().engine) as session:
         story = story_service.add_story(session, request, now=state().now())
     when = story.edition_date.isoformat() if story.edition_date else "the next edition"
-    console.print(f"Queued story {story.id} for {when}: {escape(story.headline)} ({story.status})")
+    show(f"Queued story {story.id} for {when}: {story.headline} ({story.status})")
 
 
 @app.command("list")
@@ -76,53 +92,83 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include used and dropped stories.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Show the queue grouped by section, in edition order.
+    """Show the queue by edition and section, in the email's order, and whether each story goes out.
+
+    Each story is judged at its edition's send time: a ready story still under embargo then, or
+    expired by then, is shown as left out, with the reason.
 
     Example: briefing stories list --date 2026-11-30
     """
+    from briefing import wiring
+    from briefing.db import session_scope
+    from briefing.domain import StoryStatus
+    from briefing.service import queue as queue_service
+    from briefing.store import schedule as schedule_store
+    from briefing.store import stories as story_store
+
     statuses: tuple[str, ...] = tuple(s.value for s in StoryStatus) if all_ else story_store.ACTIVE_STATUSES
+    day = parse_date(edition)
+    settings = state().settings
     with session_scope(state().engine) as session:
-        found = story_store.list_stories(session, edition_date=parse_date(edition), statuses=statuses)
-    order = [x.casefold() for x in state().settings.section_order]
-    found.sort(key=lambda st: _section_rank(st.section, order))
+        plan = wiring.send_plan(settings, schedule_store.skip_dates(session))
+        queues = queue_service.queue_view(
+            session,
+            plan,
+            wiring.compose_options(settings),
+            now=state().now(),
+            edition_date=day,
+            statuses=statuses,
+        )
     if as_json:
-        print_json(found)
+        print_json(_json_entry(entry) for queue in queues for entry in queue.entries)
         return
-    print_queue(found, parse_date(edition))
+    print_queue(queues)
 
 
-def _section_rank(section: str, order: list[str]) -> tuple[int, str]:
-    """Sections in BRIEFING_SECTION_ORDER first, as the edition shows them; the rest alphabetically."""
-    key = section.casefold()
-    return (order.index(key) if key in order else len(order), key)
+def _json_entry(entry: story_service.QueueEntry) -> dict[str, object]:
+    return {
+        **asdict(entry.story),
+        "for_edition": entry.edition_date,
+        "goes_in": entry.goes_in,
+        "left_out": entry.reason or None,
+        "why": entry.why,
+    }
 
 
-def print_queue(found: list[StoryItem], edition: date | None) -> None:
-    title = f"Queue for {edition.isoformat()}" if edition else "Queue"
-    if not found:
-        console.print(f"{title}: no stories. Add one with `briefing stories add`.")
+def print_queue(queues: list[queue_service.EditionQueue]) -> None:
+    """One table per edition; the last column says whether the story goes out, and if not, why."""
+    if not any(queue.entries for queue in queues):
+        title = f"Queue for {queues[0].edition_date.isoformat()}" if queues else "Queue"
+        show(f"{title}: no stories. Add one with `briefing stories add`.")
         return
-    table = Table("id", "pos", "headline", "status", "edition", "embargo", "expires", title=title)
-    for section, group in groupby(found, key=lambda s: s.section):
-        table.add_row("", "", f"[bold]{section or '(no section)'}[/bold]", "", "", "", "")
-        for s in group:
-            flag = " [yellow](lead)[/yellow]" if s.lead else ""
-            table.add_row(
-                str(s.id),
-                str(s.position),
-                escape(s.headline) + flag,
-                s.status,
-                s.edition_date.isoformat() if s.edition_date else "next",
-                local(s.embargo_until),
-                local(s.expires_at),
-            )
-    console.print(table)
+    for queue in queues:
+        state_ = f", edition {queue.edition.status}" if queue.edition is not None else ""
+        title = f"Queue for {queue.edition_date.isoformat()} (as sent at {local(queue.judged_at)}{state_})"
+        table = new_table(
+            "id", "pos", "headline", "status", "date", "embargo", "expires", "goes out", title=title
+        )
+        for section, group in queue.sections:
+            add_row(table, "", "", styled(section or "(no section)", "bold"), "", "", "", "", "")
+            for entry in group:
+                s = entry.story
+                add_row(
+                    table,
+                    s.id,
+                    s.position,
+                    line(s.headline, styled(" (lead)", "yellow")) if s.lead else s.headline,
+                    s.status,
+                    s.edition_date.isoformat() if s.edition_date else "next",
+                    local(s.embargo_until),
+                    local(s.expires_at),
+                    styled("yes", "green") if entry.goes_in else styled(f"no: {entry.why}", "yellow"),
+                )
+        console.print(table)
 
 
 @app.command("edit")
 @handle_errors
 def edit(
-    story_id: Annotated[int, typer.Argument(help="Story id (see `briefing stories list`).")],
+    story_id: Annotated[int, id_argument("Story id (see `briefing stories list`).")],
     headline: Annotated[str | None, typer.Option()] = None,
     url: Annotated[str | None, typer.Option()] = None,
     blurb: Annotated[str | None, typer.Option()] = None,
@@ -137,6 +183,9 @@ def edit(
 
     Example: briefing stories edit 7 --status ready --blurb "Updated at 11pm."
     """
+    from briefing.db import session_scope
+    from briefing.service import stories as story_service
+
     raw: dict[str, object] = {}
     for name, value in (("headline", headline), ("url", url), ("blurb", blurb), ("section", section)):
         if value is not None:
@@ -155,44 +204,53 @@ def edit(
         raise InvalidInput("give at least one option to change (see --help)", field="story")
     with session_scope(state().engine) as session:
         story = story_service.edit_story(session, story_id, raw, now=state().now())
-    console.print(f"Updated story {story.id}: {escape(story.headline)} ({story.status})")
+    show(f"Updated story {story.id}: {story.headline} ({story.status})")
 
 
 @app.command("move")
 @handle_errors
 def move(
-    story_id: Annotated[int, typer.Argument(help="Story id.")],
-    to: Annotated[int, typer.Option("--to", help="New place in its section, 1 = top.")],
+    story_id: Annotated[int, id_argument("Story id.")],
+    to: Annotated[int, place_option("--to", help="New place in its section, 1 = top.")],
 ) -> None:
     """Move a story within its section.
 
     Example: briefing stories move 7 --to 1
     """
+    from briefing.db import session_scope
+    from briefing.service import stories as story_service
+
     with session_scope(state().engine) as session:
         story = story_service.move_story(session, story_id, to, now=state().now())
-    console.print(f"Story {story.id} is now number {story.position} in {story.section or '(no section)'}.")
+    show(f"Story {story.id} is now number {story.position} in {story.section or '(no section)'}.")
 
 
 @app.command("ready")
 @handle_errors
-def ready(story_ids: Annotated[list[int], typer.Argument(help="One or more story ids.")]) -> None:
+def ready(story_ids: Annotated[list[int], id_argument("One or more story ids.")]) -> None:
     """Mark stories ready to go out; if one cannot be, none is marked.
 
     Example: briefing stories ready 7 8 9
     """
+    from briefing.db import session_scope
+    from briefing.service import stories as story_service
+
     with session_scope(state().engine) as session:
         for story_id in story_ids:
             story_service.mark_ready(session, story_id, now=state().now())
-    console.print(f"Marked ready: {', '.join(map(str, story_ids))}")
+    show(f"Marked ready: {', '.join(map(str, story_ids))}")
 
 
 @app.command("drop")
 @handle_errors
-def drop(story_id: Annotated[int, typer.Argument(help="Story id.")]) -> None:
+def drop(story_id: Annotated[int, id_argument("Story id.")]) -> None:
     """Take a story out of the queue (it stays on record as dropped).
 
     Example: briefing stories drop 7
     """
+    from briefing.db import session_scope
+    from briefing.service import stories as story_service
+
     with session_scope(state().engine) as session:
         story = story_service.drop(session, story_id, now=state().now())
-    console.print(f"Dropped story {story.id}: {escape(story.headline)}")
+    show(f"Dropped story {story.id}: {story.headline}")

@@ -10,6 +10,7 @@ import re
 import string
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
+from enum import StrEnum
 
 from briefing.domain import (
     ArticleData,
@@ -23,7 +24,15 @@ from briefing.domain import (
 from briefing.errors import InvalidInput
 from briefing.urls import url_key
 
-__all__ = ["compose_briefing", "format_date", "validate_options"]
+__all__ = [
+    "LeftOut",
+    "compose_briefing",
+    "format_date",
+    "left_out",
+    "order_sections",
+    "pick_stories",
+    "validate_options",
+]
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
@@ -91,19 +100,58 @@ def validate_options(options: ComposeOptions) -> None:
         raise InvalidInput("must be at least 20", field="subject_max_length")
 
 
-def _eligible(story: StoryItem, edition_date: date, now: datetime) -> bool:
+class LeftOut(StrEnum):
+    """Why an edition does not take a queued story; the queue pages and preflight show it."""
+
+    DRAFT = "draft"
+    USED = "used"
+    DROPPED = "dropped"
+    OTHER_DATE = "other_date"
+    EMBARGOED = "embargoed"
+    EXPIRED = "expired"
+    DUPLICATE = "duplicate"  # an earlier story in the queue has the same link
+
+
+def left_out(story: StoryItem, edition_date: date, now: datetime) -> LeftOut | None:
+    """The one rule for taking a story, judged alone at the send time `now`; None: it goes in."""
     if story.status != StoryStatus.READY:
-        return False
+        if story.status == StoryStatus.USED:
+            return LeftOut.USED
+        return LeftOut.DROPPED if story.status == StoryStatus.DROPPED else LeftOut.DRAFT
     if story.edition_date is not None and story.edition_date != edition_date:
-        return False
+        return LeftOut.OTHER_DATE
     if story.embargo_until is not None and _aware(story.embargo_until) > now:
-        return False
-    return not (story.expires_at is not None and _aware(story.expires_at) <= now)
+        return LeftOut.EMBARGOED
+    if story.expires_at is not None and _aware(story.expires_at) <= now:
+        return LeftOut.EXPIRED
+    return None
 
 
-def _order_sections(
+def pick_stories(
+    stories: Sequence[StoryItem], edition_date: date, now: datetime
+) -> tuple[list[StoryItem], dict[int, LeftOut]]:
+    """The stories the edition sent at `now` takes, in queue order, and why it leaves out each other one."""
+    now = _aware(now)
+    taken: list[StoryItem] = []
+    reasons: dict[int, LeftOut] = {}
+    seen_urls: set[str] = set()
+    for story in sorted(stories, key=lambda s: (s.position, s.id)):
+        reason = left_out(story, edition_date, now)
+        url = url_key(story.url)
+        if reason is None and url and url in seen_urls:
+            reason = LeftOut.DUPLICATE  # the same link twice reads as a mistake
+        if reason is not None:
+            reasons[story.id] = reason
+            continue
+        seen_urls.add(url)
+        taken.append(story)
+    return taken, reasons
+
+
+def order_sections(
     stories: Sequence[StoryItem], options: ComposeOptions
 ) -> list[tuple[str, list[StoryItem]]]:
+    """Sections in `section_order`, then the others by name, the default section last; the queue too."""
     configured = [name for name in options.section_order if name.strip()]
     display: dict[str, str] = {}
     for name in configured:
@@ -203,18 +251,9 @@ def compose_briefing(
     validate_options(options)
     now = _aware(now)
 
-    eligible: list[StoryItem] = []
-    seen_urls: set[str] = set()
-    for story in sorted(stories, key=lambda s: (s.position, s.id)):
-        if not _eligible(story, edition_date, now):
-            continue
-        url = url_key(story.url)
-        if url and url in seen_urls:
-            continue  # the same link twice reads as a mistake
-        seen_urls.add(url)
-        eligible.append(story)
+    eligible, _left_out = pick_stories(stories, edition_date, now)
 
-    grouped = _order_sections(eligible, options)
+    grouped = order_sections(eligible, options)
     lead: StoryItem | None = None
     marked = [s for _name, group in grouped for s in group if s.lead]
     if marked:
@@ -281,6 +320,8 @@ def compose_briefing(
         accent_colour=options.accent_colour,
         logo_url=options.logo_url.strip(),
         web_url=web_url,
+        subscribe_url=options.subscribe_url.strip(),
+        story_thumbnails=options.story_thumbnails,
         greeting=options.greeting,
         configured_sections=tuple(n.strip() for n in options.section_order if n.strip()),
         subject_trimmed=trimmed,

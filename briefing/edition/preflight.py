@@ -6,8 +6,10 @@ and the scheduler all see the same verdict. Errors stop a send; warnings are sho
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
@@ -16,16 +18,25 @@ from briefing.domain import PERSONAL_TOKENS, Briefing, RenderedEdition, StoryIte
 
 __all__ = [
     "GMAIL_CLIP_BYTES",
+    "PUBLIC_BASE_URL_SETTING",
     "SUBJECT_WARN_LENGTH",
     "PreflightProblem",
     "PreflightReport",
+    "check_copy",
     "preflight",
+    "public_base_url_problem",
+    "unreachable_reason",
 ]
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides everything after this behind "[Message clipped]"
 SUBJECT_WARN_LENGTH = 78
 # Per-recipient values are not known here; assume long signed links so the size check errs safe.
 _ASSUMED_TOKEN_VALUE = "x" * 160
+
+# The setting behind every reader link (unsubscribe, preferences, archive, sign-up), named in the error.
+PUBLIC_BASE_URL_SETTING = "BRIEFING_PUBLIC_BASE_URL"
+# Names that only resolve inside one machine or one network (RFC 6761, RFC 6762, RFC 8375).
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".localdomain")
 
 _PLACEHOLDER_RE = re.compile(r"(?<!\w)(?:(?:TK)+|XX+)(?!\w)|lorem ipsum", re.IGNORECASE)
 _UPPER_ONLY = re.compile(r"(?:TK)+|X+")
@@ -123,13 +134,92 @@ def _site(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def unreachable_reason(url: str) -> str:
+    """Why a reader could not follow links under `url` ("" when they could): not https, or a host
+    that only this machine or its network knows. Only literal addresses and local names are judged:
+    this module does no I/O, so a name that resolves to a private address is not caught here."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return "is not a valid address"
+    if parts.scheme.lower() != "https":
+        return "is not https"
+    if not host:
+        return "has no host name"
+    address = _address(host)
+    if address is None:
+        if host == "localhost" or host.endswith(_LOCAL_SUFFIXES) or "." not in host:
+            return f"points at {host}, a name only this machine or its network knows"
+        return ""
+    if address.is_loopback:
+        return f"points at {host}, a loopback address"
+    if not address.is_global:
+        return f"points at {host}, a private address"
+    return ""
+
+
+def public_base_url_problem(public_base_url: str) -> PreflightProblem | None:
+    """The error for a real send whose reader links (unsubscribe, preferences, archive) lead nowhere."""
+    reason = unreachable_reason(public_base_url)
+    if not reason:
+        return None
+    return PreflightProblem(
+        PUBLIC_BASE_URL_SETTING,
+        f"{public_base_url!r} {reason}; readers could not open the unsubscribe, preferences and "
+        "archive links. Set it to the site's public https address before a real send",
+    )
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host stands for if it is written as one, in any form a browser accepts."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        # Browsers read 127.1, 0x7f.1 and 2130706433 as IPv4 addresses too.
+        if not re.fullmatch(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", host):
+            return None
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def check_copy(
+    rendered: RenderedEdition,
+    *,
+    personalised_html: str | None = None,
+    story_urls: Collection[str] = (),
+    public_base_url: str | None = None,
+) -> PreflightReport:
+    """The checks of the rendered copy alone: its size, its images' alt text, its links.
+
+    A frozen edition is judged by these: its stories were checked when it was frozen, and the copy is
+    what readers get. `story_urls` are links reported with their story, not again here.
+    """
+    errors: list[PreflightProblem] = []
+    warnings: list[PreflightProblem] = []
+    _copy_problems(errors, warnings, rendered, personalised_html, set(story_urls), public_base_url)
+    return PreflightReport(
+        errors=tuple(errors), warnings=tuple(warnings), html_bytes=_size(rendered, personalised_html)
+    )
+
+
 def preflight(
-    briefing: Briefing, rendered: RenderedEdition, *, personalised_html: str | None = None
+    briefing: Briefing,
+    rendered: RenderedEdition,
+    *,
+    personalised_html: str | None = None,
+    public_base_url: str | None = None,
 ) -> PreflightReport:
     """Check an edition before sending.
 
     Pass `personalised_html` (one reader's copy) to measure the exact size Gmail sees; without it the
-    tokens are counted as long links.
+    tokens are counted as long links. Pass `public_base_url` for a send that reaches readers' inboxes:
+    the links built on it must then be https and public, or no reader could unsubscribe.
     """
     errors: list[PreflightProblem] = []
     warnings: list[PreflightProblem] = []
@@ -160,7 +250,8 @@ def preflight(
                 name,
                 "added automatically to reach the minimum number of stories; queue another to replace it",
             )
-        if story.image_url.strip() and not story.image_alt.strip():
+        shown = story is briefing.lead or briefing.story_thumbnails  # only shown images need alt text
+        if shown and story.image_url.strip() and not story.image_alt.strip():
             error(f"{name} (image_alt)", "the image has no alt text; describe it for screen readers")
 
     for article in briefing.more_from:
@@ -177,37 +268,8 @@ def preflight(
             if word not in seen:  # a headline's placeholder is already reported at its source
                 error(where, f"contains the placeholder {word!r}")
 
-    html = personalised_html
-    if html is None:
-        html = rendered.html
-        for token in PERSONAL_TOKENS:
-            html = html.replace(token, _ASSUMED_TOKEN_VALUE)
-    size = len(html.encode("utf-8"))
-    if size > GMAIL_CLIP_BYTES:
-        error(
-            "html",
-            f"the email is {size / 1024:.0f} KB; Gmail clips messages over 102 KB. "
-            "Shorten blurbs or move stories to another edition",
-        )
-
-    parser = _Images()
-    parser.feed(html)
-    parser.close()
-    for image in parser.images:
-        if not (image.get("alt") or "").strip():
-            error("html", f"the image {image.get('src') or '(no src)'} has no alt text")
     reported = {s.url.strip() for s in stories} | {a.url.strip() for a in briefing.more_from}
-    # Links the template adds (view in browser, unsubscribe, preferences) share one base address;
-    # one warning per site says it without burying the rest of the report.
-    by_site: dict[str, list[str]] = {}
-    for href in dict.fromkeys(parser.links):
-        if _scheme(href) == "http" and href not in reported:
-            by_site.setdefault(_site(href), []).append(href)
-    for site, links in by_site.items():
-        if len(links) == 1:
-            warn("html", f"the link {links[0]} is not https")
-        else:
-            warn("html", f"{len(links)} links to {site} are not https (for example {links[0]})")
+    _copy_problems(errors, warnings, rendered, personalised_html, reported, public_base_url)
 
     if len(briefing.subject) > SUBJECT_WARN_LENGTH:
         warn("subject", f"{len(briefing.subject)} characters; many inboxes cut it after about 78")
@@ -221,4 +283,67 @@ def preflight(
         if " ".join(section.split()).casefold() not in present:
             warn(f"section {section}", "has no stories in this edition")
 
-    return PreflightReport(errors=tuple(errors), warnings=tuple(warnings), html_bytes=size)
+    return PreflightReport(
+        errors=tuple(errors), warnings=tuple(warnings), html_bytes=_size(rendered, personalised_html)
+    )
+
+
+def _html(rendered: RenderedEdition, personalised_html: str | None) -> str:
+    if personalised_html is not None:
+        return personalised_html
+    html = rendered.html
+    for token in PERSONAL_TOKENS:
+        html = html.replace(token, _ASSUMED_TOKEN_VALUE)
+    return html
+
+
+def _size(rendered: RenderedEdition, personalised_html: str | None) -> int:
+    return len(_html(rendered, personalised_html).encode("utf-8"))
+
+
+def _copy_problems(
+    errors: list[PreflightProblem],
+    warnings: list[PreflightProblem],
+    rendered: RenderedEdition,
+    personalised_html: str | None,
+    reported: set[str],
+    public_base_url: str | None,
+) -> None:
+    if public_base_url is not None:
+        problem = public_base_url_problem(public_base_url)
+        if problem is not None:
+            errors.append(problem)
+    html = _html(rendered, personalised_html)
+    size = len(html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        errors.append(
+            PreflightProblem(
+                "html",
+                f"the email is {size / 1024:.0f} KB; Gmail clips messages over 102 KB. "
+                "Shorten blurbs or move stories to another edition",
+            )
+        )
+
+    parser = _Images()
+    parser.feed(html)
+    parser.close()
+    for image in parser.images:
+        if not (image.get("alt") or "").strip():
+            errors.append(
+                PreflightProblem("html", f"the image {image.get('src') or '(no src)'} has no alt text")
+            )
+    # Links the template adds (view in browser, unsubscribe, preferences) share one base address;
+    # one warning per site says it without burying the rest of the report.
+    by_site: dict[str, list[str]] = {}
+    for href in dict.fromkeys(parser.links):
+        if _scheme(href) == "http" and href not in reported:
+            by_site.setdefault(_site(href), []).append(href)
+    for site, links in by_site.items():
+        if len(links) == 1:
+            warnings.append(PreflightProblem("html", f"the link {links[0]} is not https"))
+        else:
+            warnings.append(
+                PreflightProblem(
+                    "html", f"{len(links)} links to {site} are not https (for example {links[0]})"
+                )
+            )

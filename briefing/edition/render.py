@@ -11,6 +11,7 @@ Story text is data. Two things keep it from acting as markup or as a token:
   re-serialises the document and would decode an earlier "&#37;" back to "%", which could rebuild
   "%%UNSUBSCRIBE_URL%%" from a headline.
   In the text part the same sequences in data are split with an invisible WORD JOINER.
+After inlining, `mail_clients` takes out what MJML writes that the common clients reject.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from briefing.domain import (
     ComposeOptions,
     RenderedEdition,
 )
+from briefing.edition.mail_clients import dark_accent, for_mail_clients, hex_colour, keep_resets_in_head
 from briefing.errors import InvalidInput, RenderError
 
 __all__ = ["BRIEFING_HTML", "BRIEFING_TEXT", "CONFIRM_HTML", "CONFIRM_TEXT", "ConfirmationEmail", "Renderer"]
-__all__ += ["blurb_html", "blurb_text", "render_confirmation", "render_edition"]
+__all__ += ["blurb_html", "blurb_page_html", "blurb_text", "render_confirmation", "render_edition"]
 
 BRIEFING_HTML = "briefing.mjml.j2"
 BRIEFING_TEXT = "briefing.txt.j2"
@@ -64,7 +66,6 @@ _FINAL_ENTITIES = tuple((v, {"<": "&lt;", ">": "&gt;"}.get(k, f"&#{ord(k)};")) f
 _WORD_JOINER = "\u2060"
 _TEXT_BREAK_RE = re.compile(r"(\{(?=[{%#])|%(?=[%}])|#(?=\}))")
 _LEFTOVER = ("<mj-", "</mj-", "{{", "{%", "{#", *PERSONAL_TOKENS)
-_COLOUR_RE = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 _LIST_MARKER_RE = re.compile(r"\s*(?:[-*•]|\d+\.)\s+")
 
@@ -120,13 +121,6 @@ def _one_line(value: object) -> str:
     return " ".join(str(value or "").split())
 
 
-def _colour(value: object) -> str:
-    colour = str(value)
-    if not _COLOUR_RE.fullmatch(colour):
-        raise RenderError(f"colour {colour!r} is not a hex colour such as #14213d")
-    return colour
-
-
 @functools.lru_cache(maxsize=512)
 def _parse_markdown(markdown: str) -> tuple[Any, ...]:
     """Parsing is most of the cost; the HTML and the text part of one edition share one parse."""
@@ -146,7 +140,15 @@ def blurb_html(markdown: str) -> Markup:
         link_rel=_LINK_REL,
         strip_comments=True,
     )
-    return Markup(_swap(cleaned.strip(), _MARKUP_SENTINELS))  # noqa: S704 - nh3 output is sanitised
+    cleaned = cleaned.strip()
+    if cleaned.endswith("</p>"):  # no bottom margin after the last paragraph; clients reject :last-child
+        cleaned = '<p class="last">'.join(cleaned.rsplit("<p>", 1))
+    return Markup(_swap(cleaned, _MARKUP_SENTINELS))  # noqa: S704 - nh3 output is sanitised
+
+
+def blurb_page_html(markdown: str) -> Markup:
+    """A blurb as the email shows it, for a web page (the editors' queue): the same Markdown and nh3."""
+    return Markup(_swap(str(blurb_html(markdown)), _FINAL_ENTITIES))  # noqa: S704 - nh3 output is sanitised
 
 
 def _inline_text(children: list[Any]) -> str:
@@ -265,7 +267,10 @@ class Renderer:
         loader = FileSystemLoader(str(self.templates_dir))
         self._html_env = self._environment(loader, autoescape=True, finalize=_finalize_html)
         self._text_env = self._environment(loader, autoescape=False, finalize=_finalize_text)
-        self._inliner = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+        # Rules copied onto elements leave <style>: what remains is media queries and unmatched rules.
+        self._inliner = css_inline.CSSInliner(
+            keep_style_tags=True, remove_inlined_selectors=True, load_remote_stylesheets=False
+        )
 
     @staticmethod
     def _environment(
@@ -287,7 +292,8 @@ class Renderer:
                 "http_url": _http_url,
                 "contact_href": _contact_href,
                 "one_line": _one_line,
-                "colour": _colour,
+                "colour": hex_colour,
+                "dark_accent": dark_accent,
                 "markdown": blurb_html if autoescape else blurb_text,
             }
         )
@@ -315,7 +321,7 @@ class Renderer:
             compiled = mjml2html(source, disable_comments=True, fonts={}, include_loader=self._include)
         except ValueError as exc:
             raise RenderError(f"MJML could not compile the template: {exc}", template=name) from exc
-        inlined = self._inliner.inline(compiled)
+        inlined = for_mail_clients(self._inliner.inline(keep_resets_in_head(compiled)))
         html = _swap(inlined, _FINAL_ENTITIES)
         self._check(html, name, tokens_allowed=True)
         return html

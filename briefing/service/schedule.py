@@ -13,25 +13,29 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from briefing import calendar as cal
 from briefing.db import session_scope
-from briefing.domain import Clock, EditionData, EditionStatus, LedgerCounts
+from briefing.domain import Clock, EditionStatus
 from briefing.errors import BriefingError, InvalidInput, PreflightFailed
-from briefing.mail.transport import Outcome, Transport
+from briefing.mail.transport import Transport
+from briefing.service import alerts
 from briefing.service import editions as edition_service
+from briefing.service.alerts import AlertMail, Alerts, one_line
+from briefing.service.health import UNFINISHED
+from briefing.service.send_window import skipped_date
 from briefing.service.setup import EditionSetup
-from briefing.store import deliveries as ledger
+from briefing.store import alerts as alert_store
 from briefing.store import editions as edition_store
 from briefing.store import schedule as schedule_store
 
 RETRY_PAUSED_AFTER = timedelta(minutes=5)
+# How far past its window the watch still looks at an edition: far enough to expire a held one
+# (and alert) even when the scheduler was down when the window closed.
+WATCH_LOOKBACK = timedelta(hours=12)
 MAX_SKIP_REASON = 200
 
 
@@ -75,18 +79,34 @@ class DailyContext:
 
 
 class DailySender:
-    """The scheduler's jobs. One lock serialises them, so a catch-up and a watch never overlap."""
+    """The scheduler's jobs. One lock serialises them, so a catch-up and a watch never overlap.
+
+    Every job reads the calendar (skip dates) and the edition's state afresh from the database,
+    so a skip, unskip, hold or release made while the scheduler runs counts at the next minute.
+    A job never raises: a database that is busy or down is logged on one line and the next run
+    (the watch, every minute) tries again.
+    """
 
     def __init__(self, ctx: DailyContext) -> None:
         self.ctx = ctx
         self._lock = threading.Lock()
+        mail = None
+        if ctx.alert_email:
+            mail = AlertMail(ctx.alert_email, self._alert_sender, ctx.transport, ctx.clock)
+        self.alerts = Alerts(ctx.engine, mail, clock=ctx.clock, log=ctx.log)
+
+    def _alert_sender(self) -> tuple[str, str]:
+        mailing = self.ctx.setup().mailing
+        return mailing.from_address, mailing.domain
 
     # ---------------------------------------------------------------- jobs
 
     def send_job(self, edition_date: date, scheduled_utc: datetime) -> str:
         with self._lock:
             self.refresh_articles()
-            return self._send(edition_date, reason=f"scheduled for {scheduled_utc:%Y-%m-%d %H:%M} UTC")
+            return self._guarded(
+                lambda: self._send(edition_date, reason=f"scheduled for {scheduled_utc:%Y-%m-%d %H:%M} UTC")
+            )
 
     def refresh_articles(self) -> None:
         """Poll the site's feeds; a feed problem is logged by the poller and never blocks a send."""
@@ -98,62 +118,126 @@ class DailySender:
             self.ctx.log.exception("polling the feeds failed")
 
     def watch_job(self) -> str:
-        """Every minute: send an edition released from hold, or paused by SMTP trouble, within its window."""
+        """Every minute: send what is due and not started, expire what is past its window.
+
+        That covers an edition released from hold, a date unskipped after the scheduler started
+        (no edition row yet), a send refused earlier (preflight errors since fixed), a send paused
+        by SMTP trouble, and a held edition whose window closed.
+        """
+        return self._guarded(self._watch)
+
+    def preflight_job(self, edition_date: date) -> str:
+        return self._guarded(lambda: self._preflight(edition_date, refresh=True))
+
+    def _guarded(self, job: Callable[[], str]) -> str:
+        try:
+            return job()
+        except sa.exc.SQLAlchemyError as exc:
+            self.ctx.log.error(
+                "the database is unavailable (%s); trying again at the next run", one_line(exc)
+            )
+            return "database unavailable"
+
+    # ---------------------------------------------------------------- watch
+
+    def _watch(self) -> str:
         ctx = self.ctx
         setup = ctx.setup()
         now = ctx.clock.now()
-        latest = cal.previous_send_time(now, setup.plan, setup.plan.max_lateness)
+        plan = setup.plan
+        self._recheck_preflight(setup, now)
+        latest = cal.previous_send_time(now, plan, plan.max_lateness + WATCH_LOOKBACK)
         if latest is None:
             return "nothing due"
+        day = latest.edition_date
+        decision = cal.decide(day, now, plan)
         with Session(ctx.engine) as session:
-            edition = edition_store.find_edition(session, latest.edition_date)
-            status = edition.status if edition else EditionStatus.SCHEDULED.value
-            updated = edition.updated_at if edition else None
+            edition = edition_store.find_edition(session, day)
+        status = edition.status if edition else None
+        if status == EditionStatus.SENT:
+            self._resolve_all(day, "it has been sent")  # perhaps by hand: `briefing send --force`
+            return "edition is sent"
+        if decision.state == "expired":
+            if edition is None or status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+                return self._locked(day, "past its window")  # expired, with one alert
+            return f"edition is {status}"
         if edition is not None and edition.held:
             return "held"
-        if status == EditionStatus.SCHEDULED and edition is not None:
-            pass  # released from hold (or never started): send it
-        elif status in (EditionStatus.PAUSED, EditionStatus.PARTIAL):
+        if status in (EditionStatus.PAUSED, EditionStatus.PARTIAL):
+            updated = edition.updated_at if edition else None
             if updated is not None and now - updated < RETRY_PAUSED_AFTER:
                 return "waiting before retrying"
-        else:
+        elif status not in (None, EditionStatus.SCHEDULED):
             return f"edition is {status}"
+        if edition is None:
+            self.refresh_articles()  # never attempted (unskipped since start): as the send job does
+        return self._locked(day, f"watch ({status or 'not started'})")
+
+    def _locked(self, day: date, reason: str) -> str:
         if not self._lock.acquire(blocking=False):
             return "a send is running"
         try:
-            return self._send(latest.edition_date, reason=f"watch ({status})")
+            return self._send(day, reason=reason)
         finally:
             self._lock.release()
 
-    def preflight_job(self, edition_date: date) -> str:
+    def _recheck_preflight(self, setup: EditionSetup, now: datetime) -> None:
+        """An edition blocked by preflight before its send time: tell the editors once it passes."""
+        upcoming = cal.next_send_times(now, setup.plan, 1)
+        if not upcoming:
+            return
+        day = upcoming[0].edition_date
+        with Session(self.ctx.engine) as session:
+            blocked = any(a.problem == alerts.PREFLIGHT for a in alert_store.open_alerts(session, [day]))
+        if blocked:
+            self._preflight(day, refresh=False, quiet=True)
+
+    # ---------------------------------------------------------------- preflight
+
+    def _preflight(self, edition_date: date, *, refresh: bool, quiet: bool = False) -> str:
         ctx = self.ctx
         setup = ctx.setup()
-        if edition_date in setup.plan.skip_dates:
+        if skipped_date(edition_date, setup.plan):
             return "skipped date"
-        self.refresh_articles()
+        if refresh:
+            self.refresh_articles()
         try:
             with Session(ctx.engine) as session:
                 prepared = edition_service.prepare(session, setup, edition_date)
         except BriefingError as exc:
             ctx.log.error("preflight for %s could not run: %s", edition_date, exc)
-            self.alert(f"Preflight could not run for {edition_date}", str(exc))
+            self.alerts.problem(
+                edition_date, alerts.PREFLIGHT, f"Preflight could not run for {edition_date}", str(exc)
+            )
             return "error"
         report = prepared.report
         if report.ok:
-            ctx.log.info(
-                "preflight for %s passed (%d warnings): %s",
+            if not quiet:
+                ctx.log.info(
+                    "preflight for %s passed (%d warnings): %s",
+                    edition_date,
+                    len(report.warnings),
+                    prepared.rendered.subject,
+                )
+            resolved = self.alerts.resolved(
                 edition_date,
-                len(report.warnings),
-                prepared.rendered.subject,
+                [alerts.PREFLIGHT],
+                f"Preflight passes for the edition of {edition_date}",
+                f"The edition of {edition_date} passes preflight now and goes out at its send time.",
             )
+            if resolved:
+                ctx.log.info("preflight for %s passes now; the editors were told", edition_date)
             return "ok"
         problems = "\n".join(f"- {p}" for p in report.errors)
-        ctx.log.error("preflight for %s found %d errors:\n%s", edition_date, len(report.errors), problems)
-        self.alert(
+        new = self.alerts.problem(
+            edition_date,
+            alerts.PREFLIGHT,
             f"Preflight errors in the edition of {edition_date}",
             f"The edition of {edition_date} will not go out until these are fixed:\n\n{problems}\n\n"
             f"Check it with: briefing preflight --date {edition_date}",
         )
+        if new or not quiet:
+            ctx.log.error("preflight for %s found %d errors:\n%s", edition_date, len(report.errors), problems)
         return "errors"
 
     # ---------------------------------------------------------------- the send
@@ -163,10 +247,12 @@ class DailySender:
         log = ctx.log
         setup = ctx.setup()
         now = ctx.clock.now()
-        if edition_date in setup.plan.skip_dates:
-            log.info("edition of %s skipped: the date is on the skip list", edition_date)
+        why_skipped = skipped_date(edition_date, setup.plan)
+        if why_skipped:
+            log.info("edition of %s skipped: %s", edition_date, why_skipped)
             return "skipped"
         decision = cal.decide(edition_date, now, setup.plan)
+        expired_on_hold: bool | None = None  # set when this run expires the edition
         with session_scope(ctx.engine) as session:
             edition = edition_store.find_edition(session, edition_date)
             if edition is not None and edition.status == EditionStatus.SENT:
@@ -175,42 +261,21 @@ class DailySender:
             if decision.state == "too_early":
                 log.info("edition of %s is not due until %s", edition_date, decision.send_at)
                 return "too early"
-            if edition is not None and (edition.held or edition.status == EditionStatus.HELD):
-                if decision.state == "expired":
-                    edition_service.expire_if_unsent(session, edition_date, "held past its window", now=now)
-                    log.error("edition of %s expired while on hold; nothing was sent", edition_date)
-                    return "expired"
+            held = edition is not None and (edition.held or edition.status == EditionStatus.HELD)
+            unstarted = edition is None or edition.status in (EditionStatus.SCHEDULED, EditionStatus.HELD)
+            if decision.state == "expired" and unstarted:
+                why = "held past its window" if held else f"not started by {decision.latest}"
+                edition_service.expire_if_unsent(session, edition_date, why, now=now)
+                expired_on_hold = held
+            elif held:
                 log.warning(
                     "edition of %s is on hold; it goes out when released (until %s)",
                     edition_date,
                     decision.latest,
                 )
                 return "held"
-            if decision.state == "expired":
-                started = edition is not None and edition.status not in (
-                    EditionStatus.SCHEDULED,
-                    EditionStatus.EXPIRED,
-                )
-                if not started:
-                    edition_service.expire_if_unsent(
-                        session, edition_date, f"not started by {decision.latest}", now=now
-                    )
-                    log.error(
-                        "EXPIRED: the edition of %s was due at %s and the window closed at %s; "
-                        "nothing was sent. "
-                        "Send it on purpose with: briefing send --date %s --force",
-                        edition_date,
-                        decision.send_at,
-                        decision.latest,
-                        edition_date,
-                    )
-                    self.alert(
-                        f"The edition of {edition_date} expired",
-                        f"It was due at {decision.send_at} and was not started by {decision.latest}. "
-                        "Nothing was "
-                        f"sent late. To send it anyway: briefing send --date {edition_date} --force",
-                    )
-                    return "expired"
+        if expired_on_hold is not None:  # alerted after the commit, never inside the transaction
+            return self._expired(edition_date, decision, on_hold=expired_on_hold)
         log.info("sending the edition of %s (%s)", edition_date, reason)
         transport = ctx.transport()
         try:
@@ -219,19 +284,70 @@ class DailySender:
             )
         except PreflightFailed as exc:
             problems = "\n".join(f"- {p}" for p in exc.problems)
-            log.error("NOT SENT: the edition of %s has preflight errors:\n%s", edition_date, problems)
-            self.alert(f"The edition of {edition_date} was not sent", f"Preflight errors:\n\n{problems}")
+            new = self.alerts.problem(
+                edition_date,
+                alerts.NOT_SENT,
+                f"The edition of {edition_date} was not sent: preflight errors",
+                f"Preflight errors:\n\n{problems}\n\nIt goes out within a minute of the fix while its "
+                f"window is open (until {decision.latest:%H:%M} UTC). "
+                f"Check it with: briefing preflight --date {edition_date}",
+            )
+            if new:
+                log.error("NOT SENT: the edition of %s has preflight errors:\n%s", edition_date, problems)
+            else:
+                log.info(
+                    "the edition of %s is still blocked by %d preflight errors",
+                    edition_date,
+                    len(exc.problems),
+                )
             return "preflight failed"
         except BriefingError as exc:
-            log.error("the edition of %s was not sent: %s", edition_date, exc)
-            self.alert(f"The edition of {edition_date} was not sent", str(exc))
+            if self.alerts.problem(
+                edition_date, alerts.NOT_SENT, f"The edition of {edition_date} was not sent", str(exc)
+            ):
+                log.error("the edition of %s was not sent: %s", edition_date, exc)
             return "refused"
         finally:
             transport.close()
+        return self._after_send(edition_date, outcome)
+
+    def _expired(self, edition_date: date, decision: cal.Decision, *, on_hold: bool) -> str:
+        log = self.ctx.log
+        if on_hold:
+            log.error(
+                "EXPIRED: the edition of %s was on hold past its window (%s); nothing was sent",
+                edition_date,
+                decision.latest,
+            )
+            subject = f"The edition of {edition_date} expired on hold"
+            body = (
+                f"It was held and not released by {decision.latest} (due at {decision.send_at}). "
+                f"Nothing was sent late. To send it anyway: briefing send --date {edition_date} --force"
+            )
+        else:
+            log.error(
+                "EXPIRED: the edition of %s was due at %s and the window closed at %s; nothing was sent. "
+                "Send it on purpose with: briefing send --date %s --force",
+                edition_date,
+                decision.send_at,
+                decision.latest,
+                edition_date,
+            )
+            subject = f"The edition of {edition_date} expired"
+            body = (
+                f"It was due at {decision.send_at} and was not started by {decision.latest}. Nothing was "
+                f"sent late. To send it anyway: briefing send --date {edition_date} --force"
+            )
+        self.alerts.problem(edition_date, alerts.EXPIRED, subject, body)
+        self.alerts.resolved(edition_date, [alerts.PREFLIGHT, alerts.NOT_SENT], "", "", follow_up=False)
+        return "expired"
+
+    def _after_send(self, edition_date: date, outcome: edition_service.SendOutcome) -> str:
+        ctx = self.ctx
         report = outcome.report
         if report is not None:
             c = report.counts
-            log.info(
+            ctx.log.info(
                 "edition of %s: %s (sent %d, failed %d, deferred %d, skipped %d, ambiguous %d, %.0f msg/s)",
                 edition_date,
                 outcome.edition.status,
@@ -242,77 +358,21 @@ class DailySender:
                 c.ambiguous,
                 report.rate,
             )
-        if outcome.edition.status in (EditionStatus.PAUSED, EditionStatus.PARTIAL) and not ctx.stop.is_set():
-            self.alert(f"The edition of {edition_date} is {outcome.edition.status}", outcome.message)
-        return str(outcome.edition.status)
+        status = outcome.edition.status
+        if status == EditionStatus.SENT:
+            self._resolve_all(edition_date, outcome.message)
+        elif report is not None:  # it started: whatever blocked it before is gone
+            self.alerts.resolved(
+                edition_date,
+                [alerts.PREFLIGHT, alerts.NOT_SENT],
+                f"The edition of {edition_date} is going out",
+                f"The edition of {edition_date} started: {outcome.message}",
+            )
+        if status in UNFINISHED and not ctx.stop.is_set():
+            self.alerts.problem(
+                edition_date, alerts.UNFINISHED, f"The edition of {edition_date} is {status}", outcome.message
+            )
+        return str(status)
 
-    # ---------------------------------------------------------------- alerts
-
-    def alert(self, subject: str, body: str) -> None:
-        """Email the editors when configured; a failure to alert is logged, never raised."""
-        ctx = self.ctx
-        if not ctx.alert_email:
-            return
-        try:
-            setup = ctx.setup()
-            message = EmailMessage(policy=SMTP)
-            message["From"] = setup.mailing.from_address
-            message["To"] = ctx.alert_email
-            message["Subject"] = f"[briefing] {subject}".replace("\r", " ").replace("\n", " ")
-            message["Date"] = format_datetime(ctx.clock.now())
-            message["Message-ID"] = make_msgid(domain=setup.mailing.domain)
-            message.set_content(body)
-            transport = ctx.transport()
-            try:
-                result = transport.send(setup.mailing.from_address, ctx.alert_email, message.as_bytes())
-            finally:
-                transport.close()
-            if result.outcome is not Outcome.ACCEPTED:
-                ctx.log.error("alert email not accepted: %s %s", result.code, result.reply)
-        except Exception:
-            ctx.log.exception("could not send the alert email")
-
-
-# -------------------------------------------------------------------- status
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    next_send: cal.SendTime | None
-    last: EditionData | None
-    last_counts: LedgerCounts | None
-    heartbeat_at: datetime | None
-    heartbeat_owner: str
-    healthy: bool
-    problems: tuple[str, ...]
-
-
-def status(engine: sa.Engine, plan: cal.SendPlan, now: datetime, *, stale_after: timedelta) -> Status:
-    problems: list[str] = []
-    upcoming = cal.next_send_times(now, plan, 1)
-    with Session(engine) as session:
-        beat = schedule_store.heartbeat(session)
-        recent = edition_store.list_editions(session, limit=10)
-        previous = cal.previous_send_time(now, plan, timedelta(days=14))
-        last = next((e for e in recent if previous and e.edition_date <= previous.edition_date), None)
-        counts = ledger.counts(session, last.id) if last else None
-    beat_at = beat.beat_at if beat else None
-    if beat_at is None:
-        problems.append("no scheduler has ever run against this database (start `briefing schedule`)")
-    elif now - beat_at > stale_after:
-        problems.append(f"the scheduler's last heartbeat was {int((now - beat_at).total_seconds())} s ago")
-    if previous is not None:
-        if last is None or last.edition_date != previous.edition_date:
-            if now > previous.utc + plan.max_lateness:
-                problems.append(f"no edition was sent for {previous.edition_date}")
-        elif last.status in (EditionStatus.EXPIRED, EditionStatus.PAUSED, EditionStatus.PARTIAL):
-            problems.append(f"the edition of {last.edition_date} is {last.status}")
-    return Status(
-        next_send=upcoming[0] if upcoming else None,
-        last=last,
-        last_counts=counts,
-        heartbeat_at=beat_at,
-        heartbeat_owner=beat.owner if beat else "",
-        healthy=not problems,
-        problems=tuple(problems),
-    )
+    def _resolve_all(self, edition_date: date, message: str) -> None:
+        self.alerts.resolved(edition_date, None, f"The edition of {edition_date} is sent", message)

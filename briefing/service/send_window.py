@@ -1,14 +1,15 @@
 """Whether an edition may be sent now: its state, its send time and its window (max lateness).
 
-The one place these rules live; `editions.send_edition` asks before it freezes or sends anything.
+The one place these rules live; `send.send_edition` asks before it freezes or sends anything.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlmodel import Session
 
+from briefing import calendar as cal
 from briefing.domain import EditionData, EditionStatus
 from briefing.errors import Conflict
 from briefing.store import deliveries as ledger
@@ -24,6 +25,8 @@ def send_refusal(
     *,
     force: bool,
     retry_failed: bool,
+    resume: bool = False,
+    skipped: str | None = None,
 ) -> str | None:
     """Why this send must not go ahead: a Conflict for a refusal, a message when there is nothing to
     do (None: go ahead). An edition found past its window unsent is marked expired here."""
@@ -43,6 +46,16 @@ def send_refusal(
         raise Conflict(
             f"the edition of {day} expired (not started by {_hhmm(window_end)}); "
             f"send it late on purpose with `briefing send --date {day} --force`"
+        )
+    if status == EditionStatus.HALTED and not resume:
+        raise Conflict(
+            f"the edition of {day} was halted because too many addresses bounced; check the list, "
+            f"then resume it with `briefing send --date {day} --resume`"
+        )
+    if skipped and status == EditionStatus.SCHEDULED and not force and not retry_failed:
+        raise Conflict(
+            f"{skipped}; send it anyway with `briefing send --date {day} --force`, "
+            f"or put the date back with `briefing unskip {day}`"
         )
     if retry_failed:
         if status not in (
@@ -74,6 +87,14 @@ def send_refusal(
             f"the edition of {day} is past its window (send time {_hhmm(send_at)} + max lateness); "
             f"nothing was sent late. Use `briefing send --date {day} --force` to send it anyway"
         )
+    return None
+
+
+def skipped_date(edition_date: date, plan: cal.SendPlan) -> str | None:
+    """The skip-list rule, for the scheduler and `briefing send` alike: a skipped date gets no edition
+    unless someone forces one. The reason when the date is skipped, else None."""
+    if edition_date in plan.skip_dates:
+        return f"{edition_date.isoformat()} is on the skip list (`briefing skip` or BRIEFING_SKIP_DATES)"
     return None
 
 

@@ -4,17 +4,33 @@ The CLI and the web queue call these, so a rule holds whichever door an editor c
 The status rule lives in `_changeable` alone: only a draft or ready story can change. A used story
 went out in an edition (the archive and the readers' copies show it as it was), and a dropped one
 is kept as a record of what was taken out; neither comes back by accident.
+
+`judge_stories` tells editors the truth about the queue: each story judged, by compose's own rule,
+at the moment its edition is judged, so "ready" never hides a story the edition leaves out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from briefing import calendar as cal
 from briefing import inputs
-from briefing.domain import ArticleData, StoryInput, StoryItem, StoryStatus
+from briefing.domain import (
+    ArticleData,
+    EditionData,
+    EditionStatus,
+    StoryInput,
+    StoryItem,
+    StoryStatus,
+)
+from briefing.edition.compose import LeftOut, left_out, pick_stories
+from briefing.edition.preflight import PreflightProblem
 from briefing.errors import Conflict, InvalidInput, NotFound
 from briefing.store import articles as article_store
 from briefing.store import stories as story_store
@@ -200,3 +216,111 @@ def _changeable(session: Session, story_id: int) -> StoryItem:
             field="story",
         )
     return story
+
+
+# --------------------------------------------------------------------------- will it be in, and why not
+
+
+class Unsendable(StrEnum):
+    """Why a date's edition takes no story at all, whatever the story."""
+
+    EDITION_CLOSED = "edition_closed"  # frozen, sending or sent: its content is fixed
+    NO_EDITION = "no_edition"  # not a send day, or skipped
+    WINDOW_PASSED = "window_passed"  # never sent, and too late to send without --force
+
+
+_STORY_STATES = (LeftOut.DRAFT, LeftOut.USED, LeftOut.DROPPED)
+OPEN_EDITION = (EditionStatus.SCHEDULED, EditionStatus.HELD)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One story, and whether the edition of `edition_date` takes it when it is sent."""
+
+    story: StoryItem
+    edition_date: date
+    reason: str = ""  # "" when it goes in; else a LeftOut or Unsendable value
+    why: str = ""  # the reason as editors read it: "embargoed until 07:30"
+    blurb_html: str = ""  # the blurb as the email shows it, when a page asks for it
+
+    @property
+    def goes_in(self) -> bool:
+        return not self.reason
+
+
+def judge_stories(
+    session: Session,
+    plan: cal.SendPlan,
+    edition_date: date,
+    stories: Sequence[StoryItem],
+    *,
+    moment: datetime,
+    now: datetime | None = None,
+    edition: EditionData | None = None,
+) -> dict[int, QueueEntry]:
+    """Whether the edition of `edition_date`, judged at `moment`, takes each story, and if not why.
+
+    Compose's own choice (`pick_stories`) over the ready stories of that date decides, so the queue
+    can never disagree with the email. With `now`, the edition itself is judged too (sent, skipped,
+    too late); without it, as for the edition being prepared, only the stories are.
+    """
+    ready = story_store.list_stories(session, edition_date=edition_date, statuses=(StoryStatus.READY.value,))
+    _taken, reasons = pick_stories(ready, edition_date, moment)
+    closed = _unsendable(edition_date, edition, plan, now) if now is not None else None
+    judged: dict[int, QueueEntry] = {}
+    for story in stories:
+        own = left_out(story, edition_date, moment)
+        reason: str | None = own if own in _STORY_STATES else (closed or own or reasons.get(story.id))
+        why = _why(reason, story, edition_date, plan.zone, edition) if reason else ""
+        judged[story.id] = QueueEntry(story, edition_date, reason or "", why)
+    return judged
+
+
+def left_out_warnings(
+    session: Session, plan: cal.SendPlan, edition_date: date, *, moment: datetime
+) -> tuple[PreflightProblem, ...]:
+    """One preflight warning for each ready story the edition leaves out when judged at `moment`."""
+    ready = story_store.list_stories(session, edition_date=edition_date, statuses=(StoryStatus.READY.value,))
+    judged = judge_stories(session, plan, edition_date, ready, moment=moment)
+    return tuple(
+        PreflightProblem(f"story {e.story.id}", f"“{e.story.headline}” is ready but left out: {e.why}")
+        for e in judged.values()
+        if not e.goes_in
+    )
+
+
+def _unsendable(
+    day: date, edition: EditionData | None, plan: cal.SendPlan, now: datetime
+) -> Unsendable | None:
+    if edition is not None and edition.status not in OPEN_EDITION:
+        return Unsendable.EDITION_CLOSED
+    if not cal.is_send_day(day, plan):
+        return Unsendable.NO_EDITION
+    if cal.decide(day, now, plan).state == "expired":
+        return Unsendable.WINDOW_PASSED
+    return None
+
+
+def _why(reason: str, story: StoryItem, day: date, zone: ZoneInfo, edition: EditionData | None) -> str:
+    if reason == LeftOut.EMBARGOED and story.embargo_until is not None:
+        return f"embargoed until {_when(story.embargo_until, day, zone)}"
+    if reason == LeftOut.EXPIRED and story.expires_at is not None:
+        return f"expired at {_when(story.expires_at, day, zone)}"
+    if reason == LeftOut.OTHER_DATE:
+        other = story.edition_date.isoformat() if story.edition_date else "the next edition"
+        return f"for another date ({other})"
+    if reason == LeftOut.DUPLICATE:
+        return "the same link as a story above it"
+    if reason == Unsendable.EDITION_CLOSED:
+        return f"the edition of {day.isoformat()} is {edition.status if edition else 'closed'}"
+    if reason == Unsendable.NO_EDITION:
+        return f"no edition on {day.isoformat()}"
+    if reason == Unsendable.WINDOW_PASSED:
+        return f"the edition of {day.isoformat()} was never sent and its window has passed"
+    return str(reason)  # draft, used, dropped
+
+
+def _when(moment: datetime, day: date, zone: ZoneInfo) -> str:
+    """Local time; the date too when it is not the edition's own day."""
+    local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
+    return local.strftime("%H:%M") if local.date() == day else local.strftime("%Y-%m-%d %H:%M")

@@ -19,14 +19,14 @@ from briefing import inputs
 from briefing.domain import StoryItem, StoryStatus
 from briefing.errors import BriefingError, InvalidInput
 from briefing.service import editions as edition_service
+from briefing.service import queue as queue_service
 from briefing.service import stories as story_service
 from briefing.service.editors import EditorAccount
 from briefing.store import articles as article_store
-from briefing.store import editions as edition_store
-from briefing.store import stories as story_store
 from briefing.web.auth import logout_response, require_editor
 from briefing.web.context import WebContext, get_ctx
 from briefing.web.errors import status_for
+from briefing.web.params import RowId, form_id
 
 router = APIRouter(prefix="/editor", dependencies=[Depends(require_editor)])
 Ctx = Annotated[WebContext, Depends(get_ctx)]
@@ -77,22 +77,29 @@ def logout(request: Request, ctx: Ctx) -> Response:
 
 @dataclass(frozen=True, slots=True)
 class QueueRow:
-    story: StoryItem
+    entry: story_service.QueueEntry
     can_up: bool
     can_down: bool
 
+    @property
+    def story(self) -> StoryItem:
+        return self.entry.story
 
-def _rows(stories: list[StoryItem]) -> list[tuple[str, list[QueueRow]]]:
-    """Stories by section, each knowing whether it can move within its own (section, date) group."""
-    groups: dict[tuple[str, date | None], list[StoryItem]] = {}
-    for s in stories:
-        groups.setdefault((s.section, s.edition_date), []).append(s)
-    sections: dict[str, list[QueueRow]] = {}
-    for s in stories:
-        group = groups[(s.section, s.edition_date)]
-        index = group.index(s)
-        sections.setdefault(s.section, []).append(QueueRow(s, index > 0, index < len(group) - 1))
-    return list(sections.items())
+
+def _rows(view: queue_service.EditionQueue) -> list[tuple[str, list[QueueRow]]]:
+    """Sections in the email's order; each story knows if it can move within its (section, date) group."""
+    groups: dict[tuple[str, date | None], list[int]] = {}
+    for entry in view.entries:
+        groups.setdefault((entry.story.section, entry.story.edition_date), []).append(entry.story.id)
+    sections: list[tuple[str, list[QueueRow]]] = []
+    for name, entries in view.sections:
+        rows = []
+        for entry in entries:
+            group = groups[(entry.story.section, entry.story.edition_date)]
+            index = group.index(entry.story.id)
+            rows.append(QueueRow(entry, index > 0, index < len(group) - 1))
+        sections.append((name, rows))
+    return sections
 
 
 def _blank_form(day: date) -> dict[str, Any]:
@@ -117,12 +124,17 @@ def _queue_page(
     *,
     error: str = "",
     form: dict[str, Any] | None = None,
+    edits: dict[int, dict[str, Any]] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
+    """The queue; after a refused add or edit, that form shows what the editor typed (escaped)."""
+    setup = ctx.current_setup()
     with ctx.reading() as session:
-        stories = story_store.list_stories(session, edition_date=day)
+        view = queue_service.queue_view(session, setup.plan, setup.compose, now=ctx.now(), edition_date=day)[
+            0
+        ]
         articles = article_store.list_articles(session, not_queued=True, limit=RECENT_ARTICLES)
-        edition = edition_store.find_edition(session, day)
+    stories = [entry.story for entry in view.entries]
     next_day = ctx.next_edition()
     return ctx.pages.render(
         request,
@@ -131,13 +143,16 @@ def _queue_page(
             "title": f"Queue for {day.isoformat()}",
             "day": day,
             "next_day": next_day,
-            "sections": _rows(stories),
+            "sections": _rows(view),
             "count": len(stories),
             "ready": sum(1 for s in stories if s.status == StoryStatus.READY),
+            "going": sum(1 for entry in view.entries if entry.goes_in),
+            "judged_at": view.judged_at,
             "articles": articles,
-            "edition": edition,
+            "edition": view.edition,
             "error": error,
             "form": form or _blank_form(day),
+            "edits": edits or {},
             "zone": ctx.settings.timezone,
         },
         status_code=status,
@@ -181,9 +196,7 @@ def add_story(
         "lead": bool(lead),
     }
     try:
-        if article_id.strip() and not article_id.strip().isdigit():
-            raise InvalidInput("not a valid choice", field="article")
-        chosen = int(article_id) if article_id.strip() else None
+        chosen = form_id(article_id, field="article")
         if chosen is not None and url.strip():
             raise InvalidInput("pick a stored article or give a URL, not both", field="url")
         request_ = story_service.StoryRequest(
@@ -212,7 +225,7 @@ def add_story(
 def edit_story(
     request: Request,
     ctx: Ctx,
-    story_id: int,
+    story_id: RowId,
     day: Annotated[str, Form(max_length=20)] = "",
     headline: Text = "",
     url: Text = "",
@@ -225,6 +238,17 @@ def edit_story(
     lead: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     back = _day(ctx, day)
+    typed = {
+        "headline": headline,
+        "url": url,
+        "blurb": blurb,
+        "section": section,
+        "status": status,
+        "edition_date": edition_date,
+        "embargo_until": embargo_until,
+        "expires_at": expires_at,
+        "lead": bool(lead),
+    }
     try:
         changes: dict[str, object] = {
             "headline": headline,
@@ -241,7 +265,7 @@ def edit_story(
             story = story_service.edit_story(session, story_id, changes, now=ctx.now())
     except BriefingError as exc:
         error = f"Story {story_id} was not saved. {exc}"
-        return _queue_page(request, ctx, back, error=error, status=status_for(exc))
+        return _queue_page(request, ctx, back, error=error, edits={story_id: typed}, status=status_for(exc))
     return ctx.pages.redirect(
         _queue_url(back, f"#story-{story.id}"), f"Saved “{story.headline}”.", secure=ctx.secure_cookies
     )
@@ -250,7 +274,7 @@ def edit_story(
 @router.post("/stories/{story_id}/move")
 def move_story(
     ctx: Ctx,
-    story_id: int,
+    story_id: RowId,
     direction: Annotated[str, Form(max_length=10)] = "",
     day: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
@@ -277,7 +301,7 @@ def set_note(
 @router.post("/stories/{story_id}/status")
 def set_story_status(
     ctx: Ctx,
-    story_id: int,
+    story_id: RowId,
     status: Annotated[str, Form(max_length=20)] = "",
     day: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:

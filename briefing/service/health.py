@@ -1,0 +1,167 @@
+"""What a monitor asks: is the morning email healthy, and the numbers behind it.
+
+`briefing status` and `GET /metrics` read the same facts (the last scheduled edition, its ledger,
+the scheduler's heartbeat, the open alerts), so the exit code and the dashboard agree. Both only
+read, and both are cheap: a handful of indexed queries, no render, nothing per reader.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from briefing import calendar as cal
+from briefing.domain import EditionData, EditionStatus, LedgerCounts
+from briefing.service import alerts, bounce_rates
+from briefing.service.bounce_rates import EditionRates, RateLimits
+from briefing.store import alerts as alert_store
+from briefing.store import deliveries as ledger
+from briefing.store import editions as edition_store
+from briefing.store import schedule as schedule_store
+
+# Started and not finished: editors hear of these (a halted one waits for them to resume it).
+UNFINISHED = (EditionStatus.PAUSED, EditionStatus.PARTIAL, EditionStatus.HALTED)
+# The ledger of an edition in one of these states no longer changes by itself.
+SETTLED = (EditionStatus.SENT, EditionStatus.EXPIRED, EditionStatus.CANCELLED)
+BLOCKING = (alerts.PREFLIGHT, alerts.NOT_SENT)
+ALERTS_COUNTED_FOR = timedelta(days=7)  # the metrics count the open alerts of this week's editions
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    next_send: cal.SendTime | None
+    last: EditionData | None
+    last_counts: LedgerCounts | None
+    heartbeat_at: datetime | None
+    heartbeat_owner: str
+    healthy: bool
+    problems: tuple[str, ...]
+    last_rates: EditionRates | None = None  # of the newest edition that sent copies
+
+
+def status(
+    engine: sa.Engine,
+    plan: cal.SendPlan,
+    now: datetime,
+    *,
+    stale_after: timedelta,
+    rate_limits: RateLimits = RateLimits(),
+) -> Status:
+    """Healthy, or why not: a dead scheduler; a missed, expired, held-over, blocked or unfinished
+    edition; the last edition sent bouncing or drawing complaints past `rate_limits`."""
+    problems: list[str] = []
+    upcoming = cal.next_send_times(now, plan, 1)
+    previous = cal.previous_send_time(now, plan, timedelta(days=14))
+    watched = [d for d in (previous and previous.edition_date, upcoming and upcoming[0].edition_date) if d]
+    with Session(engine) as session:
+        beat = schedule_store.heartbeat(session)
+        recent = edition_store.list_editions(session, limit=10)
+        last = next((e for e in recent if previous and e.edition_date <= previous.edition_date), None)
+        counts = ledger.counts(session, last.id) if last else None
+        blocked = [a for a in alert_store.open_alerts(session, watched) if a.problem in BLOCKING]
+        rates = bounce_rates.last_sent(session)
+    beat_at = beat.beat_at if beat else None
+    if beat_at is None:
+        problems.append("no scheduler has ever run against this database (start `briefing schedule`)")
+    elif now - beat_at > stale_after:
+        problems.append(f"the scheduler's last heartbeat was {int((now - beat_at).total_seconds())} s ago")
+    if previous is not None:
+        window_end = previous.utc + plan.max_lateness
+        day = previous.edition_date
+        if last is None or last.edition_date != day:
+            if now > window_end:
+                problems.append(f"no edition was sent for {day}")
+        elif last.status == EditionStatus.EXPIRED or last.status in UNFINISHED:
+            problems.append(f"the edition of {day} is {last.status}")
+        elif last.held or last.status == EditionStatus.HELD:
+            if now > window_end:
+                problems.append(
+                    f"the edition of {day} is held past its window (closed {window_end:%Y-%m-%d %H:%M} UTC); "
+                    "it will not be sent"
+                )
+        elif last.status == EditionStatus.SCHEDULED and now > window_end:
+            problems.append(f"the edition of {day} was not sent and its window closed")
+    for alert in blocked:
+        hint = f"; check it with `briefing preflight --date {alert.edition_date}`"
+        problems.append(
+            f"the edition of {alert.edition_date} is blocked: {alert.subject} "
+            f"(since {alert.raised_at:%Y-%m-%d %H:%M} UTC{hint if 'reflight' in alert.subject else ''})"
+        )
+    problems.extend(bounce_rates.problems(rates, rate_limits))
+    return Status(
+        next_send=upcoming[0] if upcoming else None,
+        last=last,
+        last_counts=counts,
+        heartbeat_at=beat_at,
+        heartbeat_owner=beat.owner if beat else "",
+        healthy=not problems,
+        problems=tuple(problems),
+        last_rates=rates,
+    )
+
+
+# -------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True, slots=True)
+class EditionNumbers:
+    edition_date: date
+    status: str
+    counts: LedgerCounts
+
+
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    editions: tuple[EditionNumbers, ...]  # the recent ones with a ledger, newest first
+    last: EditionData | None  # the newest edition due by now, whatever its state
+    heartbeat_age: float | None  # seconds; None when no scheduler ever ran
+    open_alerts: int
+
+
+class MetricsReader:
+    """The numbers behind `/metrics`; a settled edition's ledger is counted once, then remembered."""
+
+    def __init__(self, engine: sa.Engine, *, editions: int = 7) -> None:
+        self.engine = engine
+        self.editions = editions
+        self._settled: dict[tuple[int, str, datetime | None], LedgerCounts] = {}
+        self._lock = threading.Lock()
+
+    def read(self, now: datetime) -> Numbers:
+        with Session(self.engine) as session:
+            recent = edition_store.list_editions(session, limit=self.editions * 2)
+            with_ledger = [e for e in recent if e.snapshot_size][: self.editions]
+            numbers = tuple(
+                EditionNumbers(e.edition_date, e.status, self._counts(session, e)) for e in with_ledger
+            )
+            last = next((e for e in recent if _due_by(e, now)), None)
+            beat = schedule_store.heartbeat(session)
+            open_count = len(alert_store.open_alerts(session, since=now.date() - ALERTS_COUNTED_FOR))
+        age = (now - beat.beat_at).total_seconds() if beat and beat.beat_at else None
+        return Numbers(editions=numbers, last=last, heartbeat_age=age, open_alerts=open_count)
+
+    def _counts(self, session: Session, edition: EditionData) -> LedgerCounts:
+        if edition.status not in SETTLED:
+            return ledger.counts(session, edition.id)
+        key = (edition.id, edition.status, edition.updated_at)
+        with self._lock:
+            known = self._settled.get(key)
+        if known is None:
+            known = ledger.counts(session, edition.id)
+            with self._lock:
+                self._settled = {k: v for k, v in self._settled.items() if k[0] != edition.id}
+                self._settled[key] = known
+        return known
+
+
+def _due_by(edition: EditionData, now: datetime) -> bool:
+    """Due by now, or already on its way (sent early on purpose); not a future date someone held."""
+    if edition.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+        return True
+    if edition.scheduled_for is not None:
+        return edition.scheduled_for <= now
+    return edition.edition_date <= now.date()
