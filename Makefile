@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/message_bytes.py
 	$(BIN)/python benchmarks/send.py
 	$(BIN)/python benchmarks/unsubscribe_load.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,9 @@ Used by the edges only (CLI, web, scheduler). Keeping this in one place means th
 and the scheduler build exactly the same edition setup, so a preview in the browser matches what
 `briefing send` sends; `edition_setup_now` is the one way any of them adds the skip dates editors
 keep in the database.
+
+Each builder imports what it builds (the renderer, the mail pool, the feed poller) inside itself:
+every command takes its clock from here, and one that never renders or sends should not load them.
 """
 
 from __future__ import annotations
@@ -14,28 +17,24 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlmodel import Session
-
-from briefing import calendar as cal
-from briefing.config import Settings
 from briefing.domain import Clock, ComposeOptions
-from briefing.edition.render import Renderer
 from briefing.errors import ConfigError, InvalidInput
-from briefing.feeds.poll import DEFAULT_POLICY, FeedPolicy
-from briefing.links import LinkSigner
-from briefing.mail.dkim import DkimSigner
-from briefing.mail.mailboxes import open_mailbox
-from briefing.mail.pool import ConnectionPool, open_transport
-from briefing.mail.returnpath import ReturnPath
-from briefing.mail.transport import MaildirTransport, MemoryTransport
-from briefing.service import bounces as bounce_service
-from briefing.service.bounces import BounceRules, PollReport
-from briefing.service.delivery import DeliveryPolicy
-from briefing.service.setup import EditionSetup, Mailing, reaches_readers
-from briefing.store import schedule as schedule_store
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from briefing import calendar as cal
+    from briefing.config import Settings
+    from briefing.feeds.poll import FeedPolicy
+    from briefing.mail.dkim import DkimSigner
+    from briefing.mail.pool import ConnectionPool
+    from briefing.mail.returnpath import ReturnPath
+    from briefing.mail.transport import MaildirTransport, MemoryTransport
+    from briefing.service.bounces import BounceRules, PollReport
+    from briefing.service.delivery import DeliveryPolicy
+    from briefing.service.setup import EditionSetup, Mailing
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +107,8 @@ def compose_options(settings: Settings) -> ComposeOptions:
 
 
 def mailing(settings: Settings) -> Mailing:
+    from briefing.service.setup import Mailing
+
     domain = settings.sender_address.rpartition("@")[2].lower()
     return Mailing(
         from_name=settings.sender_name or settings.newsletter_name,
@@ -121,6 +122,8 @@ def mailing(settings: Settings) -> Mailing:
 
 def send_plan(settings: Settings, extra_skips: frozenset[date] | None = None) -> cal.SendPlan:
     """The calendar from settings; `extra_skips` are the dates editors skipped in the database."""
+    from briefing import calendar as cal
+
     return cal.SendPlan(
         send_days=settings.send_days,
         send_time=settings.send_time,
@@ -131,6 +134,8 @@ def send_plan(settings: Settings, extra_skips: frozenset[date] | None = None) ->
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    from briefing.service.delivery import DeliveryPolicy
+
     return DeliveryPolicy(
         workers=settings.smtp_pool_size,
         max_attempts=settings.max_attempts,
@@ -143,6 +148,8 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
 
 
 def dkim_signer(settings: Settings) -> DkimSigner | None:
+    from briefing.mail.dkim import DkimSigner
+
     if not settings.dkim_key_file:
         return None
     if not settings.dkim_selector or not settings.dkim_domain:
@@ -158,6 +165,8 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
 
 def return_path(settings: Settings) -> ReturnPath | None:
     """VERP return paths when BRIEFING_BOUNCE_ADDRESS is set; None keeps the From address as MAIL FROM."""
+    from briefing.mail.returnpath import ReturnPath
+
     if not settings.bounce_address:
         return None
     try:
@@ -167,6 +176,8 @@ def return_path(settings: Settings) -> ReturnPath | None:
 
 
 def bounce_rules(settings: Settings) -> BounceRules:
+    from briefing.service.bounces import BounceRules
+
     return BounceRules(soft_limit=settings.soft_bounce_limit, soft_window=settings.soft_bounce_window)
 
 
@@ -174,6 +185,9 @@ def poll_bounce_mailbox(
     settings: Settings, engine: sa.Engine, clock: Clock, *, limit: int = 1000
 ) -> PollReport:
     """One read of BRIEFING_BOUNCE_MAILBOX, for `briefing bounces poll` and the scheduler alike."""
+    from briefing.mail.mailboxes import open_mailbox
+    from briefing.service import bounces as bounce_service
+
     url = settings.bounce_mailbox.get_secret_value()
     if not url:
         raise ConfigError(
@@ -195,6 +209,10 @@ def poll_bounce_mailbox(
 
 def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None) -> EditionSetup:
     """Everything an edition needs, with only the skip dates given (see `edition_setup_now`)."""
+    from briefing.edition.render import Renderer
+    from briefing.links import LinkSigner
+    from briefing.service.setup import EditionSetup, reaches_readers
+
     return EditionSetup(
         compose=compose_options(settings),
         renderer=Renderer(templates_dir(settings) / "email"),
@@ -224,6 +242,10 @@ def edition_setup_now(
     start-up. A long-running edge passes the `base` it built once (the renderer, the signer), so
     only the calendar is rebuilt; the web app passes its `gate` so the read queues like its others.
     """
+    from sqlmodel import Session
+
+    from briefing.store import schedule as schedule_store
+
     with gate if gate is not None else nullcontext(), Session(engine) as session:
         skips = schedule_store.skip_dates(session)
     if base is None:
@@ -233,6 +255,8 @@ def edition_setup_now(
 
 def transport(settings: Settings, clock: Clock) -> ConnectionPool | MaildirTransport | MemoryTransport:
     """The configured outgoing mail; the clock paces sends when BRIEFING_SMTP_RATE_LIMIT is set."""
+    from briefing.mail.pool import open_transport
+
     return open_transport(
         settings.smtp_url.get_secret_value(),
         pool_size=settings.smtp_pool_size,
@@ -244,6 +268,8 @@ def transport(settings: Settings, clock: Clock) -> ConnectionPool | MaildirTrans
 
 
 def feed_policy(settings: Settings) -> FeedPolicy:
+    from briefing.feeds.poll import DEFAULT_POLICY
+
     return replace(
         DEFAULT_POLICY,
         timeout=settings.feed_timeout,

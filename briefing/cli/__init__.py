@@ -19,6 +19,7 @@ from briefing.cli import (
     init,
     schedule,
     send,
+    status,
     stories,
     subscribers,
     web,
@@ -56,6 +57,7 @@ database.register(app)
 editions.register(app)
 send.register(app)
 schedule.register(app)
+status.register(app)
 feeds.register(app)
 api_tokens.register(app)
 web.register(app)

@@ -29,6 +29,7 @@ from briefing.cli.common import (
     state,
     styled,
 )
+from briefing.errors import InvalidInput
 
 if TYPE_CHECKING:
     from briefing.domain import EditionData, LedgerCounts
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from briefing.service import editions as edition_service
     from briefing.service.bounce_rates import EditionRates
     from briefing.store import deliveries as ledger
-
-from briefing.errors import InvalidInput
 
 editions_app = typer.Typer(
     help="Editions and their delivery.\n\nExample: briefing editions list", no_args_is_help=True

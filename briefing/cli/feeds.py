@@ -18,11 +18,10 @@ from briefing.cli.common import (
     state,
     styled,
 )
+from briefing.errors import InvalidInput
 
 if TYPE_CHECKING:
     from briefing.feeds.poll import FeedPollResult
-
-from briefing.errors import InvalidInput
 
 feeds_app = typer.Typer(
     help="The site's RSS and Atom feeds, polled into stored articles.\n\nExample: briefing feeds list",

@@ -7,10 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from briefing.service import queue as queue_service
-    from briefing.service import stories as story_service
-
 from briefing.cli.common import (
     add_row,
     console,
@@ -29,6 +25,10 @@ from briefing.cli.common import (
     styled,
 )
 from briefing.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from briefing.service import queue as queue_service
+    from briefing.service import stories as story_service
 
 app = typer.Typer(
     help="The story queue.\n\nExample: briefing stories list --date 2026-11-30", no_args_is_help=True

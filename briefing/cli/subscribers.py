@@ -10,9 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-if TYPE_CHECKING:
-    from briefing.service.subscriber_files import SubscriberImportReport
-
 from briefing.cli.common import (
     add_row,
     console,
@@ -28,6 +25,9 @@ from briefing.cli.common import (
     styled,
 )
 from briefing.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from briefing.service.subscriber_files import SubscriberImportReport
 
 app = typer.Typer(
     help="Subscribers.\n\nExample: briefing subscribers list --status active", no_args_is_help=True

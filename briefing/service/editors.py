@@ -9,6 +9,7 @@ check made inside a transaction would hold every other request up for that long.
 from __future__ import annotations
 
 import hashlib
+import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,8 +43,21 @@ class Hasher(Protocol):
 
 DEFAULT_HASHER: Hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 
-# Verified against when the address is unknown, so a login takes as long whether or not it exists.
-_DUMMY_HASH = DEFAULT_HASHER.hash("briefing: no such editor")
+_DUMMY_LOCK = threading.Lock()
+_dummy_hash: str | None = None
+
+
+def _no_such_editor_hash() -> str:
+    """Verified against when the address is unknown, so a login takes as long whether or not it exists.
+
+    Made on the first sign-in rather than at import: hashing costs tens of milliseconds of CPU, and
+    every command that imports this module without signing anyone in would pay it at start.
+    """
+    global _dummy_hash
+    with _DUMMY_LOCK:
+        if _dummy_hash is None:
+            _dummy_hash = DEFAULT_HASHER.hash("briefing: no such editor")
+        return _dummy_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +149,7 @@ def authenticate(
     if len(password) > MAX_PASSWORD:
         return None
     try:
-        hasher.verify(record.password_hash if record is not None else _DUMMY_HASH, password)
+        hasher.verify(record.password_hash if record is not None else _no_such_editor_hash(), password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     if record is None or not record.active:
