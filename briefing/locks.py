@@ -49,6 +49,7 @@ __all__ = [
     "LockHolder",
     "SchedulerLock",
     "acquire_scheduler_lock",
+    "acquire_send_lock",
     "lock_file_path",
     "scheduler_lock_holder",
 ]
@@ -56,6 +57,7 @@ __all__ = [
 # A fixed 64-bit key: the bytes of "briefing" (fits in a signed bigint).
 ADVISORY_LOCK_KEY = int.from_bytes(b"briefing", "big")
 LOCK_FILE_NAME = "scheduler.lock"
+SEND_LOCK_FILE_NAME = "send.lock"  # SQLite takes one writer: one `briefing send` per database file
 _APP_NAME_PREFIX = "briefing scheduler pid="
 _FILE_LOCK_ATTEMPTS = 4
 WATCH_EVERY = 5.0  # seconds between checks of a quiet lock connection
@@ -78,9 +80,9 @@ class LockHolder:
         return ", ".join(parts)
 
 
-def _held_error(holder: LockHolder | None, where: str) -> LockHeld:
+def _held_error(holder: LockHolder | None, where: str, who: str = "another scheduler is running") -> LockHeld:
     detail = holder.describe() if holder else ""
-    text = "another scheduler is running" + (f" ({detail})" if detail else "")
+    text = who + (f" ({detail})" if detail else "")
     return LockHeld(f"{text}; lock: {where}. Stop it first, or wait for it to exit.")
 
 
@@ -92,7 +94,7 @@ def _is_postgres(url: sa.URL) -> bool:
     return url.get_backend_name() in ("postgresql", "postgres")
 
 
-def lock_file_path(database_url: str, lock_dir: Path) -> Path:
+def lock_file_path(database_url: str, lock_dir: Path, name: str = LOCK_FILE_NAME) -> Path:
     """Where the SQLite lock lives: beside the database file, or in lock_dir for in-memory ones."""
     url = sa.engine.make_url(database_url)
     if not _is_sqlite(url):
@@ -100,8 +102,8 @@ def lock_file_path(database_url: str, lock_dir: Path) -> Path:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         db_path = Path(database).expanduser().resolve()
-        return db_path.with_name(db_path.name + "." + LOCK_FILE_NAME)
-    return Path(lock_dir).expanduser().resolve() / LOCK_FILE_NAME
+        return db_path.with_name(db_path.name + "." + name)
+    return Path(lock_dir).expanduser().resolve() / name
 
 
 def _read_holder_file(fd: int) -> LockHolder | None:
@@ -249,7 +251,7 @@ class SchedulerLock:
         return f"<SchedulerLock {self.kind} {self.where} {state}>"
 
 
-def _acquire_file_lock(path: Path, clock: Clock) -> SchedulerLock:
+def _acquire_file_lock(path: Path, clock: Clock, who: str = "another scheduler is running") -> SchedulerLock:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
     try:
@@ -265,7 +267,7 @@ def _acquire_file_lock(path: Path, clock: Clock) -> SchedulerLock:
     except BlockingIOError:
         holder = _read_holder_file(fd)
         os.close(fd)
-        raise _held_error(holder, str(path)) from None
+        raise _held_error(holder, str(path), who) from None
     except BaseException:
         os.close(fd)
         raise
@@ -347,6 +349,16 @@ def acquire_scheduler_lock(database_url: str, lock_dir: Path, *, clock: Clock) -
     if _is_postgres(url):
         return _acquire_advisory_lock(url, clock)
     raise ConfigError("unsupported database URL for the scheduler lock", field="database_url")
+
+
+def acquire_send_lock(database_url: str, *, clock: Clock) -> SchedulerLock | None:
+    """One sender per SQLite database file, or LockHeld; None where many may send (PostgreSQL, memory)."""
+    url = sa.engine.make_url(database_url)
+    database = url.database or ""
+    if not _is_sqlite(url) or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = lock_file_path(database_url, Path("."), SEND_LOCK_FILE_NAME)
+    return _acquire_file_lock(path, clock, "another `briefing send` is sending from this SQLite database")
 
 
 def scheduler_lock_holder(database_url: str, lock_dir: Path) -> LockHolder | None:

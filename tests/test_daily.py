@@ -172,3 +172,39 @@ def test_a_skip_reason_is_one_short_line(sqlite_newsroom: Newsroom) -> None:
                 schedule_service.skip_date(s, date(2026, 12, 25), reason, now=SEND_AT)
     with Session(sqlite_newsroom.engine) as s:
         assert schedule_store.skip_dates(s) == frozenset()
+
+
+def test_the_send_job_waits_its_turn_while_a_briefing_send_holds_the_sqlite_file(
+    sqlite_newsroom: Newsroom, tmp_path
+) -> None:
+    from briefing.errors import LockHeld
+    from briefing.locks import acquire_send_lock
+
+    room = sqlite_newsroom
+    room.readers(2)
+    mail = MemoryTransport()
+    url = room.engine.url.render_as_string(hide_password=False)
+    clock = ManualClock(SEND_AT.replace(minute=1))
+
+    def guard():  # type: ignore[no-untyped-def]
+        held = acquire_send_lock(url, clock=clock)
+        return held.release if held is not None else None
+
+    job = sender(room, mail, SEND_AT.replace(minute=1))
+    job.ctx = replace(job.ctx, send_guard=guard)
+    other = acquire_send_lock(url, clock=clock)  # a `briefing send` in another process
+    assert other is not None
+    try:
+        assert job.send_job(EDITION, SEND_AT) == "another sender"
+        assert mail.messages == []
+    finally:
+        other.release()
+    assert job.send_job(EDITION, SEND_AT) == "sent"  # the next minute's watch, once it is free
+    assert len(mail.messages) == 2
+    with pytest.raises(LockHeld):  # and the guard was given back after the send
+        held = acquire_send_lock(url, clock=clock)
+        assert held is not None
+        try:
+            acquire_send_lock(url, clock=clock)
+        finally:
+            held.release()

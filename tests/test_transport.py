@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import email
 import logging
 import mailbox
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -80,7 +83,12 @@ def test_accepted_bytes_arrive_intact(smtp_server: SmtpTestServer) -> None:
     assert result.code == 250 and "accepted" in result.reply
     assert result.stage == "end-of-data"
     [received] = smtp_server.messages
-    assert received.data == data  # dot-stuffing undone by the server, lines starting with "." survive
+    assert received.data == data
+    # The text's lines that start with "." (".", "..two dots", ".dot line") arrive as written.
+    parsed = email.message_from_bytes(received.data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    text, html = (part.get_content().replace("\r\n", "\n") for part in parsed.iter_parts())
+    assert "\n.\n..two dots\n" in text and "<p>.dot line</p>" in html
     assert received.rcpt_tos == ("alice@example.com",)
     assert received.mail_from == SENDER
     assert received.message_id == TEMPLATE.message_id(1)

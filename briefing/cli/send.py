@@ -7,19 +7,13 @@ when delivery, its progress display or its report change, not when the editorial
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from datetime import date
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
-
-if TYPE_CHECKING:
-    import sqlalchemy as sa
-
-    from briefing.mail.transport import Transport
-    from briefing.service import editions as edition_service
-    from briefing.service.send_report import DeliveryReport
-    from briefing.service.setup import EditionSetup
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -31,6 +25,7 @@ from briefing.cli.common import (
     current_setup,
     edition_date,
     err_console,
+    fail,
     handle_errors,
     new_table,
     show,
@@ -38,7 +33,25 @@ from briefing.cli.common import (
     styled,
 )
 from briefing.cli.editions import content_source, print_preflight
-from briefing.errors import InvalidInput, PreflightFailed
+from briefing.errors import InvalidInput, LockHeld, PreflightFailed
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from briefing.mail.transport import Transport
+    from briefing.service import editions as edition_service
+    from briefing.service.send_report import DeliveryReport
+    from briefing.service.setup import EditionSetup
+
+# Exit codes of `briefing send` (README lists them): 0 the edition is sent, 1 an error,
+UNFINISHED_EXIT = 2  # paused, halted or partly sent, and nobody is sending the rest: run it again
+OTHERS_SENDING_EXIT = 3  # nothing left for this sender; other live senders hold the rest
+SENDER_RUNNING_EXIT = 73  # another `briefing send` is sending from this SQLite database
+STOPPED_EXITS: dict[int, int] = {
+    signal.SIGINT: 130,
+    signal.SIGTERM: 143,
+}  # 128 + the signal, as shells report it
+STOP_GRACE = 8.0  # seconds the messages in flight get to be answered once a stop is asked for
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +83,12 @@ def send(
 ) -> None:
     """Send the edition to every active subscriber, exactly once each; safe to run again.
 
+    SIGTERM or Ctrl-C: the copies in flight finish and are recorded first.
+
+    Exit codes: 0 sent, 1 an error, 2 paused or partly sent (run it again),
+    3 other senders still send the rest, 73 another send on this SQLite database,
+    130 stopped by Ctrl-C, 143 stopped by SIGTERM.
+
     Example: briefing send --date 2026-11-30
     Example: briefing send --to editor@example.com
     Example: briefing send --date 2026-11-30 --resume
@@ -92,29 +111,85 @@ def send(
         else:
             print_dry_run(day, result)
         return
+    if to:
+        address = email_address(to, field="--to")
+        mail = transport(state().settings, state().clock)
+        try:
+            reply = edition_service.send_test(engine, setup, day, address, mail, clock=state().clock)
+        finally:
+            mail.close()
+        show(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
+        return
+    from briefing.locks import acquire_send_lock
+
+    try:
+        lock = acquire_send_lock(state().settings.database_url, clock=state().clock)
+    except LockHeld as exc:
+        raise fail(f"{exc}; SQLite takes one sender (PostgreSQL takes many)", SENDER_RUNNING_EXIT) from None
+    stopper = _Stopper()
     mail = transport(state().settings, state().clock)
     try:
-        if to:
-            address = email_address(to, field="--to")
-            reply = edition_service.send_test(engine, setup, day, address, mail, clock=state().clock)
-            show(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
-            return
-        outcome = _send_with_progress(
-            engine, setup, day, mail, force=force, retry_failed=retry_failed, resume=resume
-        )
+        with stopper:
+            outcome = _send_with_progress(
+                engine, setup, day, mail, stopper, force=force, retry_failed=retry_failed, resume=resume
+            )
     except PreflightFailed as exc:
         for problem in exc.problems:
             show(styled("error", "bold red"), "   ", problem)
         raise
     finally:
-        mail.close()
+        if not stopper.abandoned:  # a connection still waiting for its reply would hold close() up
+            mail.close()
+        if lock is not None:
+            lock.release()
     if outcome.report is not None:
         print_report(outcome.report)
-    show(styled(outcome.message, "green" if outcome.edition.status == "sent" else "yellow"))
-    if outcome.edition.status == "halted":
+    status = outcome.edition.status
+    show(styled(outcome.message, "green" if status == "sent" else "yellow"))
+    if status == "halted":
         show(f"Check the list, then go on with: briefing send --date {day} --resume")
-    if outcome.edition.status in ("paused", "partial", "halted"):
-        raise typer.Exit(2)
+    if status != "sent" and stopper.signum:
+        if not outcome.others_sending:
+            show(f"Go on with: briefing send --date {day}")
+        raise typer.Exit(STOPPED_EXITS.get(stopper.signum, 1))
+    if status in ("paused", "partial", "halted"):
+        raise typer.Exit(UNFINISHED_EXIT)
+    if status != "sent" and outcome.report is not None and outcome.others_sending:
+        raise typer.Exit(OTHERS_SENDING_EXIT)
+
+
+class _Stopper:
+    """SIGTERM and SIGINT ask the send to stop: no new copy starts, the ones in flight are recorded.
+
+    A second signal stops waiting for them (the next send treats them as ambiguous, per the policy).
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.signum = 0
+        self.hurry = False
+        self.abandoned = False  # stopped without waiting for the copies in flight
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        # Only flags here: printing from a signal handler can interleave with the interrupted write.
+        if self.signum:
+            self.hurry = True
+        else:
+            self.signum = signum
+        self.stop.set()
+
+    def __enter__(self) -> _Stopper:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOPPED_EXITS:
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
 
 
 def _send_with_progress(
@@ -122,15 +197,16 @@ def _send_with_progress(
     setup: EditionSetup,
     day: date,
     mail: Transport,
+    stopper: _Stopper,
     *,
     force: bool,
     retry_failed: bool,
     resume: bool = False,
 ) -> edition_service.SendOutcome:
+    """The send runs in a thread; this one waits, so that a signal is handled the moment it comes."""
     from briefing.service import editions as edition_service
     from briefing.service.send_report import RunTally
 
-    stop = threading.Event()
     with Progress(
         TextColumn("sending"),
         BarColumn(),
@@ -149,22 +225,54 @@ def _send_with_progress(
             elapsed = max(clock.monotonic() - started, 1e-6)
             bar.update(task, total=tally.total or None, completed=done, rate=done / elapsed)
 
-        try:
-            return edition_service.send_edition(
-                engine,
-                setup,
-                day,
-                mail,
-                force=force,
-                retry_failed=retry_failed,
-                resume=resume,
-                stop=stop,
-                on_progress=progress,
-                clock=clock,
-            )
-        except KeyboardInterrupt:
-            stop.set()
-            raise
+        outcome: list[edition_service.SendOutcome] = []
+        error: list[BaseException] = []
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome.append(
+                    edition_service.send_edition(
+                        engine,
+                        setup,
+                        day,
+                        mail,
+                        force=force,
+                        retry_failed=retry_failed,
+                        resume=resume,
+                        stop=stopper.stop,
+                        on_progress=progress,
+                        clock=clock,
+                    )
+                )
+            except BaseException as exc:  # noqa: BLE001 - raised again below, in the command's thread
+                error.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="briefing-send", daemon=True).start()
+        stopping_since: float | None = None
+        while not done.wait(0.2):  # an event, not the clock: signals are handled in between
+            if stopper.signum and stopping_since is None:
+                stopping_since = clock.monotonic()
+                name = signal.Signals(stopper.signum).name
+                show(
+                    f"Stopping on {name}: no new copy starts; the ones in flight finish and are recorded "
+                    f"(up to {STOP_GRACE:.0f} s; a second signal stops at once).",
+                    err=True,
+                )
+            if stopping_since is not None and (
+                stopper.hurry or clock.monotonic() - stopping_since >= STOP_GRACE
+            ):
+                stopper.abandoned = True
+                raise fail(
+                    "stopped before the copies in flight were answered; the next send settles them "
+                    f"(as ambiguous, per the policy). Go on with: briefing send --date {day}",
+                    STOPPED_EXITS.get(stopper.signum, 1),
+                )
+        if error:
+            raise error[0]
+        return outcome[0]
 
 
 def print_dry_run(day: date, result: edition_service.DryRun) -> None:
@@ -200,6 +308,7 @@ def print_dry_run_json(day: date, result: edition_service.DryRun) -> None:
 
 
 def print_report(report: DeliveryReport) -> None:
+    """The whole edition's ledger (every sender's work), then what this sender did of it."""
     c = report.counts
     table = new_table(
         "sent",
@@ -224,6 +333,7 @@ def print_report(report: DeliveryReport) -> None:
         f"{report.rate:.0f}",
     )
     console.print(table)
+    show(f"This sender delivered {report.run.sent} of the {c.sent} delivered copies.")
     if report.run.ambiguous_emails:
         show(
             styled("No reply after sending", "yellow"),

@@ -10,6 +10,11 @@ What the wire sees, and why:
   ends with a soft line break, so a per-reader value always starts a fresh encoded line and never
   shifts the encoding of the 70 KB around it. Soft breaks decode to nothing: the decoded body equals
   reader_copy.personalise, the preview's fill of the same reader_values.
+- No line starts with ".": quoted-printable writes a line's leading "." as =2E (any octet may be
+  encoded), and headers, folds and boundaries never start with one. So SMTP's dot-stuffing (RFC 5321
+  §4.5.2) has nothing to change, and one set of bytes is what the session sends, what a Maildir
+  stores, what DKIM signs and what the reader gets: `render` returns it as `transport.DotSafe`, and
+  the session sends it without scanning it again.
 - Headers are written by hand, never from raw input, with the helpers in `mail.headers`.
 - Headers are ASCII, except the To line of a reader whose address has non-ASCII before the @ when
   the template allows it (`smtputf8`): that line is UTF-8 (RFC 6532), and the SMTP session sends
@@ -42,6 +47,7 @@ from briefing.mail.headers import (
     format_address,
     validate_address,
 )
+from briefing.mail.transport import DotSafe
 from briefing.reader_copy import reader_values, split_on_tokens
 
 _CRLF = b"\r\n"
@@ -76,7 +82,33 @@ def _qp(text: str) -> bytes:
                 cut -= 2
             encoded = head + sep + last[:cut] + _SOFT_BREAK + last[cut:]
         encoded += _SOFT_BREAK
+    if encoded.startswith(b".") or b"\n." in encoded:
+        encoded = _escape_leading_dots(encoded)
     return encoded
+
+
+def _escape_leading_dots(encoded: bytes) -> bytes:
+    """Write each line's leading "." as =2E, breaking a line that grows past 76 once more.
+
+    Every piece `_qp` makes starts a line, so this keeps the whole message free of lines SMTP would
+    have to dot-stuff. A break never splits an =XX escape, and a "." it brings to a line start is
+    escaped in turn.
+    """
+    out: list[bytes] = []
+    for line in encoded.split(_CRLF):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= MAX_LINE:
+                break
+            cut = MAX_LINE - 1
+            if line[cut - 1 : cut] == b"=":
+                cut -= 1
+            elif line[cut - 2 : cut - 1] == b"=":
+                cut -= 2
+            out.append(line[:cut] + b"=")
+            line = line[cut:]
+        out.append(line)
+    return _CRLF.join(out)
 
 
 def _normalise_newlines(text: str) -> str:
@@ -204,7 +236,7 @@ class MessageTemplate:
         recipient: Recipient,
         *,
         date: datetime,
-    ) -> bytes:
+    ) -> DotSafe:
         """The complete message for one reader, CRLF line ends, ready for SMTP DATA or DKIM signing.
 
         `date` (timezone-aware) is the Date header: the caller's clock, so a retry or a test
@@ -256,7 +288,7 @@ class MessageTemplate:
         out.append(self._between_parts)
         _fill(out, self._html, html_values)
         out.append(self._end)
-        return b"".join(out)
+        return DotSafe(b"".join(out))
 
 
 def _fill(out: list[bytes], part: _Part, values: tuple[bytes, bytes, bytes]) -> None:

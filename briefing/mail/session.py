@@ -21,24 +21,37 @@ import ssl
 from briefing.errors import AuthFailed, InvalidInput, TransportError
 from briefing.mail.headers import utf8_address
 from briefing.mail.smtp_url import SmtpConfig
-from briefing.mail.transport import Outcome, SendResult, envelope_ok
+from briefing.mail.transport import DotSafe, Outcome, SendResult, envelope_ok
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 _CRLF = b"\r\n"
+_END_OF_DATA = b".\r\n"
 NO_SMTPUTF8 = "not sent: the SMTP server does not support SMTPUTF8, which {what} needs"
 
 
+def _data_block(data: bytes) -> bytes:
+    """The content of DATA with its end marker: a DotSafe copy as it was built, other bytes stuffed.
+
+    Looking for line-initial dots costs more than building a whole copy (a 2-byte search over 85 KB
+    with a line break every 78 bytes); every edition copy is built without them, so only other mail
+    (alerts, confirmations) is searched.
+    """
+    if isinstance(data, DotSafe):
+        return data + _END_OF_DATA
+    return _dot_stuff(data)
+
+
 def _dot_stuff(data: bytes) -> bytes:
-    """RFC 5321 §4.5.2 transparency plus the end-of-data marker; cheap when no line starts with '.'."""
+    """RFC 5321 §4.5.2 transparency plus the end-of-data marker."""
     if data.startswith(b".") or b"\n." in data:
         data = data.replace(b"\n.", b"\n..")
         if data.startswith(b"."):
             data = b"." + data
     if not data.endswith(_CRLF):
         data += _CRLF
-    return data + b".\r\n"
+    return data + _END_OF_DATA
 
 
 def _head_is_ascii(data: bytes) -> bool:
@@ -323,7 +336,7 @@ class SmtpConnection:
 
     def _content(self, smtp: smtplib.SMTP, data: bytes) -> SendResult:
         try:
-            smtp.send(_dot_stuff(data))
+            smtp.send(_data_block(data))
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             return SendResult(Outcome.CONNECTION, None, _text(str(exc)), "data")

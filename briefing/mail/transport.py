@@ -11,8 +11,8 @@ safe next step:
 - ambiguous:  the end of DATA went out but no reply came back. The server may have delivered it
               (RFC 1047); only the caller's policy may resend it, with the same Message-ID.
 
-This module holds those answers, the `Transport` every sender implements, the envelope rules all of
-them share, and the two local transports (memory, Maildir). The SMTP dialogue is in
+This module holds those answers, the `Transport` every sender implements, the bytes it takes, the
+envelope rules all of them share, and the two local transports (memory, Maildir). The SMTP dialogue is in
 `mail.session`, the pool of sessions and `open_transport` in `mail.pool`, the URL in `mail.smtp_url`.
 """
 
@@ -49,6 +49,34 @@ class SendResult:
     @property
     def accepted(self) -> bool:
         return self.outcome is Outcome.ACCEPTED
+
+
+class DotSafe(bytes):
+    """Message bytes in which no line starts with ".", ending in CRLF.
+
+    SMTP's dot-stuffing (RFC 5321 §4.5.2) has nothing to change in them, so the session sends them
+    as they are, without a scan of the whole message per copy; a Maildir, a DKIM verifier and the
+    reader see the same bytes. `mail.message` builds every copy this way; any other bytes (alerts,
+    confirmation emails) are plain `bytes` and the session stuffs them.
+    """
+
+    __slots__ = ()
+
+
+def keep_dot_safe(signed: bytes, unsigned: bytes) -> bytes:
+    """`signed` (header lines put in front of `unsigned`, as DKIM does) as DotSafe when it still is.
+
+    Only the new lines are read for a leading "."; the rest must be `unsigned` unchanged.
+    """
+    if not isinstance(unsigned, DotSafe) or isinstance(signed, DotSafe):
+        return signed
+    added = len(signed) - len(unsigned)
+    head = signed[:added] if added >= 0 else b"."
+    if head.startswith(b".") or b"\n." in head or not head.endswith(b"\r\n"):
+        return signed
+    if not signed.endswith(unsigned):
+        return signed
+    return DotSafe(signed)
 
 
 class Transport(Protocol):

@@ -1,9 +1,9 @@
 """The ledger-driven send loop: claim, send, record, retry, report.
 
-Each worker holds at most one claimed row. Recording the previous result and claiming the next row
-happen in one transaction, right after the SMTP reply: a `sent` row is committed before the next
-message starts, and a crash leaves at most one claimed row per connection, which the next run
-treats as ambiguous (it may or may not have been delivered).
+Each worker leases a small batch and sends it in id order. Recording a result and looking up the
+batch's readers again happen in one transaction, right after the SMTP reply: a `sent` row is
+committed, and a reader who left is skipped, before the next message starts; a crash leaves at most
+one copy in flight per connection, which the next run treats as ambiguous (maybe delivered).
 
 A refusal counts against its reader only once it stands out from what others got (see
 service.refusals): until then its row waits, held, and when the relay turns out to be refusing
@@ -31,6 +31,7 @@ from briefing.service.refusals import BounceBreaker, RelayJudge
 from briefing.service.send_policy import DeliveryPolicy
 from briefing.service.send_report import DeliveryReport, RunTally
 from briefing.store import deliveries as ledger
+from briefing.store import ledger_recovery
 from briefing.store import subscribers as subscriber_store
 
 log = logging.getLogger(__name__)
@@ -134,14 +135,14 @@ class DeliveryRun:
         now = self.clock.now()
         with session_scope(self.engine) as session:
             dead = [o for o in ledger.claim_owners(session, self.edition_id) if owner_is_dead(o)]
-            in_flight = ledger.recover_claims(
+            in_flight = ledger_recovery.recover_claims(
                 session,
                 self.edition_id,
                 now=now,
                 dead_owners=dead,
                 resend=self.policy.resend_ambiguous and self._window_open(now),
             )
-            ledger.recover_held(session, self.edition_id, now=now)
+            ledger_recovery.recover_held(session, self.edition_id, now=now)
         if in_flight:
             log.warning("%d message(s) were in flight when a previous send stopped", len(in_flight))
             with self._lock:
@@ -164,20 +165,27 @@ class DeliveryRun:
         """One connection's loop: claim a small batch, then send and record each message in id order.
 
         Each result is committed before the next message starts, so after a crash the lowest row
-        this worker still has claimed is the one that was in flight (see ledger.recover_claims).
+        this worker still has claimed is the one that was in flight (see ledger_recovery.recover_claims).
+        The batch's readers are looked up again after each copy, in the transaction that records
+        it, and after any wait: an unsubscribe committed before that look-up is never sent.
         """
         owner = f"{self.owner}:w{index}"
         writer = ledger.LedgerWriter(self.engine)
         batch: deque[ledger.Claim] = deque()
+        checked = False  # the batch's readers were looked up since the last copy (or wait) ended
         try:
             while True:
                 if self.stop.is_set() or self._paused.is_set():
                     return
+                if batch and not checked:  # after a wait, or a copy that reached no reply
+                    with self._db_lock, writer.transaction():
+                        self._drop_suppressed(writer, batch)
                 if not batch:
                     batch.extend(self._claim(writer, owner))
                     if not batch:
                         return
                 claim = batch.popleft()
+                checked = False
                 result, message_id = self._send_one(claim)
                 if result.outcome is Outcome.CONNECTION:
                     with self._db_lock, writer.transaction():
@@ -189,9 +197,12 @@ class DeliveryRun:
                     self._connection_failures = 0
                 with self._db_lock, writer.transaction():
                     refused = self._record(writer, claim, result, message_id, now=self.clock.now())
+                    if refused is None:
+                        checked = self._drop_suppressed(writer, batch)
                 if refused is not None:  # judged only once its held row is committed, for any worker to see
                     with self._db_lock, writer.transaction(), self._lock:
                         self._judge(writer, refused)
+                        checked = self._drop_suppressed(writer, batch)
                 if self.on_progress is not None:
                     self.on_progress(self.tally)
         finally:
@@ -210,6 +221,16 @@ class DeliveryRun:
             with self._lock:
                 self.tally.skipped += skipped
         return claims
+
+    def _drop_suppressed(self, writer: ledger.LedgerWriter, batch: deque[ledger.Claim]) -> bool:
+        """Skip the batch's next readers who are no longer active; call inside a transaction."""
+        skipped = 0
+        while batch and not writer.still_wanted(batch[0], now=self.clock.now()):
+            batch.popleft()
+            skipped += 1
+        with self._lock:
+            self.tally.skipped += skipped
+        return True
 
     def _send_one(self, claim: ledger.Claim) -> tuple[SendResult, str]:
         try:

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from briefing import calendar as cal
 from briefing.db import session_scope
 from briefing.domain import Clock, EditionStatus
-from briefing.errors import BriefingError, InvalidInput, PreflightFailed
+from briefing.errors import BriefingError, InvalidInput, LockHeld, PreflightFailed
 from briefing.mail.transport import Transport
 from briefing.service import alerts
 from briefing.service import editions as edition_service
@@ -76,6 +76,9 @@ class DailyContext:
     log: logging.Logger
     clock: Clock
     poll_feeds: Callable[[], object] | None = None  # refresh stored articles before the edition is built
+    # Taken around each send, releasing on exit; raises LockHeld while a `briefing send` has the
+    # SQLite database (one sender per file). None where many may send at once (PostgreSQL).
+    send_guard: Callable[[], Callable[[], None] | None] | None = None
 
 
 class DailySender:
@@ -276,6 +279,13 @@ class DailySender:
                 return "held"
         if expired_on_hold is not None:  # alerted after the commit, never inside the transaction
             return self._expired(edition_date, decision, on_hold=expired_on_hold)
+        release: Callable[[], None] | None = None
+        if ctx.send_guard is not None:
+            try:
+                release = ctx.send_guard()
+            except LockHeld as exc:
+                log.warning("edition of %s not sent now: %s; the watch tries again", edition_date, exc)
+                return "another sender"
         log.info("sending the edition of %s (%s)", edition_date, reason)
         transport = ctx.transport()
         try:
@@ -309,6 +319,8 @@ class DailySender:
             return "refused"
         finally:
             transport.close()
+            if release is not None:
+                release()
         return self._after_send(edition_date, outcome)
 
     def _expired(self, edition_date: date, decision: cal.Decision, *, on_hold: bool) -> str:

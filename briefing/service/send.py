@@ -20,6 +20,7 @@ from briefing.domain import Clock, DeliveryStatus, EditionData, EditionStatus, S
 from briefing.edition.preflight import PreflightReport, public_base_url_problem
 from briefing.errors import Conflict, PreflightFailed
 from briefing.mail.transport import Outcome, SendResult, Transport
+from briefing.service.claim_owners import owner_is_dead
 from briefing.service.delivery import DeliveryRun
 from briefing.service.edition_content import Prepared, featured_urls, prepare
 from briefing.service.send_report import DeliveryReport, RunTally
@@ -48,6 +49,7 @@ class SendOutcome:
     message: str
     report: DeliveryReport | None = None
     preflight: PreflightReport | None = None  # the checks of the content it froze, when it froze it
+    others_sending: int = 0  # copies other live senders still held claimed when this one finished
 
 
 def send_test(
@@ -172,7 +174,7 @@ def send_edition(
             edition = edition_store.set_status(session, edition.id, EditionStatus.SENDING, now=now)
     prepared: Prepared | None = None
     with session_scope(engine) as session:
-        edition = edition_store.get_edition(session, edition_date)
+        edition = edition_store.lock_edition(session, edition_date)  # one freezes; the rest join
         if edition.status == EditionStatus.EXPIRED and force:
             # Sent late on purpose: pick up where it stopped, or start it if it never began.
             reopened = EditionStatus.PARTIAL if edition.frozen_at else EditionStatus.SCHEDULED
@@ -226,7 +228,7 @@ def send_edition(
         clock=clock,
     )
     report = run.run()
-    return _finish(engine, edition, report, now=clock.now(), prepared=prepared)
+    return _finish(engine, edition, report, owner=run.owner, now=clock.now(), prepared=prepared)
 
 
 def _refuse_unreachable_links(setup: EditionSetup, edition_date: date) -> None:
@@ -240,31 +242,63 @@ def _refuse_unreachable_links(setup: EditionSetup, edition_date: date) -> None:
         )
 
 
+def _others_sending(session: Session, edition_id: int, owner: str, *, now: datetime) -> int:
+    """Copies claimed by other senders that are still at work (a live lease, a process not gone)."""
+    claims = ledger.live_claims(session, edition_id, now=now)
+    return sum(n for o, n in claims.items() if not o.startswith(owner + ":") and not owner_is_dead(o))
+
+
 def _finish(
     engine: sa.Engine,
     edition: EditionData,
     report: DeliveryReport,
     *,
+    owner: str,
     now: datetime,
     prepared: Prepared | None,
 ) -> SendOutcome:
+    """Settle the edition's state from the whole ledger, not from this run alone.
+
+    Under the edition's row lock, so that of several senders finishing together exactly one marks
+    the edition sent, and one that ran out of work while others still send leaves it sending.
+    """
     day = edition.edition_date.isoformat()
     with session_scope(engine) as session:
-        counts = report.counts
+        current = edition_store.lock_edition(session, edition.edition_date)
+        counts = ledger.counts(session, edition.id)
+        report = replace(report, counts=counts)
+        others = _others_sending(session, edition.id, owner, now=now)
         edition_store.set_counts(session, edition.id, sent=counts.sent, failed=counts.failed, now=now)
+        mine = f"{report.run.sent} by this sender"
         if report.complete:
-            updated = edition_store.set_status(
-                session, edition.id, EditionStatus.SENT, finished=True, error="", now=now
+            if current.status == EditionStatus.SENT:
+                updated = current  # another sender settled the last row and marked it
+            else:
+                updated = edition_store.set_status(
+                    session, edition.id, EditionStatus.SENT, finished=True, error="", now=now
+                )
+                story_store.mark_used(session, list(edition.story_ids), edition.edition_date, now=now)
+                subscriber_store.reset_soft_bounces(session, edition.id)
+            message = (
+                f"the edition of {day} is sent: {counts.sent} delivered ({mine}), {counts.failed} failed"
             )
-            story_store.mark_used(session, list(edition.story_ids), edition.edition_date, now=now)
-            subscriber_store.reset_soft_bounces(session, edition.id)
-            message = f"the edition of {day} is sent: {counts.sent} delivered, {counts.failed} failed"
         elif report.paused_reason:
             status = EditionStatus.HALTED if report.halted else EditionStatus.PAUSED
             updated = edition_store.set_status(
                 session, edition.id, status, error=report.paused_reason, now=now
             )
             message = f"sending {status}: {report.paused_reason}"
+        elif others:
+            # Not partly sent: the rest is in other senders' hands, and whoever settles the last
+            # row marks the edition sent. Nothing to run again.
+            updated = current
+            waiting = counts.pending + counts.deferred
+            more = f"; {waiting} more waiting for them" if waiting else ""
+            why = "stopped" if report.stopped else "nothing left for this sender"
+            message = (
+                f"the edition of {day} is still sending ({why}): {counts.sent} delivered ({mine}), "
+                f"{others} still being sent by another sender{more}"
+            )
         else:
             updated = edition_store.set_status(session, edition.id, EditionStatus.PARTIAL, now=now)
             waiting = counts.pending + counts.deferred + counts.claimed
@@ -273,5 +307,9 @@ def _finish(
                 f"the edition of {day} is partly sent ({why}); {waiting} copies remain. Run the send again"
             )
     return SendOutcome(
-        updated, message, report=report, preflight=prepared.report if prepared is not None else None
+        updated,
+        message,
+        report=report,
+        preflight=prepared.report if prepared is not None else None,
+        others_sending=others,
     )

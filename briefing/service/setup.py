@@ -20,6 +20,7 @@ from briefing.mail.message import MessageTemplate
 from briefing.mail.pool import ConnectionPool
 from briefing.mail.returnpath import ReturnPath
 from briefing.mail.smtp_url import SmtpConfig, parse_smtp_url
+from briefing.mail.transport import keep_dot_safe
 from briefing.service.delivery import DeliveryPolicy, EnvelopeFrom
 from briefing.store.deliveries import Claim
 
@@ -126,9 +127,9 @@ class MailFactory:
     def message(self, recipient: Recipient, when: datetime | None = None) -> tuple[bytes, str]:
         """The reader's copy, dated `when` (default: now on the factory's clock) and signed if set up."""
         moment = when or self.clock.now()
-        data = self.template.render(recipient, date=moment)
+        data: bytes = self.template.render(recipient, date=moment)
         if self.setup.dkim is not None:
-            data = self.setup.dkim.sign(data, now=moment)
+            data = keep_dot_safe(self.setup.dkim.sign(data, now=moment), data)
         return data, self.template.message_id(recipient.subscriber_id)
 
     def for_claim(self, claim: Claim) -> tuple[bytes, str]:

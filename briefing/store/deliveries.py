@@ -22,6 +22,7 @@ D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]
 
 CLAIMABLE = (DeliveryStatus.PENDING.value, DeliveryStatus.DEFERRED.value)
+SUPPRESSED_REPLY = "not sent: the subscriber is no longer active"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +127,15 @@ class LedgerWriter:
     ) -> tuple[list[Claim], int]:
         """Lease up to `limit` due rows, marking (and counting) those whose reader is no longer active.
 
-        Call inside `transaction()`. The subscriber's status is read here, at claim time, so an
-        unsubscribe committed before the claim is never sent.
+        Call inside `transaction()`. The subscriber's status is read here, at claim time, and again
+        before each later copy of the batch (`still_wanted`).
         """
         found: list[Any] = list(self._run("due_pending", (edition_id, limit)).all())
         if len(found) < limit:
             found += list(self._run("due_deferred", (edition_id, self._ts(now), limit - len(found))).all())
         skipped = [(row[0],) for row in found if row[6] != SubscriberStatus.ACTIVE.value]
         if skipped:
-            reply = "not sent: the subscriber is no longer active"
-            self._run("skip", [(reply, self._ts(now), row_id) for (row_id,) in skipped])
+            self._run("skip", [(SUPPRESSED_REPLY, self._ts(now), row_id) for (row_id,) in skipped])
         claims = sorted(
             (
                 Claim(
@@ -155,6 +155,19 @@ class LedgerWriter:
         if claims:
             self._run("claim", [(owner, self._ts(lease_until), self._ts(now), c.delivery_id) for c in claims])
         return claims, len(skipped)
+
+    def still_wanted(self, claim: Claim, *, now: datetime) -> bool:
+        """Whether the reader of a claimed row is still active; if not (or erased), the row is skipped.
+
+        Call inside `transaction()`, after the previous copy's reply and right before this copy: a
+        lease outlives the status it was taken with. One primary-key lookup costs far less than the
+        SMTP round trips of the copy it may keep from a reader who has just left.
+        """
+        found = self._run("reader_status", (claim.subscriber_id,)).first()
+        if found is not None and found[0] == SubscriberStatus.ACTIVE.value:
+            return True
+        self._run("skip", (SUPPRESSED_REPLY, self._ts(now), claim.delivery_id))
+        return False
 
     def sent(self, delivery_id: int, *, code: int, reply: str, message_id: str, now: datetime) -> None:
         ts = self._ts(now)
@@ -211,7 +224,9 @@ _WRITER_SQL = {
     "due_pending": _CLAIM_COLUMNS + "WHERE d.edition_id = ? AND d.status = 'pending' ORDER BY d.id LIMIT ?",
     "due_deferred": _CLAIM_COLUMNS
     + "WHERE d.edition_id = ? AND d.status = 'deferred' AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
-    "skip": "UPDATE delivery SET status = 'skipped', smtp_reply = ?, updated_at = ? WHERE id = ?",
+    "reader_status": "SELECT status FROM subscriber WHERE id = ?",
+    "skip": "UPDATE delivery SET status = 'skipped', smtp_reply = ?, lease_owner = '', lease_until = NULL, "
+    "updated_at = ? WHERE id = ?",
     "claim": "UPDATE delivery SET status = 'claimed', lease_owner = ?, lease_until = ?, updated_at = ? "
     "WHERE id = ?",
     "sent": "UPDATE delivery SET status = 'sent', attempts = attempts + 1, smtp_code = ?, smtp_reply = ?, "
@@ -243,63 +258,6 @@ _WRITER_SQL = {
 }
 
 
-def recover_claims(
-    session: Session, edition_id: int, *, now: datetime, dead_owners: Sequence[str], resend: bool
-) -> list[str]:
-    """Settle rows left claimed by a sender that is gone; returns the addresses that were in flight.
-
-    Each owner is one connection working through its claims in id order and recording each
-    result before the next, so its lowest claimed row was in flight (ambiguous) and the rest
-    never started (back to pending).
-    """
-    stale = session.execute(
-        sa.select(D.c.id, D.c.lease_owner, D.c.email)
-        .where(
-            D.c.edition_id == edition_id,
-            D.c.status == DeliveryStatus.CLAIMED.value,
-            sa.or_(D.c.lease_until < now, D.c.lease_owner.in_(list(dead_owners) or [""])),
-        )
-        .order_by(D.c.id)
-    ).all()
-    in_flight: dict[str, tuple[int, str]] = {}
-    untouched: list[int] = []
-    for row_id, owner, email in stale:
-        if owner in in_flight:
-            untouched.append(int(row_id))
-        else:
-            in_flight[owner] = (int(row_id), str(email))
-    reply = "interrupted while sending: delivery unknown" + (
-        "; sent again with the same Message-ID" if resend else ""
-    )
-    for row_id, _ in in_flight.values():
-        session.execute(
-            sa.update(D)
-            .where(D.c.id == row_id)
-            .values(
-                status=(DeliveryStatus.PENDING if resend else DeliveryStatus.AMBIGUOUS).value,
-                smtp_reply=reply,
-                was_ambiguous=True,
-                lease_owner="",
-                lease_until=None,
-                updated_at=now,
-            )
-        )
-    if untouched:
-        session.execute(
-            sa.update(D)
-            .where(D.c.id.in_(untouched))
-            .values(status=DeliveryStatus.PENDING.value, lease_owner="", lease_until=None, updated_at=now)
-        )
-    return [email for _, email in in_flight.values()]
-
-
-def recover_held(session: Session, edition_id: int, *, now: datetime) -> int:
-    """Refusals a stopped run never judged go back to the queue; nothing followed for their readers."""
-    held = sa.and_(D.c.status == DeliveryStatus.DEFERRED.value, D.c.next_attempt_at.is_(None))
-    stmt = sa.update(D).where(D.c.edition_id == edition_id, held).values(status="pending", updated_at=now)
-    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
-
-
 def claim_owners(session: Session, edition_id: int) -> list[str]:
     stmt = (
         sa.select(D.c.lease_owner)
@@ -307,6 +265,20 @@ def claim_owners(session: Session, edition_id: int) -> list[str]:
         .distinct()
     )
     return [str(o) for o in session.execute(stmt).scalars()]
+
+
+def live_claims(session: Session, edition_id: int, *, now: datetime) -> dict[str, int]:
+    """Rows claimed under a lease not yet expired, per owner: the senders still at work."""
+    stmt = (
+        sa.select(D.c.lease_owner, sa.func.count())
+        .where(
+            D.c.edition_id == edition_id,
+            D.c.status == DeliveryStatus.CLAIMED.value,
+            D.c.lease_until >= now,
+        )
+        .group_by(D.c.lease_owner)
+    )
+    return {str(owner): int(n) for owner, n in session.execute(stmt).all()}
 
 
 def give_up_deferred(session: Session, edition_id: int, *, now: datetime) -> list[int]:

@@ -55,6 +55,20 @@ def get_edition(session: Session, edition_date: date) -> EditionData:
     return to_data(row)
 
 
+def lock_edition(session: Session, edition_date: date) -> EditionData:
+    """The edition, its row locked until the transaction ends (PostgreSQL; SQLite has one writer).
+
+    Senders that start together take turns here: the first freezes and snapshots, the others then
+    find the edition sending and join it instead of freezing it a second time.
+    """
+    stmt = select(Edition).where(Edition.edition_date == edition_date).with_for_update()
+    # populate_existing: what the previous holder of the lock committed, not a cached copy.
+    row = session.exec(stmt.execution_options(populate_existing=True)).first()
+    if row is None:
+        raise NotFound(f"no edition for {edition_date.isoformat()}", field="date")
+    return to_data(row)
+
+
 def ensure_edition(
     session: Session, edition_date: date, *, now: datetime, scheduled_for: datetime | None = None
 ) -> EditionData:
