@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from briefing import wiring
-from briefing.cli.common import console
+from briefing.cli.common import console, show, styled
 from briefing.cli.editions import print_preflight
 from briefing.cli.send import print_report
 from briefing.cli.stories import print_queue
@@ -81,7 +81,8 @@ def main(folder: Path = ROOT / "demo") -> int:
 
         result = edition_service.preview(engine, setup, day, clock=clock)
         paths = edition_service.write_preview(result, folder / "preview")
-        console.print(f"\n[bold]Edition of {day}[/bold]: {result.prepared.rendered.subject}")
+        console.print()
+        show(styled(f"Edition of {day}", "bold"), ": ", result.prepared.rendered.subject)
         print_preflight(result.prepared.report)
 
         console.print(
