@@ -50,7 +50,7 @@ class SubscriberStatus(StrEnum):
     BLOCKLISTED = "blocklisted"  # the newsroom's own "never mail": no link, no confirmation, ever
 
 
-# Statuses that an import must never turn back into active or pending.
+# Never turned back into active or pending by an import; a sign-up needs a fresh confirmation.
 SUPPRESSED_STATUSES = frozenset(SubscriberStatus) - {SubscriberStatus.PENDING, SubscriberStatus.ACTIVE}
 
 
@@ -334,9 +334,8 @@ class Briefing:
         return lead + tuple(s for section in self.sections for s in section.stories)
 
 
-# --------------------------------------------------------------------------- inputs
-# Validated values on their way into the store (briefing.inputs checks them first: bounded text
-# without lone surrogates, well-formed http(s) links, aware UTC moments in 1900..2200, ids).
+# ---------------------------------------------------------- inputs, checked by briefing.inputs first
+# (bounded text without lone surrogates, well-formed http(s) links, aware UTC moments in 1900..2200)
 MAX_ID = 2**63 - 1  # ids are 64-bit signed in SQLite and PostgreSQL; a larger one names no row
 
 
