@@ -29,6 +29,7 @@ from briefing.mail.transport import MemoryTransport
 from briefing.models import BounceEvent
 from briefing.web.app import create_app
 from briefing.web.webhooks import MAX_BODY
+from tests.fixtures.clock import ManualClock
 from tests.fixtures.web import (
     BASE_URL,
     FIXED_NOW,
@@ -122,7 +123,8 @@ def hooks(
         sent[m.rcpt.split("@")[0]] = (m.envelope_from, str(headers["Message-ID"]))
     assert all(v[0].startswith("bounces+") for v in sent.values())  # VERP return paths
     fetcher = Fetcher(sns_key[1])
-    app: FastAPI = create_app(settings, engine=sqlite_engine, transport=mail)
+    # The app's clock is the tests' own, so the signing certificate's dates hold on any day.
+    app: FastAPI = create_app(settings, engine=sqlite_engine, transport=mail, clock=ManualClock(FIXED_NOW))
     app.state.sns_fetch = fetcher
     with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
         yield Hooks(client, sqlite_engine, sent, fetcher)
