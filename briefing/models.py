@@ -240,3 +240,30 @@ class AlertState(SQLModel, table=True):
     raised_at: datetime = Field(sa_type=UTCDateTime)
     notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the alert email went out
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+
+
+class Sender(SQLModel, table=True):
+    """One sending run on one edition: a `briefing send`, a worker's pass, or the scheduler's send.
+
+    Its heartbeat tells the others it is alive from any host (a process id only means something on
+    its own host), and its tally is what the whole edition's progress is summed from, so a progress
+    tick never counts the ledger.
+    """
+
+    __tablename__ = "sender"
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=100, sa_column_kwargs={"unique": True})  # prefix of its lease_owner
+    edition_id: int = Field(foreign_key="edition.id", ondelete="CASCADE", index=True)
+    host: str = Field(default="", max_length=255)
+    pid: int = Field(default=0)
+    role: str = Field(default="send", max_length=20)  # send, worker, scheduler
+    connections: int = Field(default=1)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent: int = Field(default=0)
+    failed: int = Field(default=0)
+    skipped: int = Field(default=0)
+    deferred: int = Field(default=0)
+    ambiguous: int = Field(default=0)
+    rate: float = Field(default=0.0)  # copies a second over its last few heartbeats
