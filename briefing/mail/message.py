@@ -70,6 +70,8 @@ def _qp(text: str) -> bytes:
         return b""
     encoded = binascii.b2a_qp(text.encode("utf-8", "surrogatepass"), istext=True)
     encoded = encoded.replace(b"\n", _CRLF)
+    if len(encoded) > MAX_LINE and any(len(line) > MAX_LINE for line in encoded.split(_CRLF)):
+        encoded = _break_long_lines(encoded)
     if not encoded.endswith(_CRLF):
         head, sep, last = encoded.rpartition(_CRLF)
         if len(last) >= MAX_LINE:
@@ -87,6 +89,36 @@ def _qp(text: str) -> bytes:
     return encoded
 
 
+def _break_long_lines(encoded: bytes) -> bytes:
+    """Soft-break the lines b2a_qp leaves longer than 76 characters.
+
+    It counts a space or tab before a line break as one character, then writes it as "=20" or
+    "=09": a 74-character line ending in a space comes out 77 long. A break never splits an =XX escape.
+    """
+    out: list[bytes] = []
+    for line in encoded.split(_CRLF):
+        for _ in range(len(line)):  # bounded: each turn takes at least 73 characters off
+            if len(line) <= MAX_LINE:
+                break
+            head, line = _soft_break(line)
+            out.append(head)
+        out.append(line)
+    return _CRLF.join(out)
+
+
+def _soft_break(line: bytes) -> tuple[bytes, bytes]:
+    """The first 75 characters of an over-long line with a soft break ("="), and the rest.
+
+    The break moves left rather than split an =XX escape.
+    """
+    cut = MAX_LINE - 1
+    if line[cut - 1 : cut] == b"=":
+        cut -= 1
+    elif line[cut - 2 : cut - 1] == b"=":
+        cut -= 2
+    return line[:cut] + b"=", line[cut:]
+
+
 def _escape_leading_dots(encoded: bytes) -> bytes:
     """Write each line's leading "." as =2E, breaking a line that grows past 76 once more.
 
@@ -100,15 +132,27 @@ def _escape_leading_dots(encoded: bytes) -> bytes:
             line = b"=2E" + line[1:]
             if len(line) <= MAX_LINE:
                 break
-            cut = MAX_LINE - 1
-            if line[cut - 1 : cut] == b"=":
-                cut -= 1
-            elif line[cut - 2 : cut - 1] == b"=":
-                cut -= 2
-            out.append(line[:cut] + b"=")
-            line = line[cut:]
+            head, line = _soft_break(line)
+            out.append(head)
         out.append(line)
     return _CRLF.join(out)
+
+
+# A per-reader value that quoted-printable leaves as it is (printable ASCII but "=", not starting
+# with "." and short enough for one line with its soft break): the common case, a link or a name.
+_QP_LITERAL_RE = re.compile(r"[!-<>-~][ !-<>-~]{0,73}[!-<>-~]|[!-<>-~]")
+_HTML_SPECIAL_RE = re.compile("[&<>\"']")
+
+
+def _qp_value(value: str) -> bytes:
+    """`_qp` of one per-reader value, without the encoder when nothing needs encoding.
+
+    The result is byte for byte what `_qp` gives (the tests check it): b2a_qp leaves printable
+    ASCII other than "=" alone (a space only when not last), and a line that short needs no break.
+    """
+    if value[:1] != "." and _QP_LITERAL_RE.fullmatch(value):
+        return value.encode("ascii") + _SOFT_BREAK
+    return _qp(value)
 
 
 def _normalise_newlines(text: str) -> str:
@@ -242,6 +286,10 @@ class MessageTemplate:
         `date` (timezone-aware) is the Date header: the caller's clock, so a retry or a test
         chooses it.
         """
+        return self.render_with_id(recipient, date=date)[0]
+
+    def render_with_id(self, recipient: Recipient, *, date: datetime) -> tuple[DotSafe, str]:
+        """`render`, and the Message-ID it wrote (computed once per copy)."""
         sid = recipient.subscriber_id
         if type(sid) is not int or sid <= 0:
             raise InvalidInput("must be a positive integer", field="subscriber_id")
@@ -250,11 +298,11 @@ class MessageTemplate:
         values = reader_values(recipient)
         unsub = check_url(values.unsubscribe_url, "unsubscribe_url")
         prefs = check_url(values.preferences_url, "preferences_url")
-        escaped = values.escaped()
-        text_values = (_qp(unsub), _qp(prefs), _qp(values.first_name))
+        text_values = (_qp_value(unsub), _qp_value(prefs), _qp_value(values.first_name))
         html_values = text_values
-        if escaped != values:
-            html_values = (_qp(escaped[0]), _qp(escaped[1]), _qp(escaped[2]))
+        if _HTML_SPECIAL_RE.search(unsub + prefs + values.first_name):
+            escaped = values.escaped()
+            html_values = (_qp_value(escaped[0]), _qp_value(escaped[1]), _qp_value(escaped[2]))
 
         name = clean_header_text(recipient.name)
         if name:
@@ -268,6 +316,7 @@ class MessageTemplate:
         )
         mailto = f"mailto:{self.unsubscribe_mailto}?subject=unsubscribe-{subject_tag}"
         list_unsub = f"List-Unsubscribe: <{unsub}>, <{mailto}>"
+        message_id = self.message_id(sid)
 
         out = [
             self._head_from,
@@ -277,7 +326,7 @@ class MessageTemplate:
             b"Date: ",
             self._date(date),
             b"\r\nMessage-ID: ",
-            self.message_id(sid).encode("ascii"),
+            message_id.encode("ascii"),
             _CRLF,
             self._head_after_mid,
             fold(list_unsub).encode("ascii"),
@@ -288,7 +337,7 @@ class MessageTemplate:
         out.append(self._between_parts)
         _fill(out, self._html, html_values)
         out.append(self._end)
-        return DotSafe(b"".join(out))
+        return DotSafe(b"".join(out)), message_id
 
 
 def _fill(out: list[bytes], part: _Part, values: tuple[bytes, bytes, bytes]) -> None:

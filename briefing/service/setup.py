@@ -127,10 +127,11 @@ class MailFactory:
     def message(self, recipient: Recipient, when: datetime | None = None) -> tuple[bytes, str]:
         """The reader's copy, dated `when` (default: now on the factory's clock) and signed if set up."""
         moment = when or self.clock.now()
-        data: bytes = self.template.render(recipient, date=moment)
+        copy, message_id = self.template.render_with_id(recipient, date=moment)
+        data: bytes = copy
         if self.setup.dkim is not None:
-            data = keep_dot_safe(self.setup.dkim.sign(data, now=moment), data)
-        return data, self.template.message_id(recipient.subscriber_id)
+            data = keep_dot_safe(self.setup.dkim.sign(copy, now=moment), copy)
+        return data, message_id
 
     def for_claim(self, claim: Claim) -> tuple[bytes, str]:
         return self.message(self.recipient(claim.subscriber_id, claim.email, claim.name, claim.token_version))

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import DeliveryStatus, LedgerCounts, SubscriberStatus
 from briefing.models import Delivery, Subscriber
+from briefing.store.ledger_sql import WRITER_SQL
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]
@@ -53,8 +54,15 @@ def snapshot(session: Session, edition_id: int, *, now: datetime) -> int:
 
     Running it again adds nobody who is already there (UNIQUE(edition, subscriber)), so a crash
     between snapshot and send never doubles or drops anyone.
+
+    "Not already in the ledger" is NOT EXISTS, an anti-join on both databases. `id NOT IN
+    (subquery)` is not: once PostgreSQL's statistics put a million rows behind the subquery, the
+    hashed form no longer fits in memory and it plans a per-row rescan instead, and a second
+    snapshot of a 1M-row ledger ran past three minutes (cancelled) where NOT EXISTS takes a second.
     """
-    existing = sa.select(D.c.subscriber_id).where(D.c.edition_id == edition_id)
+    already = (
+        sa.select(sa.literal(1)).where(D.c.edition_id == edition_id, D.c.subscriber_id == S.c.id).exists()
+    )
     source = sa.select(
         sa.literal(edition_id),
         S.c.id,
@@ -66,7 +74,7 @@ def snapshot(session: Session, edition_id: int, *, now: datetime) -> int:
         sa.literal(""),
         sa.literal(False),
         sa.literal(now, type_=D.c.updated_at.type),
-    ).where(S.c.status == SubscriberStatus.ACTIVE.value, S.c.id.not_in(existing))
+    ).where(S.c.status == SubscriberStatus.ACTIVE.value, ~already)
     session.execute(
         sa.insert(D).from_select(
             [
@@ -94,33 +102,73 @@ def ledger_size(session: Session, edition_id: int) -> int:
 class LedgerWriter:
     """The send loop's hot path: one held connection per worker, plain SQL, one commit per result.
 
-    Going through the ORM cost about 1 ms per message; a held connection with driver-level SQL
-    costs about 0.1 ms, which is what lets one process keep up with the SMTP server.
+    Going through the ORM cost about 1 ms per message. Here the transaction is SQLAlchemy's (BEGIN
+    IMMEDIATE on SQLite, see db.py; COMMIT), and its statements go straight to the driver's cursor
+    on that same connection: per statement SQLAlchemy's execution layer cost several times what
+    SQLite itself takes, it ran under the GIL while the other connection waited, and this runs
+    once per message.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
         self.conn = engine.connect()
         self.sqlite = engine.dialect.name == "sqlite"
         mark = "?" if self.sqlite else "%s"
-        self._sql = {name: sql.replace("?", mark) for name, sql in _WRITER_SQL.items()}
+        self._sql = {name: sql.replace("?", mark) for name, sql in WRITER_SQL.items()}
         if not self.sqlite:
             self._sql["due_pending"] += " FOR UPDATE OF d SKIP LOCKED"
+            self._sql["due_pending_behind"] += " FOR UPDATE OF d SKIP LOCKED"
             self._sql["due_deferred"] += " FOR UPDATE OF d SKIP LOCKED"
+        self._dialect = engine.dialect
+        self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._driver: Any = None
+        self._cursor: Any = None
+        self._after = 0  # the highest row id of this writer's last batch of pending rows
 
     def close(self) -> None:
+        self._cursor = self._driver = None
         self.conn.close()
 
     def transaction(self) -> sa.RootTransaction:
-        return self.conn.begin()
+        """Begin; the statements below run on this transaction's driver connection until it ends."""
+        tx = self.conn.begin()
+        driver: Any = self.conn.connection.driver_connection
+        if driver is not self._driver:  # the first transaction, or a reconnect after an invalidation
+            self._driver, self._cursor = driver, driver.cursor()
+        return tx
 
     def _ts(self, moment: datetime | None) -> object:
         """SQLite keeps naive UTC text in the UTCDateTime format; PostgreSQL takes the aware value."""
         if moment is None or not self.sqlite:
             return moment
-        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
-    def _run(self, name: str, params: tuple[object, ...] | list[tuple[object, ...]]) -> sa.CursorResult[Any]:
-        return self.conn.exec_driver_sql(self._sql[name], params)
+    def _run(self, name: str, params: tuple[object, ...] | list[tuple[object, ...]]) -> Any:
+        """One statement on the driver's cursor; a driver error comes out as SQLAlchemy's, as from
+        `exec_driver_sql`, so callers catch `sqlalchemy.exc` errors whichever path ran.
+
+        While anything listens to the engine's statements (a query log, a test counting queries),
+        they go through `exec_driver_sql` instead, so every listener still sees them.
+        """
+        if self._cursor is None or not self.conn.in_transaction():
+            raise RuntimeError("LedgerWriter statements run inside transaction()")
+        sql = self._sql[name]
+        events = self.conn.dispatch
+        if events.before_cursor_execute or events.after_cursor_execute:
+            return self.conn.exec_driver_sql(sql, params)
+        try:
+            if isinstance(params, list):
+                self._cursor.executemany(sql, params)
+            else:
+                self._cursor.execute(sql, params)
+        except self._driver_error as exc:
+            gone = self._dialect.is_disconnect(exc, self._driver, self._cursor)  # type: ignore[arg-type]
+            if gone:
+                self._cursor = self._driver = None
+                self.conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                sql, params, exc, self._driver_error, connection_invalidated=gone, dialect=self._dialect
+            ) from exc
+        return self._cursor
 
     def claim_batch(
         self, edition_id: int, owner: str, lease_until: datetime, now: datetime, limit: int
@@ -130,9 +178,13 @@ class LedgerWriter:
         Call inside `transaction()`. The subscriber's status is read here, at claim time, and again
         before each later copy of the batch (`still_wanted`).
         """
-        found: list[Any] = list(self._run("due_pending", (edition_id, limit)).all())
+        found: list[Any] = self._run("due_pending", (edition_id, self._after, limit)).fetchall()
+        after = int(found[-1][0]) if found else 0
+        if len(found) < limit and self._after:
+            found += self._run("due_pending_behind", (edition_id, self._after, limit - len(found))).fetchall()
+        self._after = after
         if len(found) < limit:
-            found += list(self._run("due_deferred", (edition_id, self._ts(now), limit - len(found))).all())
+            found += self._run("due_deferred", (edition_id, self._ts(now), limit - len(found))).fetchall()
         skipped = [(row[0],) for row in found if row[6] != SubscriberStatus.ACTIVE.value]
         if skipped:
             self._run("skip", [(SUPPRESSED_REPLY, self._ts(now), row_id) for (row_id,) in skipped])
@@ -163,7 +215,7 @@ class LedgerWriter:
         lease outlives the status it was taken with. One primary-key lookup costs far less than the
         SMTP round trips of the copy it may keep from a reader who has just left.
         """
-        found = self._run("reader_status", (claim.subscriber_id,)).first()
+        found = self._run("reader_status", (claim.subscriber_id,)).fetchone()
         if found is not None and found[0] == SubscriberStatus.ACTIVE.value:
             return True
         self._run("skip", (SUPPRESSED_REPLY, self._ts(now), claim.delivery_id))
@@ -216,48 +268,6 @@ class LedgerWriter:
         self._run("soft_bounce", (limit, self._ts(now), subscriber_id))
 
 
-_CLAIM_COLUMNS = (
-    "SELECT d.id, d.subscriber_id, d.attempts, d.was_ambiguous, s.email, s.name, s.status, s.token_version "
-    "FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id "
-)
-_WRITER_SQL = {
-    "due_pending": _CLAIM_COLUMNS + "WHERE d.edition_id = ? AND d.status = 'pending' ORDER BY d.id LIMIT ?",
-    "due_deferred": _CLAIM_COLUMNS
-    + "WHERE d.edition_id = ? AND d.status = 'deferred' AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
-    "reader_status": "SELECT status FROM subscriber WHERE id = ?",
-    "skip": "UPDATE delivery SET status = 'skipped', smtp_reply = ?, lease_owner = '', lease_until = NULL, "
-    "updated_at = ? WHERE id = ?",
-    "claim": "UPDATE delivery SET status = 'claimed', lease_owner = ?, lease_until = ?, updated_at = ? "
-    "WHERE id = ?",
-    "sent": "UPDATE delivery SET status = 'sent', attempts = attempts + 1, smtp_code = ?, smtp_reply = ?, "
-    "message_id = ?, sent_at = ?, lease_owner = '', lease_until = NULL, next_attempt_at = NULL, "
-    "updated_at = ? WHERE id = ?",
-    "deferred": "UPDATE delivery SET status = 'deferred', attempts = attempts + 1, smtp_code = ?, "
-    "smtp_reply = ?, next_attempt_at = ?, lease_owner = '', lease_until = NULL, updated_at = ? WHERE id = ?",
-    "failed": "UPDATE delivery SET status = 'failed', attempts = attempts + 1, smtp_code = ?, "
-    "smtp_reply = ?, lease_owner = '', lease_until = NULL, next_attempt_at = NULL, updated_at = ? "
-    "WHERE id = ?",
-    "ambiguous": "UPDATE delivery SET status = ?, attempts = attempts + 1, smtp_reply = ?, "
-    "was_ambiguous = TRUE, lease_owner = '', lease_until = NULL, next_attempt_at = NULL, updated_at = ? "
-    "WHERE id = ?",
-    "release": "UPDATE delivery SET status = 'pending', lease_owner = '', lease_until = NULL, updated_at = ? "
-    "WHERE id = ? AND status = 'claimed'",
-    "hold": "UPDATE delivery SET status = 'deferred', smtp_code = ?, smtp_reply = ?, next_attempt_at = NULL, "
-    "lease_owner = '', lease_until = NULL, updated_at = ? WHERE id = ?",
-    # A held refusal: deferred with no next attempt (see LedgerWriter.hold); only such rows are settled.
-    "settle_failed": "UPDATE delivery SET status = 'failed', attempts = attempts + 1, smtp_reply = ?, "
-    "updated_at = ? WHERE id = ? AND status = 'deferred' AND next_attempt_at IS NULL",
-    "settle_deferred": "UPDATE delivery SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ? "
-    "WHERE id = ? AND status = 'deferred' AND next_attempt_at IS NULL",
-    "release_held": "UPDATE delivery SET status = 'pending', smtp_reply = ?, updated_at = ? "
-    "WHERE id = ? AND status = 'deferred' AND next_attempt_at IS NULL",
-    "bounce": "UPDATE subscriber SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'",
-    "soft_bounce": "UPDATE subscriber SET soft_bounce_count = soft_bounce_count + 1, "
-    "status = CASE WHEN soft_bounce_count + 1 >= ? AND status = 'active' THEN 'bounced' ELSE status END, "
-    "updated_at = ? WHERE id = ?",
-}
-
-
 def claim_owners(session: Session, edition_id: int) -> list[str]:
     stmt = (
         sa.select(D.c.lease_owner)
@@ -284,28 +294,29 @@ def live_claims(session: Session, edition_id: int, *, now: datetime) -> dict[str
 def give_up_deferred(session: Session, edition_id: int, *, now: datetime) -> list[int]:
     """At the end of the edition's window, deferred rows become failed (a soft bounce each).
 
-    A held refusal (no next attempt) is not one of them: nobody has judged it the reader's.
+    A held refusal (no next attempt) is not one of them: nobody has judged it the reader's. The
+    readers come from the UPDATE itself (RETURNING), so of several senders giving up at once each
+    reader is returned to exactly one of them, and gets one soft bounce.
     """
     waiting = (
         D.c.edition_id == edition_id,
         D.c.status == DeliveryStatus.DEFERRED.value,
         D.c.next_attempt_at.is_not(None),
     )
-    ids = [int(i) for i in session.execute(sa.select(D.c.subscriber_id).where(*waiting)).scalars()]
-    if ids:
-        session.execute(
-            sa.update(D)
-            .where(*waiting)
-            .values(
-                status=DeliveryStatus.FAILED.value,
-                smtp_reply=sa.func.substr(
-                    "gave up (temporary failure until the window closed): " + D.c.smtp_reply, 1, 1000
-                ),
-                next_attempt_at=None,
-                updated_at=now,
-            )
+    stmt = (
+        sa.update(D)
+        .where(*waiting)
+        .values(
+            status=DeliveryStatus.FAILED.value,
+            smtp_reply=sa.func.substr(
+                "gave up (temporary failure until the window closed): " + D.c.smtp_reply, 1, 1000
+            ),
+            next_attempt_at=None,
+            updated_at=now,
         )
-    return ids
+        .returning(D.c.subscriber_id)
+    )
+    return [int(i) for i in session.execute(stmt).scalars()]
 
 
 def retry_failed(session: Session, edition_id: int, *, now: datetime) -> int:
