@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -29,16 +30,19 @@ from tests.fixtures.db import postgres_url_or_skip, reset_postgres
 ROOT = Path(__file__).resolve().parent.parent
 
 # Libraries no help text needs: the web app, the renderer, feeds, DKIM, migrations, passwords, HTTP,
-# metrics, the browser for screenshots, the scheduler, the database and the settings.
+# metrics, the browser for screenshots, the scheduler, the database and the settings; nor the two
+# rich modules typer's help renderer imports for Markdown help and pretty tracebacks.
 HEAVY = (
     "fastapi",
     "starlette",
     "uvicorn",
     "mjml",
     "css_inline",
+    "nh3",
     "feedparser",
     "alembic",
     "dkim",
+    "cryptography",
     "argon2",
     "httpx",
     "prometheus_client",
@@ -48,42 +52,89 @@ HEAVY = (
     "sqlmodel",
     "pydantic_settings",
     "jinja2",
+    "markdown_it",
+    "pygments",
 )
-# `status` opens the database and builds the edition setup as every dated command does (so it still
-# checks the templates, the secret key and the DKIM settings): the ORM, the settings and the renderer
-# are honest there. The web framework, feeds, HTTP, metrics, passwords, the scheduler and, on a
-# database already at the newest schema, Alembic are not.
+# `status` reads the settings and the database (the ORM and the settings are honest there) and
+# builds only the send calendar: not the renderer, the link signer or the DKIM key; nor the web
+# framework, feeds, HTTP, metrics, passwords, the scheduler or, on a database already at the
+# newest schema, Alembic.
 NOT_FOR_STATUS = (
     "fastapi",
     "starlette",
     "uvicorn",
+    "mjml",
+    "css_inline",
+    "jinja2",
+    "nh3",
+    "markdown_it",
     "feedparser",
     "alembic",
     "dkim",
+    "cryptography",
+    "itsdangerous",
     "argon2",
     "httpx",
     "prometheus_client",
     "playwright",
     "apscheduler",
     "aiosmtpd",
+    "pygments",
 )
 
+# Typer's groups are its own click's (typer._click), so a group is what lists commands.
 EVERY_HELP = """
 import json, sys
-import click
 from typer.main import get_command
 from briefing.cli import app
 
-def every_help(command, ctx):
+shown = []
+
+def every_help(command, ctx, path):
     command.get_help(ctx)
-    if isinstance(command, click.Group):
+    shown.append(" ".join(path))
+    if hasattr(command, "list_commands"):
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
-            every_help(sub, click.Context(sub, info_name=name, parent=ctx))
+            every_help(sub, sub.make_context(name, [], parent=ctx, resilient_parsing=True), [*path, name])
 
 root = get_command(app)
-every_help(root, click.Context(root, info_name="briefing"))
-print(json.dumps(sorted(sys.modules)))
+every_help(root, root.make_context("briefing", [], resilient_parsing=True), [])
+print(json.dumps({"shown": shown, "modules": sorted(sys.modules)}))
+"""
+
+# `briefing <path> --help` for every command and group as a person types it, one after another in
+# one interpreter; after each, the heavy libraries loaded since the one before.
+EACH_HELP = """
+import contextlib, io, json, sys
+from typer.main import get_command
+from briefing.cli import app
+
+heavy = json.loads(sys.argv[1])
+
+def paths(command, ctx, path):
+    yield path
+    if hasattr(command, "list_commands"):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            sub_ctx = sub.make_context(name, [], parent=ctx, resilient_parsing=True)
+            yield from paths(sub, sub_ctx, [*path, name])
+
+root = get_command(app)
+report = {}
+seen = set()
+for path in list(paths(root, root.make_context("briefing", [], resilient_parsing=True), [])):
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        try:
+            app([*path, "--help"], prog_name="briefing")
+        except SystemExit as exc:
+            code = exc.code
+    loaded = sorted(name for name in heavy if name in sys.modules and name not in seen)
+    seen.update(loaded)
+    shown = "Usage:" in shown.getvalue()
+    report[" ".join(path) or "(briefing)"] = {"code": code, "shown": shown, "heavy": loaded}
+print(json.dumps(report))
 """
 
 RUN_COMMAND = """
@@ -104,7 +155,7 @@ def _python(code: str, *args: str, env: dict[str, str] | None = None, cwd: Path 
         text=True,
         cwd=cwd,
         env={**os.environ, **(env or {})},
-        timeout=60,
+        timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -116,24 +167,81 @@ def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
 
 
 def test_help_of_every_command_loads_none_of_the_heavy_libraries() -> None:
-    modules = json.loads(_python(EVERY_HELP))
-    assert "briefing.cli.subscribers" in modules  # every group was built
-    assert _loaded(modules, HEAVY) == []
+    result = json.loads(_python(EVERY_HELP))
+    assert {"", "status", "stories", "stories add", "subscribers import"} <= set(result["shown"])
+    assert _loaded(result["modules"], HEAVY) == []
 
 
-def test_status_reads_the_database_without_the_web_framework_or_alembic(tmp_path: Path) -> None:
+def test_each_command_typed_with_help_shows_it_and_loads_none_of_the_heavy_libraries() -> None:
+    report = json.loads(_python(EACH_HELP, json.dumps(HEAVY)))
+    assert {"(briefing)", "status", "send", "stories", "stories add", "subscribers import"} <= set(report)
+    assert {path: r for path, r in report.items() if r["code"] != 0 or not r["shown"]} == {}
+    assert {path: r["heavy"] for path, r in report.items() if r["heavy"]} == {}
+
+
+def _status_env(tmp_path: Path) -> dict[str, str]:
     url = f"sqlite:///{tmp_path / 'briefing.db'}"
     upgrade(make_engine(url))
-    env = {
+    return {
         "BRIEFING_DATABASE_URL": url,
         "BRIEFING_SECRET_KEY": "startup-test-key-0123456789abcdef",
         "BRIEFING_TIMEZONE": "Europe/London",
         "BRIEFING_NOW": "2026-11-29T12:00:00+00:00",
     }
-    result = json.loads(_python(RUN_COMMAND, "status", "--json", env=env, cwd=tmp_path))
-    assert result["code"] == 1  # a new install: no scheduler has run yet, which status reports
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["calendar"]])
+def test_status_and_calendar_read_the_database_without_the_renderer_the_web_or_alembic(
+    tmp_path: Path, args: list[str]
+) -> None:
+    result = json.loads(_python(RUN_COMMAND, *args, env=_status_env(tmp_path), cwd=tmp_path))
+    # A new install: no scheduler has run yet, which status reports with exit 1; calendar just lists.
+    assert result["code"] == (0 if args == ["calendar"] else 1)
     assert "sqlalchemy" in result["modules"]  # it did read the database
+    assert "briefing.service.setup" not in result["modules"]  # no edition setup was built
     assert _loaded(result["modules"], NOT_FOR_STATUS) == []
+
+
+def test_status_needs_no_secret_key_to_answer(tmp_path: Path) -> None:
+    """A monitor asks about dates and the ledger; only the commands that sign links need the key."""
+    env = {**os.environ, **_status_env(tmp_path), "BRIEFING_SECRET_KEY": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "briefing.cli", "status", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (1, "")
+    report = json.loads(done.stdout)
+    assert report["next_send"]["edition_date"] == "2026-11-30"
+    assert any("no scheduler has ever run" in p for p in report["problems"]), report["problems"]
+
+
+def test_the_calendar_alone_is_the_one_the_edition_setup_holds(tmp_path: Path) -> None:
+    """status and calendar take the light path; it must see the same days, skips included."""
+    from briefing import wiring
+    from briefing.config import load_settings
+    from briefing.db import session_scope
+    from briefing.service import schedule as schedule_service
+
+    url = f"sqlite:///{tmp_path / 'briefing.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        settings = load_settings(
+            database_url=url, secret_key="startup-test-key-0123456789abcdef", skip_dates="2026-12-24"
+        )
+        when = datetime(2026, 11, 29, 12, tzinfo=UTC)
+        with session_scope(engine) as session:
+            schedule_service.skip_date(session, date(2026, 12, 25), "Christmas Day", now=when)
+        plan = wiring.send_plan_now(settings, engine)
+        assert plan.skip_dates == {date(2026, 12, 24), date(2026, 12, 25)}
+        assert plan == wiring.edition_setup_now(settings, engine).plan
+    finally:
+        engine.dispose()
 
 
 def test_the_plain_reading_of_the_versions_finds_alembics_head() -> None:

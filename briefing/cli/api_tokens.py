@@ -4,8 +4,6 @@ Not to be confused with the signed links in readers' emails (briefing.links): th
 credentials for a machine, shown once and stored only as a hash.
 """
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

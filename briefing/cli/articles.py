@@ -1,7 +1,5 @@
 """`briefing articles ...`: the site's stored articles."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

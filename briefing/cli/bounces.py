@@ -7,8 +7,6 @@ sysexits.h), and the mail system keeps the message and delivers it again later, 
 lost. It says what it did in one line on standard error.
 """
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

@@ -23,21 +23,25 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from briefing.errors import BriefingError, InvalidInput
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+    from rich.table import Table
 
+    from briefing.calendar import SendPlan
     from briefing.config import Settings
     from briefing.domain import Clock
     from briefing.service.setup import EditionSetup
 
 # This module and the command modules keep their top level to typer, rich and the standard library:
 # `briefing --help` builds every command, and a command imports the database, the renderer or the
-# web framework inside its function, when it runs.
+# web framework inside its function, when it runs. The command modules also leave out
+# `from __future__ import annotations`: typer reads every command's parameters on every start, and
+# string annotations make it compile and evaluate each one again (half of building the app); a type
+# imported only for checking is written in quotes there instead.
 
 # Piped output (logs, CI, scripts) gets a wide fixed width instead of rich's 80 columns.
 console = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 120)
@@ -111,6 +115,17 @@ def current_setup() -> EditionSetup:
     from briefing import wiring
 
     return wiring.edition_setup_now(state().settings, state().engine)
+
+
+def current_plan() -> SendPlan:
+    """The send calendar with today's skip dates, for commands that only ask about dates (status, calendar).
+
+    The same calendar `current_setup` holds, without building the renderer, the signer and the DKIM
+    key that the commands which compose or send need.
+    """
+    from briefing import wiring
+
+    return wiring.send_plan_now(state().settings, state().engine)
 
 
 def edition_date(value: str, setup: EditionSetup) -> date:
@@ -332,6 +347,8 @@ def show(*pieces: object, err: bool = False) -> None:
 
 
 def new_table(*columns: str, title: object) -> Table:
+    from rich.table import Table
+
     return Table(*columns, title=line(title))
 
 

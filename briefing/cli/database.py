@@ -1,7 +1,5 @@
 """`briefing db ...`: upgrade the database and show its schema version."""
 
-from __future__ import annotations
-
 import typer
 
 from briefing.cli.common import handle_errors, show, state

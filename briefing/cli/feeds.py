@@ -1,7 +1,5 @@
 """`briefing feeds ...`: the site's feeds, where stored articles come from automatically."""
 
-from __future__ import annotations
-
 import shlex
 from typing import TYPE_CHECKING, Annotated
 
@@ -153,7 +151,7 @@ def poll(
         raise typer.Exit(1)
 
 
-def _print_results(results: list[FeedPollResult]) -> None:
+def _print_results(results: "list[FeedPollResult]") -> None:
     if not results:
         show("No feed was due. (Poll one now with: briefing feeds poll NAME)")
         return

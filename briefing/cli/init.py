@@ -7,10 +7,7 @@ replaced (every link already sent would stop working) and an existing `.env` is 
 without a key, one line is appended to it.
 """
 
-from __future__ import annotations
-
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -58,6 +55,8 @@ def ensure_secret_key(path: Path, environ: Mapping[str, str]) -> str:
             "is set but empty in the environment, which wins over .env: give it a value or unset it",
             field=KEY,
         )
+    import secrets
+
     line = f"{KEY}={secrets.token_urlsafe(32)}\n"
     if not (path.exists() or path.is_symlink()):
         _create(path, f"{KEY_COMMENT}\n{line}")

@@ -1,23 +1,18 @@
 """`briefing schedule`, `calendar`, `skip`, `unskip`: the daily send and the news calendar."""
 
-from __future__ import annotations
-
 import json
-import logging
-import os
-import socket
 import sys
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from briefing.cli.common import (
     add_row,
     console,
+    current_plan,
     fail,
     handle_errors,
     new_table,
@@ -26,9 +21,6 @@ from briefing.cli.common import (
     state,
 )
 from briefing.errors import BriefingError, ConfigError, InvalidInput, LockHeld
-
-if TYPE_CHECKING:
-    from briefing import calendar as cal
 
 LOCK_HELD_EXIT = 73  # EX_CANTCREAT: the systemd unit does not restart on it
 # EX_TEMPFAIL: the lock was lost while running (its PostgreSQL connection ended); another scheduler
@@ -42,12 +34,6 @@ def register(app: typer.Typer) -> None:
     app.command("calendar")(calendar)
     app.command("skip")(skip)
     app.command("unskip")(unskip)
-
-
-def plan_now() -> cal.SendPlan:
-    from briefing.wiring import edition_setup_now
-
-    return edition_setup_now(state().settings, state().engine).plan
 
 
 @handle_errors
@@ -67,6 +53,11 @@ def schedule(
 
     Example: BRIEFING_SEND_TIME=06:00 briefing schedule
     """
+    import logging
+    import os
+    import socket
+    import threading
+
     from briefing import calendar as cal
     from briefing.config import parse_duration
     from briefing.db import session_scope
@@ -217,7 +208,7 @@ def calendar(
     from briefing.db import session_scope
     from briefing.store import schedule as schedule_store
 
-    plan = plan_now()
+    plan = current_plan()
     now = state().now()
     sends = cal.next_send_times(now, plan, count)
     today = now.astimezone(plan.zone).date()

@@ -1,8 +1,6 @@
 """`briefing status`: what a monitor asks each minute (the next send, the last edition, the
 scheduler's heartbeat, the last edition's bounce rates), with an exit code that says healthy or not."""
 
-from __future__ import annotations
-
 import json
 import sys
 from datetime import datetime, timedelta
@@ -10,8 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from briefing.cli.common import handle_errors, show, state, styled
-from briefing.cli.schedule import plan_now
+from briefing.cli.common import current_plan, handle_errors, show, state, styled
 
 if TYPE_CHECKING:
     from briefing.domain import LedgerCounts
@@ -40,7 +37,7 @@ def status(
     from briefing.service import health as health_service
     from briefing.service.bounce_rates import RateLimits, percent
 
-    plan = plan_now()
+    plan = current_plan()
     now = state().now()
     settings = state().settings
     limits = RateLimits(
@@ -87,7 +84,7 @@ def status(
     show(styled("healthy", "green"))
 
 
-def _status_json(result: health_service.Status, now: datetime) -> dict[str, object]:
+def _status_json(result: "health_service.Status", now: datetime) -> dict[str, object]:
     from briefing.service import bounce_rates
 
     n, last, c, beat = result.next_send, result.last, result.last_counts, result.heartbeat_at
@@ -125,7 +122,7 @@ def _status_json(result: health_service.Status, now: datetime) -> dict[str, obje
     }
 
 
-def _counts_json(c: LedgerCounts | None) -> dict[str, int] | None:
+def _counts_json(c: "LedgerCounts | None") -> dict[str, int] | None:
     if c is None:
         return None
     return {

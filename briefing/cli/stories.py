@@ -1,7 +1,5 @@
 """`briefing stories ...`: the editors' queue."""
 
-from __future__ import annotations
-
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
@@ -125,7 +123,7 @@ def list_(
     print_queue(queues)
 
 
-def _json_entry(entry: story_service.QueueEntry) -> dict[str, object]:
+def _json_entry(entry: "story_service.QueueEntry") -> dict[str, object]:
     return {
         **asdict(entry.story),
         "for_edition": entry.edition_date,
@@ -135,7 +133,7 @@ def _json_entry(entry: story_service.QueueEntry) -> dict[str, object]:
     }
 
 
-def print_queue(queues: list[queue_service.EditionQueue]) -> None:
+def print_queue(queues: "list[queue_service.EditionQueue]") -> None:
     """One table per edition; the last column says whether the story goes out, and if not, why."""
     if not any(queue.entries for queue in queues):
         title = f"Queue for {queues[0].edition_date.isoformat()}" if queues else "Queue"

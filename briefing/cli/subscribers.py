@@ -1,14 +1,11 @@
 """`briefing subscribers ...`: the list."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from briefing.cli.common import (
     add_row,
@@ -130,7 +127,7 @@ def import_(
     if rejects is not None:
         output_file(rejects, "--rejects")  # before the first row is imported, not after
 
-    def run(progress: Callable[[int], None] | None) -> SubscriberImportReport:
+    def run(progress: Callable[[int], None] | None) -> "SubscriberImportReport":
         return subscriber_service.import_subscribers(
             state().engine,
             file,
@@ -197,7 +194,7 @@ def suppress(
     if status not in suppressed:
         raise InvalidInput("must be unsubscribed, bounced, complained or blocklisted", field="--status")
 
-    def run(progress: Callable[[int], None] | None) -> SubscriberImportReport:
+    def run(progress: Callable[[int], None] | None) -> "SubscriberImportReport":
         return subscriber_service.suppress_addresses(
             state().engine,
             file,
@@ -224,9 +221,11 @@ def suppress(
 
 
 def _with_progress(
-    file: Path, run: Callable[[Callable[[int], None] | None], SubscriberImportReport]
-) -> SubscriberImportReport:
+    file: Path, run: Callable[[Callable[[int], None] | None], "SubscriberImportReport"]
+) -> "SubscriberImportReport":
     """Run an import, with a progress bar on a terminal for a file over 1 MB."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     from briefing import files
 
     size = files.file_size(file)
@@ -241,7 +240,7 @@ def _with_progress(
     return report
 
 
-def _rejected(report: SubscriberImportReport, others: str) -> None:
+def _rejected(report: "SubscriberImportReport", others: str) -> None:
     """The rejected rows with their lines; exit 1 when there were any, so scripts notice."""
     c = report.counts
     for r in report.rejected_sample:

@@ -1,7 +1,5 @@
 """`briefing serve` and `briefing editors ...`: the web app and the accounts that sign in to it."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 
