@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/send.py
 	$(BIN)/python benchmarks/unsubscribe_load.py
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/scale.py --quick --reset
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

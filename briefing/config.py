@@ -197,6 +197,7 @@ class Settings(BaseSettings):
     smtp_pool_size: int = Field(default=2, ge=1, le=64)
     smtp_timeout: float = Field(default=30.0, gt=0)
     smtp_rate_limit: float = Field(default=0.0, ge=0)
+    smtp_messages_per_connection: int = Field(default=0, ge=0)
     smtp_ca_file: str = ""
     # Whether the relay takes SMTPUTF8 (non-ASCII before the @); addresses that need it are refused if not.
     smtp_smtputf8: bool = False

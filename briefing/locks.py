@@ -358,7 +358,7 @@ def acquire_send_lock(database_url: str, *, clock: Clock) -> SchedulerLock | Non
     if not _is_sqlite(url) or not database or database == ":memory:" or database.startswith("file:"):
         return None
     path = lock_file_path(database_url, Path("."), SEND_LOCK_FILE_NAME)
-    return _acquire_file_lock(path, clock, "another `briefing send` is sending from this SQLite database")
+    return _acquire_file_lock(path, clock, "another sender is sending from this SQLite database")
 
 
 def scheduler_lock_holder(database_url: str, lock_dir: Path) -> LockHolder | None:

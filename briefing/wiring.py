@@ -242,15 +242,28 @@ def edition_setup_now(
     start-up. A long-running edge passes the `base` it built once (the renderer, the signer), so
     only the calendar is rebuilt; the web app passes its `gate` so the read queues like its others.
     """
+    skips = _skip_dates_now(engine, gate)
+    if base is None:
+        return edition_setup(settings, skips)
+    return replace(base, plan=send_plan(settings, skips))
+
+
+def send_plan_now(settings: Settings, engine: sa.Engine) -> cal.SendPlan:
+    """The calendar as of now, the same one `edition_setup_now` builds, without the rest of the setup.
+
+    For the commands that only ask about dates (`briefing status`, `calendar`): a monitor runs
+    status every minute, and should not load the renderer, the link signer and the DKIM key to do it.
+    """
+    return send_plan(settings, _skip_dates_now(engine, None))
+
+
+def _skip_dates_now(engine: sa.Engine, gate: AbstractContextManager[Any] | None) -> frozenset[date]:
     from sqlmodel import Session
 
     from briefing.store import schedule as schedule_store
 
     with gate if gate is not None else nullcontext(), Session(engine) as session:
-        skips = schedule_store.skip_dates(session)
-    if base is None:
-        return edition_setup(settings, skips)
-    return replace(base, plan=send_plan(settings, skips))
+        return schedule_store.skip_dates(session)
 
 
 def transport(settings: Settings, clock: Clock) -> ConnectionPool | MaildirTransport | MemoryTransport:
@@ -263,6 +276,7 @@ def transport(settings: Settings, clock: Clock) -> ConnectionPool | MaildirTrans
         timeout=settings.smtp_timeout,
         ca_file=settings.smtp_ca_file or None,
         rate_limit=settings.smtp_rate_limit,
+        max_messages_per_connection=settings.smtp_messages_per_connection,
         clock=clock,
     )
 

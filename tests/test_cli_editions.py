@@ -229,3 +229,17 @@ def test_preflight_refuses_local_reader_links_when_mail_goes_to_a_real_relay(env
     assert code == 1 and "BRIEFING_PUBLIC_BASE_URL" in out
     rehearsal = {**real, "BRIEFING_SMTP_URL": "memory://"}
     assert run(rehearsal, "preflight", "--date", DAY)[0] == 0
+
+
+def test_watching_an_edition_that_is_not_sending_prints_it_once(env: dict[str, str]) -> None:
+    code, out = run(env, "editions", "show", DAY, "--watch")
+    assert code == 1 and f"no edition for {DAY}" in out
+    assert run(env, "send", "--date", DAY, "--force")[0] == 0
+    code, out = run(env, "editions", "show", DAY, "--watch")
+    assert code == 0 and f"Edition of {DAY}: sent" in out and "sent: 2" in out
+    assert "sending:" not in out and "ETA" not in out
+
+
+def test_watch_is_for_people_and_json_for_scripts(env: dict[str, str]) -> None:
+    code, out = run(env, "editions", "show", DAY, "--watch", "--json")
+    assert code == 1 and "--watch: watches in a terminal; leave out --json" in out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -161,3 +161,17 @@ def test_a_bad_value_in_the_environment_is_named(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("BRIEFING_SKIP_DATES", "Christmas")
     with pytest.raises(ConfigError, match="BRIEFING_SKIP_DATES: 'Christmas' is not a date"):
         load_settings(_env_file=None)
+
+
+def test_the_messages_per_connection_limit_reaches_the_smtp_pool() -> None:
+    from briefing.mail.pool import ConnectionPool
+    from briefing.wiring import transport
+    from tests.fixtures.clock import ManualClock
+
+    settings = Settings(smtp_url="smtp://127.0.0.1:2525", smtp_messages_per_connection=90)  # type: ignore[arg-type]
+    pool = transport(settings, ManualClock(datetime(2030, 1, 7, 6, 0, tzinfo=UTC)))
+    try:
+        assert isinstance(pool, ConnectionPool)
+        assert pool.max_messages_per_connection == 90
+    finally:
+        pool.close()

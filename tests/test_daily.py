@@ -15,6 +15,7 @@ from sqlmodel import Session
 from briefing import wiring
 from briefing.config import load_settings
 from briefing.db import session_scope
+from briefing.domain import DeliveryStatus
 from briefing.errors import InvalidInput
 from briefing.mail.transport import MemoryTransport
 from briefing.service import editions as edition_service
@@ -208,3 +209,36 @@ def test_the_send_job_waits_its_turn_while_a_briefing_send_holds_the_sqlite_file
             acquire_send_lock(url, clock=clock)
         finally:
             held.release()
+
+
+def test_status_names_a_sending_edition_nobody_is_sending(sqlite_newsroom: Newsroom) -> None:
+    """A worker that died with nobody to take over: the copies wait, and the monitor must hear of it."""
+    from tests.fixtures import sending
+
+    room = sqlite_newsroom
+    room.readers(3)
+    edition_id = sending.start_sending(room.engine, EDITION, now=SEND_AT)
+    sending.add_run(
+        room.engine,
+        edition_id,
+        "elsewhere.example.com:4242:abcd1234",
+        host="elsewhere.example.com",
+        at=SEND_AT,
+    )
+    plan = room.setup.plan
+
+    def problems(at: datetime) -> list[str]:
+        found = health_service.status(room.engine, plan, at, stale_after=timedelta(days=1)).problems
+        return [p for p in found if "no sender has reported" in p]
+
+    assert problems(SEND_AT + timedelta(minutes=1)) == [], "a run heard from a minute ago is at work"
+    [problem] = problems(SEND_AT + timedelta(minutes=10))
+    assert (
+        f"the edition of {EDITION} is sending" in problem
+        and "600 s" in problem
+        and "3 copies wait" in problem
+    )
+    sending.settle(room.engine, edition_id, DeliveryStatus.DEFERRED, 3)
+    assert problems(SEND_AT + timedelta(minutes=10)) == [], (
+        "deferred copies wait for their next try on purpose"
+    )

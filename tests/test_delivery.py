@@ -48,18 +48,6 @@ def send(
         mail.close()
 
 
-class GreylistingClock(ManualClock):
-    """Greylisting lifts once time passes: the first wait for a retry lifts it on the server."""
-
-    def __init__(self, start: datetime, server: SmtpTestServer) -> None:
-        super().__init__(start)
-        self.server = server
-
-    def wait(self, seconds: float, stop: object = None) -> bool:
-        self.server.plan.temp_prefix = "no-longer-greylisted"
-        return super().wait(seconds, stop)  # type: ignore[arg-type]
-
-
 def ledger_rows(room: Newsroom) -> dict[str, ledger.LedgerRow]:
     with Session(room.engine) as s:
         edition = edition_store.get_edition(s, EDITION)
@@ -108,19 +96,30 @@ def test_forcing_never_sends_a_second_edition(newsroom: Newsroom, smtp_server: S
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["step-by-step", "pipelined"])
-def test_temporary_refusals_are_retried_without_delaying_others(
+def test_temporary_refusals_are_retried_by_a_later_pass_without_delaying_others(
     sqlite_newsroom: Newsroom, smtp_server_factory, pipelining: bool
 ) -> None:
     smtp_server = smtp_server_factory(FaultPlan(pipelining=pipelining))
     room = sqlite_newsroom
     room.readers(6)
     room.subscribe("temp1@example.com", "temp2@example.com")
-    clock = GreylistingClock(NOW, smtp_server)
+    clock = ManualClock(NOW)
 
-    outcome = send(room, smtp_server.url(), clock=clock)
+    first = send(room, smtp_server.url(), clock=clock)
+
+    assert clock.waited == []  # the run never waits for the backoff: it ends with what it could send
+    assert first.edition.status == "sending" and first.waiting_for == "deferred"
+    assert first.next_try == NOW + timedelta(seconds=0.2)  # backoff_base
+    assert "2 copies were deferred by their servers; the next try is at 06:00 UTC" in first.message
+    rows = ledger_rows(room)
+    deferred = {e for e, r in rows.items() if r.status == "deferred"}
+    assert deferred == {"temp1@example.com", "temp2@example.com"}
+
+    smtp_server.plan.temp_prefix = "no-longer-greylisted"
+    clock.advance(0.2)
+    outcome = send(room, smtp_server.url(), clock=clock)  # a later pass: the next send joins the edition
 
     rows = ledger_rows(room)
-    assert clock.waited == [pytest.approx(0.2)]  # one wait: the first backoff (backoff_base 0.2 s)
     assert outcome.edition.status == "sent"
     assert all(r.status == "sent" for r in rows.values())
     assert rows["temp1@example.com"].attempts == 2 and rows["temp2@example.com"].attempts == 2
@@ -136,7 +135,12 @@ def test_a_refusal_that_never_lifts_fails_as_a_soft_bounce(
 ) -> None:
     room = sqlite_newsroom
     room.subscribe("temp9@example.com", "ok@example.com")
-    outcome = send(room, smtp_server.url(), room.with_policy(max_attempts=2))
+    setup = room.with_policy(max_attempts=2)
+    clock = ManualClock(NOW)
+    first = send(room, smtp_server.url(), setup, clock=clock)
+    assert first.edition.status == "sending" and first.next_try is not None
+    clock.set(first.next_try)
+    outcome = send(room, smtp_server.url(), setup, clock=clock)  # the second and last attempt
     rows = ledger_rows(room)
     assert rows["temp9@example.com"].status == "failed"
     assert "gave up after 2 attempts" in rows["temp9@example.com"].smtp_reply

@@ -120,3 +120,36 @@ def test_every_package_and_module_is_named_in_the_architecture() -> None:
     }
     unnamed = sorted(p for p in packages | modules if p not in named and "migrations" not in p)
     assert unnamed == []
+
+
+# --------------------------------------------------------------------------- docs/systemd, deployment
+
+
+SYSTEMD = ROOT / "docs" / "systemd"
+DEPLOYMENT = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("unit", sorted(p.name for p in SYSTEMD.glob("*.service")))
+def test_each_systemd_unit_starts_a_command_that_exists(unit: str) -> None:
+    text = (SYSTEMD / unit).read_text(encoding="utf-8")
+    starts = re.findall(r"^ExecStart=\S*/briefing ([\w -]+)$", text, flags=re.MULTILINE)
+    assert len(starts) == 1, f"{unit}: one ExecStart running briefing"
+    assert tuple(starts[0].split()) in COMMANDS, f"{unit} runs `briefing {starts[0]}`, which is no command"
+    assert "KillSignal=SIGTERM" in text and "RestartPreventExitStatus=73" in text
+    assert unit in DEPLOYMENT, f"docs/deployment.md never names {unit}"
+
+
+def test_the_worker_template_unit_is_there() -> None:
+    assert (SYSTEMD / "briefing-worker@.service").is_file()
+    assert ("worker",) in COMMANDS
+
+
+def test_the_readme_scheduler_unit_is_the_shipped_one() -> None:
+    shipped = (SYSTEMD / "briefing-schedule.service").read_text(encoding="utf-8")
+    body = shipped.split("[Unit]", 1)[1]
+    assert "[Unit]" + body.rstrip() in README, "README's briefing-schedule.service differs from docs/systemd"
+
+
+def test_every_setting_the_deployment_guide_names_exists() -> None:
+    known = {f"BRIEFING_{name.upper()}" for name in Settings.model_fields}
+    assert set(re.findall(r"BRIEFING_[A-Z0-9_]+[A-Z0-9]", DEPLOYMENT)) - known == set()

@@ -125,6 +125,7 @@ def specs(tmp: Path) -> dict[tuple[str, ...], Spec]:
         ("editions", "list"): Spec(),
         ("editions", "show"): Spec({"edition": DAY}),
         ("send",): Spec(flags=("--dry-run",), flags_for={"to": ()}),
+        ("worker",): Spec({"connections": "2", "poll": "1"}, flags=("--once",)),  # no edition is sending
         ("calendar",): Spec(),
         ("skip",): Spec({"day": "2027-01-04"}, listing=("calendar",), echoed=frozenset({"reason"})),
         ("unskip",): Spec({"day": "2026-12-25"}),

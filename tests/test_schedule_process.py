@@ -205,7 +205,7 @@ def test_sigterm_during_a_send_exits_cleanly_and_a_restart_completes(
         counts = ledger.counts(s, edition.id)
     assert counts.claimed == 0  # the message in flight finished and was recorded
     assert 0 < counts.sent < 30 and counts.sent == len(server.messages)
-    assert edition.status == "partial"
+    assert edition.status == "sending"  # stopped, left for the next start (or a worker) to go on with
 
     second = start(server.url(), send_at)
     assert second.wait_for(lambda: _status(sqlite_engine, day) == "sent", timeout=60), second.output()
@@ -324,7 +324,7 @@ def test_a_scheduler_that_loses_its_postgres_lock_stops_claiming_and_exits_75(
     after_loss = len(server.messages) - at_loss
     assert after_loss <= 4, f"{after_loss} copies went out after the lock was lost"  # the ones in flight
     day = send_at.date()
-    assert _status(postgres_engine, day) == "partial"
+    assert _status(postgres_engine, day) == "sending"  # left for the next scheduler, or a worker
 
     second = start(server.url(), send_at, BRIEFING_DATABASE_URL=postgres_url)  # what systemd does next
     assert second.wait_for(lambda: _status(postgres_engine, day) == "sent", timeout=60), second.output()

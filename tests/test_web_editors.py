@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from briefing.config import Settings
 from briefing.db import session_scope
-from briefing.domain import SubscriberStatus
+from briefing.domain import DeliveryStatus, EditionStatus, SubscriberStatus
 from briefing.mail.pool import open_transport
 from briefing.service import editors as editor_service
 from briefing.service import stories as story_service
@@ -30,12 +30,14 @@ from briefing.store import subscribers as subscriber_store
 from briefing.web.auth import SESSION_COOKIE
 from briefing.web.context import PREVIEW_TTL
 from tests.fixtures.clock import ManualClock
+from tests.fixtures.sending import add_run, beat, finish, settle, start_sending
 from tests.fixtures.smtp import FaultPlan, SmtpTestServer
 from tests.fixtures.web import (
     ADMIN_EMAIL,
     BASE_URL,
     EDITION_DAY,
     EDITOR_EMAIL,
+    FIXED_NOW,
     PASSWORD,
     add_editor,
     add_subscriber,
@@ -660,6 +662,84 @@ def test_editions_failed_addresses_and_retry(
 def test_missing_edition_is_404(editor_client: TestClient) -> None:
     assert editor_client.get("/editor/editions/2031-01-01").status_code == 404
     assert editor_client.get("/editor/editions/not-a-day").status_code == 400
+
+
+def _stored(engine: sa.Engine) -> tuple[object, ...]:
+    with engine.connect() as conn:
+        return tuple(
+            tuple(tuple(row) for row in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY id")))
+            for table in ("edition", "delivery", "sender")
+        )
+
+
+def test_a_sending_edition_shows_every_sender_and_reloads_itself_without_counting_the_ledger(
+    editor_client: TestClient, sqlite_engine: sa.Engine
+) -> None:
+    for i in range(10):
+        add_subscriber(sqlite_engine, f"reader{i}@example.com")
+    edition_id = start_sending(sqlite_engine, EDITION_DAY, now=FIXED_NOW)
+    second = timedelta(seconds=1)
+    add_run(
+        sqlite_engine, edition_id, "a:1:aa", host="mail-a.example.net", pid=101, at=FIXED_NOW - 60 * second
+    )
+    beat(sqlite_engine, "a:1:aa", at=FIXED_NOW - 2 * second, sent=4, rate=2.0)
+    add_run(
+        sqlite_engine, edition_id, "b:2:bb", host="mail-b.example.net", pid=202, role="send", at=FIXED_NOW
+    )
+    beat(sqlite_engine, "b:2:bb", at=FIXED_NOW, sent=2, failed=1, rate=1.0)
+    before = _stored(sqlite_engine)
+    statements: list[str] = []
+
+    def capture(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(" ".join(statement.lower().split()))
+
+    sa.event.listen(sqlite_engine, "before_cursor_execute", capture)
+    try:  # the page that reloads itself every 5 s
+        page = editor_client.get(f"/editor/editions/{EDITION_DAY.isoformat()}")
+    finally:
+        sa.event.remove(sqlite_engine, "before_cursor_execute", capture)
+    listing = editor_client.get("/editor/editions")
+
+    assert page.status_code == 200 and page.headers["refresh"] == "5"
+    shown = dict(re.findall(r'data-progress="(\w+)">([^<]*)<', page.text))
+    assert shown == {
+        "sent": "Sent 6 of 10",
+        "rate": "3 copies a second",
+        "eta": "ETA 1 s",  # 3 copies left at 3 a second
+        "senders": "2 live senders",
+    }
+    tree = html5lib.parse(page.text, namespaceHTMLElements=False)
+    rows = [
+        [td.text for td in tr.findall("td")] for tr in tree.findall(".//section[@id='progress']//tbody/tr")
+    ]
+    assert rows == [
+        ["mail-a.example.net", "101", "worker", "2", "4", "2", "2 s ago"],
+        ["mail-b.example.net", "202", "send", "2", "2", "1", "0 s ago"],
+    ]
+    assert "Bounce and complaint rates appear here once the edition is sent." in page.text
+    assert listing.status_code == 200 and "refresh" not in listing.headers
+    assert "3/s · ETA 1 s · 2 senders" in listing.text
+    assert [s for s in statements if "from sender" in s]
+    assert not [s for s in statements if "from delivery" in s and "count(" in s], statements
+    assert _stored(sqlite_engine) == before, "a GET changes nothing"
+
+    settle(sqlite_engine, edition_id, DeliveryStatus.SENT, 10)
+    finish(sqlite_engine, edition_id, EditionStatus.SENT, now=FIXED_NOW)
+    page = editor_client.get(f"/editor/editions/{EDITION_DAY.isoformat()}")
+    assert page.status_code == 200 and "refresh" not in page.headers
+    assert 'data-progress="sent"' not in page.text and "Copies sent" in page.text
+
+
+def test_a_sending_edition_nobody_sends_says_so(editor_client: TestClient, sqlite_engine: sa.Engine) -> None:
+    add_subscriber(sqlite_engine, "reader@example.com")
+    edition_id = start_sending(sqlite_engine, EDITION_DAY, now=FIXED_NOW)
+    add_run(
+        sqlite_engine, edition_id, "a:1:aa", host="mail-a.example.net", at=FIXED_NOW - timedelta(minutes=5)
+    )
+    page = editor_client.get(f"/editor/editions/{EDITION_DAY.isoformat()}")
+    text = " ".join(page.text.split())
+    assert "No sender is running on this edition (last heard from 2026-11-29 11:55)" in text
+    assert "ETA unknown" in text and "0 live senders" in text
 
 
 # --------------------------------------------------------------------------- subscribers (admin)

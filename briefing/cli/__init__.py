@@ -23,8 +23,12 @@ from briefing.cli import (
     stories,
     subscribers,
     web,
+    worker,
 )
 from briefing.cli.common import err_console, refuse_undecodable, reset_state, show, styled
+from briefing.cli.rich_help import install as install_light_help_renderer
+
+install_light_help_renderer()  # --help and usage errors without markdown-it and pygments
 
 DEBUG_ENV = "BRIEFING_DEBUG"  # set to 1 to see the traceback of an unexpected error
 
@@ -56,6 +60,7 @@ init.register(app)
 database.register(app)
 editions.register(app)
 send.register(app)
+worker.register(app)
 schedule.register(app)
 status.register(app)
 feeds.register(app)

@@ -3,11 +3,8 @@
 These read an edition or change its editorial state; sending it lives in `briefing.cli.send`.
 """
 
-from __future__ import annotations
-
 import json
 import sys
-import webbrowser
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -52,7 +49,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(editions_app, name="editions")
 
 
-def print_preflight(report: PreflightReport) -> None:
+def print_preflight(report: "PreflightReport") -> None:
     size = f" (HTML {report.html_bytes / 1024:.0f} KB)."
     if report.ok and not report.warnings:
         show(styled("Preflight passed", "green"), size)
@@ -67,7 +64,7 @@ def print_preflight(report: PreflightReport) -> None:
         show(styled("Preflight passed", "green"), " with warnings", size)
 
 
-def content_source(prepared: edition_service.Prepared) -> str:
+def content_source(prepared: "edition_service.Prepared") -> str:
     """Where the content came from, so nobody mistakes a frozen copy for today's queue."""
     if prepared.frozen:
         return f"the frozen copy of {local(prepared.frozen_at)}: what was or will be sent"
@@ -128,6 +125,8 @@ def preview(
         for shot in take_screenshots(paths["html"], out):
             show(f"  png   {shot}")
     if open_:
+        import webbrowser
+
         webbrowser.open(paths["html"].resolve().as_uri())
     if not result.prepared.report.ok:
         raise typer.Exit(1)
@@ -183,11 +182,19 @@ def editions_show(
         bool, typer.Option("--failed", help="List failed, deferred and ambiguous copies.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="While it is sending: one progress bar for all its senders, every second; then the rest.",
+        ),
+    ] = False,
 ) -> None:
     """Show one edition: state, counts, bounce and complaint rates, and (with --failed) each failed
-    address with its SMTP reply.
+    address with its SMTP reply. With --watch, follow a sending edition first (Ctrl-C stops watching).
 
     Example: briefing editions show 2026-11-30 --failed
+    Example: briefing editions show 2026-11-30 --watch
     """
     from briefing.db import session_scope
     from briefing.service import bounce_rates as rate_service
@@ -198,6 +205,12 @@ def editions_show(
 
     day = parse_date(edition, "DATE")
     assert day is not None
+    if watch and as_json:
+        raise InvalidInput("watches in a terminal; leave out --json", field="--watch")
+    if watch:
+        from briefing.cli.progress import watch as watch_edition
+
+        watch_edition(day)
     with session_scope(state().engine) as session:
         e, counts, ambiguous = edition_service.edition_counts(session, day)
         rates = rate_service.edition_rates(session, day)
@@ -241,7 +254,11 @@ def editions_show(
 
 
 def _print_edition_json(
-    e: EditionData, counts: LedgerCounts, ambiguous: int, rates: EditionRates, detail: list[ledger.LedgerRow]
+    e: "EditionData",
+    counts: "LedgerCounts",
+    ambiguous: int,
+    rates: "EditionRates",
+    detail: "list[ledger.LedgerRow]",
 ) -> None:
     from briefing.domain import DeliveryStatus
     from briefing.service import bounce_rates as rate_service

@@ -4,19 +4,15 @@ Split from the edition commands because this is the part that talks to a mail se
 when delivery, its progress display or its report change, not when the editorial commands do.
 """
 
-from __future__ import annotations
-
 import json
 import signal
 import sys
 import threading
 from datetime import date
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from briefing.cli.common import (
     DateOpt,
@@ -33,6 +29,8 @@ from briefing.cli.common import (
     styled,
 )
 from briefing.cli.editions import content_source, print_preflight
+from briefing.cli.stopping import STOP_GRACE, STOPPED_EXITS
+from briefing.cli.stopping import Stopper as _Stopper
 from briefing.errors import InvalidInput, LockHeld, PreflightFailed
 
 if TYPE_CHECKING:
@@ -46,12 +44,8 @@ if TYPE_CHECKING:
 # Exit codes of `briefing send` (README lists them): 0 the edition is sent, 1 an error,
 UNFINISHED_EXIT = 2  # paused, halted or partly sent, and nobody is sending the rest: run it again
 OTHERS_SENDING_EXIT = 3  # nothing left for this sender; other live senders hold the rest
+DEFERRED_EXIT = 4  # only copies deferred by their servers remain; a later pass sends them when due
 SENDER_RUNNING_EXIT = 73  # another `briefing send` is sending from this SQLite database
-STOPPED_EXITS: dict[int, int] = {
-    signal.SIGINT: 130,
-    signal.SIGTERM: 143,
-}  # 128 + the signal, as shells report it
-STOP_GRACE = 8.0  # seconds the messages in flight get to be answered once a stop is asked for
 
 
 def register(app: typer.Typer) -> None:
@@ -83,11 +77,14 @@ def send(
 ) -> None:
     """Send the edition to every active subscriber, exactly once each; safe to run again.
 
+    It sends what can go now and ends. Copies deferred by their servers (4xx)
+    wait for their next try: the scheduler, a worker or the next send makes it.
+
     SIGTERM or Ctrl-C: the copies in flight finish and are recorded first.
 
     Exit codes: 0 sent, 1 an error, 2 paused or partly sent (run it again),
-    3 other senders still send the rest, 73 another send on this SQLite database,
-    130 stopped by Ctrl-C, 143 stopped by SIGTERM.
+    3 other senders still send the rest, 4 only deferred copies remain,
+    73 another send on this SQLite database, 130 Ctrl-C, 143 SIGTERM.
 
     Example: briefing send --date 2026-11-30
     Example: briefing send --to editor@example.com
@@ -149,81 +146,93 @@ def send(
     if status == "halted":
         show(f"Check the list, then go on with: briefing send --date {day} --resume")
     if status != "sent" and stopper.signum:
-        if not outcome.others_sending:
+        if not outcome.waiting_for:
             show(f"Go on with: briefing send --date {day}")
-        raise typer.Exit(STOPPED_EXITS.get(stopper.signum, 1))
+        raise typer.Exit(stopper.exit_code)
     if status in ("paused", "partial", "halted"):
         raise typer.Exit(UNFINISHED_EXIT)
-    if status != "sent" and outcome.report is not None and outcome.others_sending:
+    if status != "sent" and outcome.waiting_for == "others":
         raise typer.Exit(OTHERS_SENDING_EXIT)
-
-
-class _Stopper:
-    """SIGTERM and SIGINT ask the send to stop: no new copy starts, the ones in flight are recorded.
-
-    A second signal stops waiting for them (the next send treats them as ambiguous, per the policy).
-    """
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.signum = 0
-        self.hurry = False
-        self.abandoned = False  # stopped without waiting for the copies in flight
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        # Only flags here: printing from a signal handler can interleave with the interrupted write.
-        if self.signum:
-            self.hurry = True
-        else:
-            self.signum = signum
-        self.stop.set()
-
-    def __enter__(self) -> _Stopper:
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOPPED_EXITS:
-                self._previous[signum] = signal.getsignal(signum)
-                signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        self._previous.clear()
+    if status != "sent" and outcome.waiting_for == "deferred":
+        raise typer.Exit(DEFERRED_EXIT)
+    if status == "sending" and outcome.report is not None:
+        raise typer.Exit(UNFINISHED_EXIT)  # not settled, and nobody said they are on it
 
 
 def _send_with_progress(
-    engine: sa.Engine,
-    setup: EditionSetup,
+    engine: "sa.Engine",
+    setup: "EditionSetup",
     day: date,
-    mail: Transport,
+    mail: "Transport",
     stopper: _Stopper,
     *,
     force: bool,
     retry_failed: bool,
     resume: bool = False,
-) -> edition_service.SendOutcome:
-    """The send runs in a thread; this one waits, so that a signal is handled the moment it comes."""
+) -> "edition_service.SendOutcome":
+    """The send runs in a thread; this one waits, so that a signal is handled the moment it comes.
+
+    While it waits it redraws the bar at most once a second with the whole edition's progress (every
+    sender's, from their heartbeats), this process's own copies counted live rather than as of its
+    last heartbeat.
+    """
+    import os
+    import socket
+    from collections import deque
+
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from briefing.cli.progress import REFRESH_EVERY, summary
+    from briefing.domain import EditionStatus
     from briefing.service import editions as edition_service
+    from briefing.service import progress as progress_service
     from briefing.service.send_report import RunTally
+    from briefing.store import editions as edition_store
+
+    clock = state().clock
+    host, pid = socket.gethostname(), os.getpid()
+    own: list[RunTally] = []  # the tally the send hands over: this sender's copies, as they happen
+    # (monotonic, sent) at each redraw, so this sender's rate is that of the last few seconds.
+    samples: deque[tuple[float, int]] = deque(maxlen=6)
+
+    def progress(tally: RunTally) -> None:
+        own[:] = [tally]
+
+    from rich.progress import BarColumn, Progress, TextColumn
 
     with Progress(
         TextColumn("sending"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.0f}/s"),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[line]}", markup=False),
         console=err_console,
         transient=True,
     ) as bar:
-        task = bar.add_task("send", total=None, rate=0.0)
-        clock = state().clock
-        started = clock.monotonic()
+        task = bar.add_task("send", total=None, line="starting")
 
-        def progress(tally: RunTally) -> None:
-            done = tally.sent + tally.failed + tally.skipped
-            elapsed = max(clock.monotonic() - started, 1e-6)
-            bar.update(task, total=tally.total or None, completed=done, rate=done / elapsed)
+        def redraw() -> None:
+            mine = own[0].sent if own else 0
+            moment = clock.monotonic()
+            samples.append((moment, mine))
+            first_at, first_sent = samples[0]
+            rate = (mine - first_sent) / (moment - first_at) if moment > first_at else 0.0
+            try:
+                with Session(engine) as session:
+                    found = edition_store.find_edition(session, day)
+                    # Only a sending edition's progress is read: any other state would be counted
+                    # from the ledger, too dear once a second (and this sender alone is then at work).
+                    whole = (
+                        progress_service.edition_progress(session, found.id, now=clock.now())
+                        if found is not None and found.status == EditionStatus.SENDING
+                        else None
+                    )
+            except SQLAlchemyError:
+                return  # the bar keeps its figures; the send itself reports trouble with the database
+            if whole is None or whole.total == 0:
+                bar.update(task, total=None, completed=mine, line=f"{mine:,} sent by this sender")
+                return
+            whole = progress_service.with_live_run(whole, host=host, pid=pid, sent=mine, rate=rate)
+            bar.update(task, total=whole.total, completed=whole.done, line=summary(whole, mine=mine))
 
         outcome: list[edition_service.SendOutcome] = []
         error: list[BaseException] = []
@@ -252,7 +261,11 @@ def _send_with_progress(
 
         threading.Thread(target=work, name="briefing-send", daemon=True).start()
         stopping_since: float | None = None
+        redraw_at = clock.monotonic()
         while not done.wait(0.2):  # an event, not the clock: signals are handled in between
+            if stopping_since is None and clock.monotonic() >= redraw_at:
+                redraw()
+                redraw_at = clock.monotonic() + REFRESH_EVERY
             if stopper.signum and stopping_since is None:
                 stopping_since = clock.monotonic()
                 name = signal.Signals(stopper.signum).name
@@ -275,7 +288,7 @@ def _send_with_progress(
         return outcome[0]
 
 
-def print_dry_run(day: date, result: edition_service.DryRun) -> None:
+def print_dry_run(day: date, result: "edition_service.DryRun") -> None:
     if result.prepared is not None:
         show(f"Edition of {day} ({content_source(result.prepared)}): {result.prepared.rendered.subject}")
         print_preflight(result.prepared.report)
@@ -287,7 +300,7 @@ def print_dry_run(day: date, result: edition_service.DryRun) -> None:
         show(f"  ... and {more} more (--json lists them all)")
 
 
-def print_dry_run_json(day: date, result: edition_service.DryRun) -> None:
+def print_dry_run_json(day: date, result: "edition_service.DryRun") -> None:
     prepared = result.prepared
     report = prepared.report if prepared is not None else None
     out = {
@@ -307,7 +320,7 @@ def print_dry_run_json(day: date, result: edition_service.DryRun) -> None:
     sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
 
 
-def print_report(report: DeliveryReport) -> None:
+def print_report(report: "DeliveryReport") -> None:
     """The whole edition's ledger (every sender's work), then what this sender did of it."""
     c = report.counts
     table = new_table(
@@ -333,7 +346,13 @@ def print_report(report: DeliveryReport) -> None:
         f"{report.rate:.0f}",
     )
     console.print(table)
-    show(f"This sender delivered {report.run.sent} of the {c.sent} delivered copies.")
+    show(
+        f"This sender delivered {report.run.sent} of the {c.sent} delivered copies; "
+        f"{report.by_others} were delivered by others."
+    )
+    if report.other_senders or report.others_in_flight:
+        who = f"{report.other_senders} other live sender{'' if report.other_senders == 1 else 's'}"
+        show(f"Still in flight with {who}: {report.others_in_flight} copies.")
     if report.run.ambiguous_emails:
         show(
             styled("No reply after sending", "yellow"),

@@ -1,13 +1,10 @@
-"""The ledger-driven send loop: claim, send, record, retry, report.
+"""The ledger-driven send loop: claim, send, record, judge refusals, report.
 
 Each worker leases a small batch and sends it in id order. Recording a result and looking up the
 batch's readers again happen in one transaction, right after the SMTP reply: a `sent` row is
 committed, and a reader who left is skipped, before the next message starts; a crash leaves at most
-one copy in flight per connection, which the next run treats as ambiguous (maybe delivered).
-
-A refusal counts against its reader only once it stands out from what others got (see
-service.refusals): until then its row waits, held, and when the relay turns out to be refusing
-everyone the send pauses and the held rows go back to the queue with nothing held against anyone.
+one copy in flight per connection, which a later run treats as ambiguous (maybe delivered).
+A refusal counts against its reader only once it stands out from what others got (service.refusals).
 """
 
 from __future__ import annotations
@@ -17,19 +14,22 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from briefing.db import session_scope
-from briefing.domain import Clock
+from briefing.domain import Clock, LedgerCounts
 from briefing.errors import AuthFailed, InvalidInput, TransportError
 from briefing.mail.transport import Outcome, SendResult, Transport
-from briefing.service.claim_owners import make_owner, owner_is_dead
+from briefing.service import claim_owners
+from briefing.service.claim_owners import make_owner
 from briefing.service.refusals import BounceBreaker, RelayJudge
+from briefing.service.refused_copies import Refused as _Refused
+from briefing.service.refused_copies import settle_refusals
 from briefing.service.send_policy import DeliveryPolicy
 from briefing.service.send_report import DeliveryReport, RunTally
+from briefing.service.sender_heartbeat import Heartbeat
 from briefing.store import deliveries as ledger
 from briefing.store import ledger_recovery
 from briefing.store import subscribers as subscriber_store
@@ -38,23 +38,21 @@ log = logging.getLogger(__name__)
 # Copies in a row sent without a reply after DATA (a timeout, a dropped connection) before the
 # send pauses: a relay that takes mail and never answers would otherwise cost each reader a timeout.
 NO_REPLY_PAUSE_AFTER = 3
+# Passes over the ledger in one run: another starts only when claims recovered from a stopped
+# sender (or copies falling due) left something to send once this run's connections had finished.
+MAX_PASSES = 100
 
 BuildMessage = Callable[[ledger.Claim], tuple[bytes, str]]  # -> (message bytes, Message-ID)
 # One envelope sender for every copy, or one per copy (a VERP return path that names the copy).
 EnvelopeFrom = str | Callable[[ledger.Claim], str]
 
 
-@dataclass(frozen=True, slots=True)
-class _Refused:
-    """A refusal waiting for the judge, with what its row needs once judged."""
-
-    claim: ledger.Claim
-    result: SendResult
-    at: datetime
-
-
 class DeliveryRun:
-    """One pass over an edition's ledger with N workers sharing a transport."""
+    """One run over an edition's ledger with N workers sharing a transport.
+
+    It sends what can be sent now and ends: a copy deferred by its server stays in the ledger,
+    due at its next attempt, for a later run (the scheduler's watch, a worker, or the next send).
+    """
 
     def __init__(
         self,
@@ -68,6 +66,7 @@ class DeliveryRun:
         stop: threading.Event | None = None,
         on_progress: Callable[[RunTally], None] | None = None,
         clock: Clock,
+        role: str = "send",
     ) -> None:
         self.engine = engine
         self.edition_id = edition_id
@@ -93,33 +92,35 @@ class DeliveryRun:
         self._db_lock: threading.Lock | contextlib.nullcontext[None] = (
             threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
-
-    # ------------------------------------------------------------------ public
+        self.heartbeat = Heartbeat(
+            engine,
+            self.owner,
+            edition_id,
+            role=role,
+            connections=policy.workers,
+            clock=clock,
+            tally=lambda: self.tally,
+            db_lock=self._db_lock,
+            tick=self.recover_stale_claims,
+        )
 
     def run(self) -> DeliveryReport:
         started = self.clock.monotonic()
-        self.recover_stale_claims()
-        with session_scope(self.engine) as session:
-            waiting = ledger.counts(session, self.edition_id)
-        self.tally.total = waiting.pending + waiting.deferred + waiting.claimed
-        while not self.stop.is_set() and not self._paused.is_set():
-            self._run_workers()
-            self._settle_pass()
-            if self.stop.is_set() or self._paused.is_set():
-                break
-            waiting_since = self.clock.monotonic()
-            if not self._wait_for_deferred():
-                break
-            self.tally.waited += self.clock.monotonic() - waiting_since
-        now = self.clock.now()
-        with session_scope(self.engine) as session:
-            if self.policy.window_end is not None and now >= self.policy.window_end:
-                for subscriber_id in ledger.give_up_deferred(session, self.edition_id, now=now):
-                    subscriber_store.record_soft_bounce(
-                        session, subscriber_id, limit=self.policy.soft_bounce_limit, now=now
-                    )
-            counts = ledger.counts(session, self.edition_id)
-            size = ledger.ledger_size(session, self.edition_id)
+        self.heartbeat.start()
+        try:
+            self.recover_stale_claims(first=True)
+            waiting = self._settle_window()  # past the window, deferred copies are not tried again
+            self.tally.total = waiting.pending + waiting.deferred + waiting.claimed
+            for _ in range(MAX_PASSES):
+                self._run_workers()
+                self._settle_pass()
+                if self.stop.is_set() or self._paused.is_set() or not self._more_now():
+                    break
+            counts = self._settle_window()
+            with session_scope(self.engine) as session:
+                size = ledger.ledger_size(session, self.edition_id)
+        finally:
+            self.heartbeat.stop()  # finished: from now on no other sender counts on this run
         return DeliveryReport(
             counts=counts,
             snapshot_size=size,
@@ -130,24 +131,40 @@ class DeliveryRun:
             halted=self.halted,
         )
 
-    def recover_stale_claims(self) -> None:
-        """Rows left claimed by a crashed sender: the one in flight per connection is ambiguous."""
+    def recover_stale_claims(self, *, first: bool = False) -> int:
+        """Take over the claims of senders that are gone (claim_owners.recover); the rows freed.
+
+        At the start and with the heartbeat, so live senders take over a crashed one's rows.
+        """
         now = self.clock.now()
-        with session_scope(self.engine) as session:
-            dead = [o for o in ledger.claim_owners(session, self.edition_id) if owner_is_dead(o)]
-            in_flight = ledger_recovery.recover_claims(
-                session,
-                self.edition_id,
-                now=now,
-                dead_owners=dead,
-                resend=self.policy.resend_ambiguous and self._window_open(now),
+        resend = self.policy.resend_ambiguous and self._window_open(now)
+        with self._db_lock, session_scope(self.engine) as session:
+            in_flight, freed = claim_owners.recover(
+                session, self.edition_id, self.owner, now=now, resend=resend, held=first
             )
-            ledger_recovery.recover_held(session, self.edition_id, now=now)
         if in_flight:
-            log.warning("%d message(s) were in flight when a previous send stopped", len(in_flight))
+            log.warning("%d message(s) were in flight when another sender stopped", len(in_flight))
             with self._lock:
                 self.tally.ambiguous += len(in_flight)
                 self.tally.ambiguous_emails.extend(in_flight)
+        return freed
+
+    def _settle_window(self) -> LedgerCounts:
+        """Once the edition's window has closed, deferred copies fail (a soft bounce each); the counts."""
+        now = self.clock.now()
+        with self._db_lock, session_scope(self.engine) as session:
+            if self.policy.window_end is not None and now >= self.policy.window_end:
+                for subscriber_id in ledger.give_up_deferred(session, self.edition_id, now=now):
+                    subscriber_store.record_soft_bounce(
+                        session, subscriber_id, limit=self.policy.soft_bounce_limit, now=now
+                    )
+            return ledger.counts(session, self.edition_id)
+
+    def _more_now(self) -> bool:
+        """After a pass: anything to send now (freed from a stopped sender, or fallen due)?"""
+        self.recover_stale_claims()
+        with session_scope(self.engine) as session:
+            return ledger_recovery.claimable_now(session, self.edition_id, now=self.clock.now())
 
     # ------------------------------------------------------------------ workers
 
@@ -266,6 +283,11 @@ class DeliveryRun:
                 tally.sent += 1
                 self._no_reply_streak = 0
                 self._judged(writer, self.judge.delivered(), now=now)
+            elif result.outcome is Outcome.DEFERRED and claim.attempts > 0:
+                # A retry: its first refusal was judged its reader's while others were delivered, and
+                # a pass of retries alone has no deliveries to judge by. Deferred again (or given up).
+                writer.hold(claim.delivery_id, code=code, reply=reply, now=now)
+                self._judged(writer, [_Refused(claim, result, now)], now=now)
             elif result.outcome is Outcome.DEFERRED or (
                 result.outcome is Outcome.REJECTED and result.stage == "rcpt"
             ):
@@ -309,25 +331,15 @@ class DeliveryRun:
 
     def _judged(self, writer: ledger.LedgerWriter, refusals: list[_Refused], *, now: datetime) -> None:
         """Refusals that stand out: now they count against their readers (call with the lock held)."""
-        policy, tally = self.policy, self.tally
-        for r in refusals:
-            claim, code, reply = r.claim, r.result.code, r.result.reply
-            if r.result.outcome is Outcome.REJECTED:  # a 5xx to RCPT: this address is refused
-                if writer.settle(claim.delivery_id, failed=True, reply=reply, next_at=None, now=now):
-                    if code is not None and 500 <= code < 600:
-                        writer.bounce(claim.subscriber_id, now=now)
-                        self.breaker.bounce()
-                    tally.failed += 1
-                continue
-            attempts = claim.attempts + 1
-            next_at = r.at + policy.backoff(attempts)
-            if attempts >= policy.max_attempts or not self._window_open(next_at):
-                why = f"gave up after {attempts} attempts: {reply}"
-                if writer.settle(claim.delivery_id, failed=True, reply=why, next_at=None, now=now):
-                    writer.soft_bounce(claim.subscriber_id, limit=policy.soft_bounce_limit, now=now)
-                    tally.failed += 1
-            elif writer.settle(claim.delivery_id, failed=False, reply=reply, next_at=next_at, now=now):
-                tally.deferred += 1
+        settle_refusals(
+            writer,
+            refusals,
+            policy=self.policy,
+            tally=self.tally,
+            breaker=self.breaker,
+            window_open=self._window_open,
+            now=now,
+        )
         if self.breaker.tripped and not self.paused_reason:
             self.halted = True
             self._pause(self.breaker.reason)
@@ -385,15 +397,3 @@ class DeliveryRun:
 
     def _window_open(self, at: datetime) -> bool:
         return self.policy.window_end is None or at < self.policy.window_end
-
-    def _wait_for_deferred(self) -> bool:
-        """Sleep until the next deferred row is due; False when nothing more can be tried in this run."""
-        with session_scope(self.engine) as session:
-            due = ledger.next_due(session, self.edition_id)
-        if due is None or not self._window_open(due):
-            return False
-        delay = (due - self.clock.now()).total_seconds()
-        if delay > 0:
-            log.info("waiting %.0f s for temporarily refused messages", delay)
-            return not self.clock.wait(delay, self.stop)
-        return not self.stop.is_set()

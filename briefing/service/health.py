@@ -22,12 +22,16 @@ from briefing.store import alerts as alert_store
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import schedule as schedule_store
+from briefing.store import senders as sender_store
 
 # Started and not finished: editors hear of these (a halted one waits for them to resume it).
 UNFINISHED = (EditionStatus.PAUSED, EditionStatus.PARTIAL, EditionStatus.HALTED)
 # The ledger of an edition in one of these states no longer changes by itself.
 SETTLED = (EditionStatus.SENT, EditionStatus.EXPIRED, EditionStatus.CANCELLED)
 BLOCKING = (alerts.PREFLIGHT, alerts.NOT_SENT)
+# A sending edition with copies to send and no run heard from this long: nobody is sending it. The
+# scheduler's minute watch takes such an edition over, so a healthy install never stays here.
+ABANDONED_AFTER = timedelta(minutes=3)
 ALERTS_COUNTED_FOR = timedelta(days=7)  # the metrics count the open alerts of this week's editions
 
 
@@ -62,6 +66,7 @@ def status(
         recent = edition_store.list_editions(session, limit=10)
         last = next((e for e in recent if previous and e.edition_date <= previous.edition_date), None)
         counts = ledger.counts(session, last.id) if last else None
+        runs = sender_store.for_edition(session, last.id) if last else []
         blocked = [a for a in alert_store.open_alerts(session, watched) if a.problem in BLOCKING]
         rates = bounce_rates.last_sent(session)
     beat_at = beat.beat_at if beat else None
@@ -85,6 +90,14 @@ def status(
                 )
         elif last.status == EditionStatus.SCHEDULED and now > window_end:
             problems.append(f"the edition of {day} was not sent and its window closed")
+    if last is not None and counts is not None and last.status == EditionStatus.SENDING:
+        abandoned = _abandoned_for(last, counts, runs, now)
+        if abandoned is not None:
+            problems.append(
+                f"the edition of {last.edition_date} is sending, but no sender has reported for "
+                f"{int(abandoned.total_seconds())} s and {counts.pending + counts.claimed} copies wait "
+                "(start `briefing schedule` or `briefing worker`, or run `briefing send`)"
+            )
     for alert in blocked:
         hint = f"; check it with `briefing preflight --date {alert.edition_date}`"
         problems.append(
@@ -156,6 +169,20 @@ class MetricsReader:
                 self._settled = {k: v for k, v in self._settled.items() if k[0] != edition.id}
                 self._settled[key] = known
         return known
+
+
+def _abandoned_for(
+    edition: EditionData, counts: LedgerCounts, runs: list[sender_store.SenderRow], now: datetime
+) -> timedelta | None:
+    """How long nobody has sent a sending edition that has copies ready to go (None: fine).
+
+    Deferred copies waiting for their next try are not abandoned: they wait on purpose.
+    """
+    if counts.pending + counts.claimed == 0:
+        return None
+    heard = max((r.heartbeat_at for r in runs), default=edition.updated_at or now)
+    silent = now - heard
+    return silent if silent >= ABANDONED_AFTER else None
 
 
 def _due_by(edition: EditionData, now: datetime) -> bool:

@@ -19,13 +19,13 @@ from sqlmodel import Session
 
 from briefing import calendar as cal
 from briefing.db import session_scope
-from briefing.domain import Clock, EditionStatus
+from briefing.domain import Clock, EditionData, EditionStatus
 from briefing.errors import BriefingError, InvalidInput, LockHeld, PreflightFailed
 from briefing.mail.transport import Transport
-from briefing.service import alerts
+from briefing.service import alerts, claim_owners, send_alerts
 from briefing.service import editions as edition_service
+from briefing.service import worker as worker_service
 from briefing.service.alerts import AlertMail, Alerts, one_line
-from briefing.service.health import UNFINISHED
 from briefing.service.send_window import skipped_date
 from briefing.service.setup import EditionSetup
 from briefing.store import alerts as alert_store
@@ -125,7 +125,9 @@ class DailySender:
 
         That covers an edition released from hold, a date unskipped after the scheduler started
         (no edition row yet), a send refused earlier (preflight errors since fixed), a send paused
-        by SMTP trouble, and a held edition whose window closed.
+        by SMTP trouble, a held edition whose window closed, and an edition left `sending` with
+        nobody sending it: deferred copies fallen due, a crashed sender's claims, or deferred
+        copies still waiting when its window closed (given up, and the edition finishes).
         """
         return self._guarded(self._watch)
 
@@ -160,6 +162,8 @@ class DailySender:
         if status == EditionStatus.SENT:
             self._resolve_all(day, "it has been sent")  # perhaps by hand: `briefing send --force`
             return "edition is sent"
+        if edition is not None and status == EditionStatus.SENDING and not edition.held:
+            return self._watch_sending(edition, setup, now)
         if decision.state == "expired":
             if edition is None or status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
                 return self._locked(day, "past its window")  # expired, with one alert
@@ -175,6 +179,36 @@ class DailySender:
         if edition is None:
             self.refresh_articles()  # never attempted (unskipped since start): as the send job does
         return self._locked(day, f"watch ({status or 'not started'})")
+
+    def _watch_sending(self, edition: EditionData, setup: EditionSetup, now: datetime) -> str:
+        """An edition in `sending`: left alone while any sender is live, else a pass if one would help."""
+        with Session(self.ctx.engine) as session:
+            if claim_owners.live_runs(session, edition.id, now=now):
+                return "a sender is at work"
+            window_end = worker_service.pass_window(edition, setup.plan)
+            reason = worker_service.pass_reason(session, edition, now=now, window_end=window_end)
+        if reason is None:
+            return "waiting for deferred copies"
+        if not self._lock.acquire(blocking=False):
+            return "a send is running"
+        day = edition.edition_date
+        try:
+            return self._deliver(
+                day,
+                reason,
+                cal.decide(day, now, setup.plan).latest,
+                lambda mail: worker_service.run_pass(
+                    self.ctx.engine,
+                    setup,
+                    day,
+                    mail,
+                    clock=self.ctx.clock,
+                    role="scheduler",
+                    stop=self.ctx.stop,
+                ),
+            )
+        finally:
+            self._lock.release()
 
     def _locked(self, day: date, reason: str) -> str:
         if not self._lock.acquire(blocking=False):
@@ -279,19 +313,35 @@ class DailySender:
                 return "held"
         if expired_on_hold is not None:  # alerted after the commit, never inside the transaction
             return self._expired(edition_date, decision, on_hold=expired_on_hold)
+        return self._deliver(
+            edition_date,
+            reason,
+            decision.latest,
+            lambda mail: edition_service.send_edition(
+                ctx.engine, setup, edition_date, mail, clock=ctx.clock, stop=ctx.stop, role="scheduler"
+            ),
+        )
+
+    def _deliver(
+        self,
+        edition_date: date,
+        reason: str,
+        latest: datetime,
+        send: Callable[[Transport], edition_service.SendOutcome | None],
+    ) -> str:
+        """Run one send (or pass) under the send guard, with the alerts its outcome calls for."""
+        log = self.ctx.log
         release: Callable[[], None] | None = None
-        if ctx.send_guard is not None:
+        if self.ctx.send_guard is not None:
             try:
-                release = ctx.send_guard()
+                release = self.ctx.send_guard()
             except LockHeld as exc:
                 log.warning("edition of %s not sent now: %s; the watch tries again", edition_date, exc)
                 return "another sender"
         log.info("sending the edition of %s (%s)", edition_date, reason)
-        transport = ctx.transport()
+        transport = self.ctx.transport()
         try:
-            outcome = edition_service.send_edition(
-                ctx.engine, setup, edition_date, transport, clock=ctx.clock, stop=ctx.stop
-            )
+            outcome = send(transport)
         except PreflightFailed as exc:
             problems = "\n".join(f"- {p}" for p in exc.problems)
             new = self.alerts.problem(
@@ -299,7 +349,7 @@ class DailySender:
                 alerts.NOT_SENT,
                 f"The edition of {edition_date} was not sent: preflight errors",
                 f"Preflight errors:\n\n{problems}\n\nIt goes out within a minute of the fix while its "
-                f"window is open (until {decision.latest:%H:%M} UTC). "
+                f"window is open (until {latest:%H:%M} UTC). "
                 f"Check it with: briefing preflight --date {edition_date}",
             )
             if new:
@@ -321,70 +371,17 @@ class DailySender:
             transport.close()
             if release is not None:
                 release()
+        if outcome is None:
+            return "not sending"
         return self._after_send(edition_date, outcome)
 
     def _expired(self, edition_date: date, decision: cal.Decision, *, on_hold: bool) -> str:
-        log = self.ctx.log
-        if on_hold:
-            log.error(
-                "EXPIRED: the edition of %s was on hold past its window (%s); nothing was sent",
-                edition_date,
-                decision.latest,
-            )
-            subject = f"The edition of {edition_date} expired on hold"
-            body = (
-                f"It was held and not released by {decision.latest} (due at {decision.send_at}). "
-                f"Nothing was sent late. To send it anyway: briefing send --date {edition_date} --force"
-            )
-        else:
-            log.error(
-                "EXPIRED: the edition of %s was due at %s and the window closed at %s; nothing was sent. "
-                "Send it on purpose with: briefing send --date %s --force",
-                edition_date,
-                decision.send_at,
-                decision.latest,
-                edition_date,
-            )
-            subject = f"The edition of {edition_date} expired"
-            body = (
-                f"It was due at {decision.send_at} and was not started by {decision.latest}. Nothing was "
-                f"sent late. To send it anyway: briefing send --date {edition_date} --force"
-            )
-        self.alerts.problem(edition_date, alerts.EXPIRED, subject, body)
-        self.alerts.resolved(edition_date, [alerts.PREFLIGHT, alerts.NOT_SENT], "", "", follow_up=False)
-        return "expired"
+        return send_alerts.expired(self.alerts, self.ctx.log, edition_date, decision, on_hold=on_hold)
 
     def _after_send(self, edition_date: date, outcome: edition_service.SendOutcome) -> str:
-        ctx = self.ctx
-        report = outcome.report
-        if report is not None:
-            c = report.counts
-            ctx.log.info(
-                "edition of %s: %s (sent %d, failed %d, deferred %d, skipped %d, ambiguous %d, %.0f msg/s)",
-                edition_date,
-                outcome.edition.status,
-                c.sent,
-                c.failed,
-                c.deferred,
-                c.skipped,
-                c.ambiguous,
-                report.rate,
-            )
-        status = outcome.edition.status
-        if status == EditionStatus.SENT:
-            self._resolve_all(edition_date, outcome.message)
-        elif report is not None:  # it started: whatever blocked it before is gone
-            self.alerts.resolved(
-                edition_date,
-                [alerts.PREFLIGHT, alerts.NOT_SENT],
-                f"The edition of {edition_date} is going out",
-                f"The edition of {edition_date} started: {outcome.message}",
-            )
-        if status in UNFINISHED and not ctx.stop.is_set():
-            self.alerts.problem(
-                edition_date, alerts.UNFINISHED, f"The edition of {edition_date} is {status}", outcome.message
-            )
-        return str(status)
+        return send_alerts.after_send(
+            self.alerts, self.ctx.log, edition_date, outcome, stopping=self.ctx.stop.is_set()
+        )
 
     def _resolve_all(self, edition_date: date, message: str) -> None:
-        self.alerts.resolved(edition_date, None, f"The edition of {edition_date} is sent", message)
+        send_alerts.resolve_all(self.alerts, edition_date, message)

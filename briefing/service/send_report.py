@@ -22,7 +22,6 @@ class RunTally:
     ambiguous: int = 0
     ambiguous_emails: list[str] = field(default_factory=list)
     total: int = 0  # copies still to send when this run started (for progress and ETA)
-    waited: float = 0.0  # seconds spent idle between passes, waiting for deferred copies to fall due
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +33,19 @@ class DeliveryReport:
     paused_reason: str = ""
     stopped: bool = False
     halted: bool = False  # paused by the bounce breaker: only an editor resumes it
+    # The rest of the edition, as this run left it (filled in when the edition's state is settled):
+    other_senders: int = 0  # other runs still sending it, on any host (from the sender table)
+    others_in_flight: int = 0  # copies those runs hold claimed
 
     @property
     def complete(self) -> bool:
         return self.counts.settled == self.snapshot_size
 
     @property
-    def rate(self) -> float:  # while sending: waiting for deferred copies says nothing of the pace
-        return self.run.sent / (self.elapsed - self.run.waited) if self.elapsed > self.run.waited else 0.0
+    def by_others(self) -> int:
+        """Delivered copies that other senders (or earlier runs) delivered."""
+        return max(0, self.counts.sent - self.run.sent)
+
+    @property
+    def rate(self) -> float:  # a run never waits for deferred copies, so this is its sending pace
+        return self.run.sent / self.elapsed if self.elapsed > 0 else 0.0

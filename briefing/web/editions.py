@@ -1,5 +1,9 @@
 """Editors' view of the delivery ledger: each edition's state and counts, failed addresses, "retry failed".
 
+A sending edition's numbers come from its senders' heartbeats (`service.progress`), never from
+counting the ledger, and its page reloads itself every few seconds: a million-row ledger watched by
+a newsroom costs the senders nothing. Bounce rates, which count the ledger, wait until it is sent.
+
 "Retry failed" runs the same `edition_service.send_edition(..., retry_failed=True)` as
 `briefing send --date D --retry-failed`, in a background thread of this process, so an editor gets
 an answer at once and refreshes to follow it. The ledger makes a parallel CLI run or scheduler
@@ -12,20 +16,23 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from briefing import inputs
 from briefing.domain import DeliveryStatus, EditionData, EditionStatus, LedgerCounts
 from briefing.errors import BriefingError
 from briefing.service import bounce_rates as rate_service
 from briefing.service import editions as edition_service
+from briefing.service import progress as progress_service
 from briefing.service.bounce_rates import EditionRates, RateLimits, percent
 from briefing.service.editors import EditorAccount
+from briefing.service.progress import EditionProgress
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store.deliveries import LedgerRow
@@ -40,6 +47,9 @@ Ctx = Annotated[WebContext, Depends(get_ctx)]
 Editor = Annotated[EditorAccount, Depends(require_editor)]
 READ = ["GET", "HEAD"]
 NO_STORE = {"Cache-Control": "no-store"}
+# A sending edition's page reloads itself this often (the Refresh header, as a meta refresh would);
+# the senders' heartbeats behind its numbers come every 5 s.
+REFRESH_SECONDS = 5
 
 EDITIONS_SHOWN = 60
 PROBLEM_ROWS = 500
@@ -51,9 +61,10 @@ _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 @dataclass(frozen=True, slots=True)
 class EditionLine:
     edition: EditionData
-    counts: LedgerCounts
+    counts: LedgerCounts | None  # None while sending: `progress` has its numbers
     ambiguous: int
     rates: EditionRates | None = None
+    progress: EditionProgress | None = None
 
 
 def _masked(text: str) -> str:
@@ -83,18 +94,14 @@ def editions(request: Request, ctx: Ctx) -> HTMLResponse:
         shown = edition_store.list_editions(session, limit=EDITIONS_SHOWN)
         rates = rate_service.rates_of(session, [e.id for e in shown])
         chart = rate_chart(rate_service.recent_rates(session), limits)
-        lines = [
-            EditionLine(
-                e, ledger.counts(session, e.id), ledger.ambiguous_count(session, e.id), rates.get(e.id)
-            )
-            for e in shown
-        ]
+        lines = [_line(session, e, rates.get(e.id), now=ctx.now()) for e in shown]
     return ctx.pages.render(
         request,
         "editions.html",
         {
             "title": "Editions",
             "lines": lines,
+            "duration": progress_service.duration,
             "chart": chart,
             "percent": percent,
             "max_hard_bounce_rate": limits.max_hard_bounce_rate,
@@ -102,6 +109,13 @@ def editions(request: Request, ctx: Ctx) -> HTMLResponse:
         },
         headers=NO_STORE,
     )
+
+
+def _line(session: Session, e: EditionData, rates: EditionRates | None, *, now: datetime) -> EditionLine:
+    if e.status == EditionStatus.SENDING:
+        progress = progress_service.edition_progress(session, e.id, now=now)
+        return EditionLine(e, None, progress.ambiguous, rates, progress)
+    return EditionLine(e, ledger.counts(session, e.id), ledger.ambiguous_count(session, e.id), rates)
 
 
 def _rate_limits(ctx: WebContext) -> RateLimits:
@@ -114,8 +128,17 @@ def _rate_limits(ctx: WebContext) -> RateLimits:
 @router.api_route("/editions/{day}", methods=READ, response_class=HTMLResponse)
 def edition(request: Request, ctx: Ctx, editor: Editor, day: str) -> HTMLResponse:
     edition_date = inputs.local_date(day)
+    progress: EditionProgress | None = None
+    counts: LedgerCounts | None = None
+    rates: EditionRates | None = None
     with ctx.reading() as session:
-        found, counts, ambiguous = edition_service.edition_counts(session, edition_date)
+        found = edition_store.get_edition(session, edition_date)
+        if found.status == EditionStatus.SENDING:
+            progress = progress_service.edition_progress(session, found.id, now=ctx.now())
+            ambiguous = progress.ambiguous
+        else:
+            found, counts, ambiguous = edition_service.edition_counts(session, edition_date)
+            rates = rate_service.edition_rates(session, edition_date)
         problems = ledger.rows(
             session,
             found.id,
@@ -123,11 +146,15 @@ def edition(request: Request, ctx: Ctx, editor: Editor, day: str) -> HTMLRespons
             limit=PROBLEM_ROWS,
         )
         last_error = edition_store.last_error(session, found.id)
-        rates = rate_service.edition_rates(session, edition_date)
+    if counts is not None:
+        retry_count = str(counts.failed + counts.deferred)
+    else:  # while sending, from the problem rows already read rather than a count of the ledger
+        waiting = sum(r.status in (DeliveryStatus.FAILED, DeliveryStatus.DEFERRED) for r in problems)
+        retry_count = f"{waiting}+" if len(problems) >= PROBLEM_ROWS else str(waiting)
     problems = _for_reader_of_the_page(problems, editor)
     if not editor.is_admin:
         last_error = _masked(last_error)
-    can_retry = found.status in RETRYABLE and (counts.failed + counts.deferred) > 0
+    can_retry = found.status in RETRYABLE and retry_count != "0"
     return ctx.pages.render(
         request,
         "edition.html",
@@ -135,6 +162,10 @@ def edition(request: Request, ctx: Ctx, editor: Editor, day: str) -> HTMLRespons
             "title": f"Edition of {edition_date.isoformat()}",
             "edition": found,
             "counts": counts,
+            "progress": progress,
+            "duration": progress_service.duration,
+            "refresh_seconds": REFRESH_SECONDS,
+            "retry_count": retry_count,
             "ambiguous": ambiguous,
             "problems": problems,
             "problem_limit": PROBLEM_ROWS,
@@ -145,7 +176,7 @@ def edition(request: Request, ctx: Ctx, editor: Editor, day: str) -> HTMLRespons
             "percent": percent,
             "retry_running": _running(ctx, edition_date),
         },
-        headers=NO_STORE,
+        headers={**NO_STORE, "Refresh": str(REFRESH_SECONDS)} if progress else NO_STORE,
     )
 
 
