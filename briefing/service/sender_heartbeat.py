@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from briefing.db import session_scope
 from briefing.domain import Clock
+from briefing.service.alerts import one_line
 from briefing.service.claim_owners import HEARTBEAT_EVERY
 from briefing.store import senders as sender_store
 from briefing.store.senders import SenderTally
@@ -132,8 +133,7 @@ class Heartbeat:
                     finished=finished,
                 )
         except sa.exc.SQLAlchemyError as exc:
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            log.warning("could not write the sender heartbeat (%s); sending goes on", first_line)
+            log.warning("could not write the sender heartbeat (%s); sending goes on", one_line(exc))
             return False
         return True
 
@@ -146,9 +146,8 @@ class Heartbeat:
             try:
                 self.tick()
             except sa.exc.SQLAlchemyError as exc:
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 log.warning(
-                    "could not look for stopped senders' claims (%s); trying at the next beat", first_line
+                    "could not look for stopped senders' claims (%s); trying at the next beat", one_line(exc)
                 )
             except Exception:  # a bug here must not stop the heartbeat that keeps this run's claims
                 log.exception("looking for stopped senders' claims failed")

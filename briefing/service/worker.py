@@ -23,6 +23,7 @@ from briefing.domain import Clock, EditionData, EditionStatus
 from briefing.errors import BriefingError, LockHeld
 from briefing.mail.transport import Transport
 from briefing.service import claim_owners
+from briefing.service.alerts import one_line
 from briefing.service.claim_owners import HEARTBEAT_EVERY
 from briefing.service.edition_pass import SendOutcome, deliver, refuse_unreachable_links
 from briefing.service.send_report import RunTally
@@ -222,8 +223,7 @@ class Worker:
             except (sa.exc.SQLAlchemyError, BriefingError) as exc:
                 if once:
                     raise
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                ctx.log.error("the pass failed (%s); trying again in %.0f s", first, poll)
+                ctx.log.error("the pass failed (%s); trying again in %.0f s", one_line(exc), poll)
                 ran = None
             if once and (ran == 0 or rounds >= MAX_ONCE_ROUNDS):
                 return
