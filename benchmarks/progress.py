@@ -26,10 +26,12 @@ from sqlmodel import Session
 
 from briefing.db import make_engine, session_scope, upgrade
 from briefing.domain import EditionStatus
+from briefing.newsletter import PRIMARY_ID
 from briefing.service import progress as progress_service
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import senders
+from briefing.store.subscriptions import subscribe_all
 
 NOW = datetime(2026, 11, 30, 6, 5, tzinfo=UTC)
 EDITION = date(2026, 11, 30)
@@ -49,10 +51,11 @@ def fill(engine: sa.Engine, readers: int, sent_share: float) -> tuple[int, dict[
             ),
             {"n": readers, "now": NOW},
         )
+        subscribe_all(conn, PRIMARY_ID, now=NOW)
     took["subscribers_s"] = time.perf_counter() - began
     began = time.perf_counter()
     with session_scope(engine) as session:
-        edition = edition_store.ensure_edition(session, EDITION, now=NOW)
+        edition = edition_store.ensure_edition(session, EDITION, newsletter_id=1, now=NOW)
         edition_store.freeze(
             session,
             edition.id,

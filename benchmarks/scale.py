@@ -114,8 +114,13 @@ def load_subscribers(engine: sa.Engine, size: int) -> float:
             " 'active', 'bench', 0, 1, '{}', now(), now(), now(), now() FROM generate_series(1, %s) AS g",
             (size,),
         )
+        from briefing.newsletter import PRIMARY_ID
+        from briefing.store.subscriptions import subscribe_all
+
+        subscribe_all(conn, PRIMARY_ID, now=datetime.now(UTC))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE subscriber")
+        conn.exec_driver_sql("VACUUM ANALYZE subscription")
     return time.perf_counter() - started
 
 
@@ -150,7 +155,7 @@ def fresh_edition(engine: sa.Engine, setup: Any, day: date) -> tuple[int, float,
             )
     with session_scope(engine) as session:
         edition = edition_store.ensure_edition(
-            session, day, now=now, scheduled_for=cal.send_time_for(day, setup.plan)
+            session, day, newsletter_id=1, now=now, scheduled_for=cal.send_time_for(day, setup.plan)
         )
         prepared = prepare(session, setup, day, now=now)
         assert prepared.report.ok, prepared.report.problems

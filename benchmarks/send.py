@@ -34,6 +34,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from briefing.newsletter import PRIMARY_ID
+from briefing.store.subscriptions import subscribe_all
+
 ROOT = Path(__file__).resolve().parent.parent
 EDITION = date(2026, 11, 30)
 SINK = "/usr/sbin/smtp-sink"
@@ -95,6 +98,7 @@ def build_database(path: Path, subscribers: int) -> str:
                 batch = []
         if batch:
             conn.execute(sa.insert(Subscriber), batch)
+        subscribe_all(conn, PRIMARY_ID, now=now)
     with session_scope(engine) as session:
         for i in range(15):
             story_service.add_story(

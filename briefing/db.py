@@ -82,8 +82,11 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+def upgrade(engine: sa.Engine, revision: str = "head", *, newsletter_name: str = "") -> None:
     """Create or upgrade the schema; safe to run on every start.
+
+    `newsletter_name` names the first newsletter when a database from before several newsletters
+    is carried forward (its slug comes from it); the edges pass BRIEFING_NEWSLETTER_NAME.
 
     A database already at the newest revision is the common case (every command checks), and it
     is answered with one query: Alembic, which takes a tenth of a second to import, is loaded only
@@ -96,6 +99,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        cfg.attributes["newsletter_name"] = newsletter_name
         command.upgrade(cfg, revision)
 
 

@@ -75,7 +75,7 @@ def main(folder: Path = ROOT / "demo") -> int:
 
         with session_scope(engine) as session:
             queue = queue_service.queue_view(
-                session, setup.plan, setup.compose, now=clock.now(), edition_date=day
+                session, setup.plan, setup.compose, now=clock.now(), edition_date=day, newsletter_id=1
             )
         print_queue(queue)
 

@@ -106,6 +106,7 @@ class StoryItem:
     id: int
     headline: str
     url: str
+    newsletter_id: int = 1
     blurb: str = ""  # Markdown, sanitised at render time
     section: str = ""
     position: int = 0
@@ -143,6 +144,8 @@ class EditionData:
     id: int
     edition_date: date
     status: str
+    newsletter_id: int = 1
+    kind: str = "regular"  # or special-1, special-2, ... (briefing.newsletter)
     subject: str = ""
     preheader: str = ""
     story_ids: tuple[int, ...] = ()
@@ -291,6 +294,7 @@ class StandingBlocks:
     partner_text: str = ""
     partner_url: str = ""
     partner_label: str = ""
+    partner_image_url: str = ""  # a booked sponsor slot's image
     postal_address: str = ""
     why_text: str = ""
 
@@ -368,6 +372,7 @@ class StoryInput:
 
     headline: str
     url: str
+    newsletter_id: int = 1
     blurb: str = ""
     section: str = ""
     article_id: int | None = None

@@ -50,8 +50,47 @@ class Article(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
+class Newsletter(SQLModel, table=True):
+    """One email of the newsroom: who it is from, when it goes, how it looks, who may read it on the web.
+
+    Blank text fields inherit the BRIEFING_ settings, so the first newsletter of a database made
+    before there were several keeps following the settings it was configured with.
+    """
+
+    # Ids are in the links of sent emails (unsubscribe from this newsletter): never reused.
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=40, sa_column_kwargs={"unique": True})
+    name: str = Field(default="", max_length=200)
+    sender_name: str = Field(default="", max_length=200)
+    sender_address: str = Field(default="", max_length=320)
+    reply_to: str = Field(default="", max_length=320)
+    list_id: str = Field(default="", max_length=200)
+    send_days: str = Field(default="", max_length=60)  # "mon-fri"; "" = BRIEFING_SEND_DAYS
+    send_time: str = Field(default="", max_length=10)  # "06:00"; "" = BRIEFING_SEND_TIME
+    timezone: str = Field(default="", max_length=60)  # IANA name; "" = BRIEFING_TIMEZONE
+    section_order: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sections_optional: bool = Field(default=False)  # readers may opt out of sections
+    brand_colour: str = Field(default="", max_length=20)
+    accent_colour: str = Field(default="", max_length=20)
+    logo_url: str = Field(default="", max_length=2000)
+    template_set: str = Field(default="", max_length=60)  # a folder under templates/email; "" = the default
+    archive: str = Field(default="web", max_length=10)  # web: on the site for all; email: only by email
+    paused: bool = Field(default=False)
+    position: int = Field(default=0)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+
+
 class Story(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    newsletter_id: int = Field(
+        default=1,
+        foreign_key="newsletter.id",
+        index=True,
+        ondelete="CASCADE",
+        sa_column_kwargs={"server_default": "1"},
+    )
     article_id: int | None = Field(default=None, foreign_key="article.id", index=True, ondelete="SET NULL")
     headline: str = Field(max_length=300)
     url: str = Field(max_length=2000)
@@ -91,9 +130,41 @@ class Subscriber(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
-class Edition(SQLModel, table=True):
+class Subscription(SQLModel, table=True):
+    """One reader on one newsletter, with the sections they opted out of and whether specials reach them.
+
+    The address-level state (confirmed once, left everything, bounced) stays on the subscriber; a
+    reader gets a newsletter when both the subscriber is active and this row is.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "newsletter_id", name="uq_subscription_subscriber_newsletter"),
+        sa.Index("ix_subscription_newsletter_status", "newsletter_id", "status"),
+    )
     id: int | None = Field(default=None, primary_key=True)
-    edition_date: date = Field(sa_column_kwargs={"unique": True})
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
+    newsletter_id: int = Field(foreign_key="newsletter.id", ondelete="CASCADE")
+    status: str = Field(default="active", max_length=20)  # active, unsubscribed
+    excluded_sections: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The excluded set's canonical key ("" = every section), copied to the ledger at snapshot.
+    variant: str = Field(default="", max_length=2000)
+    specials: bool = Field(default=True)  # special editions reach this reader
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+    unsubscribed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Edition(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("newsletter_id", "edition_date", "kind", name="uq_edition_newsletter_date_kind"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    newsletter_id: int = Field(
+        default=1, foreign_key="newsletter.id", ondelete="CASCADE", sa_column_kwargs={"server_default": "1"}
+    )
+    edition_date: date = Field(index=True)
+    # regular: the scheduled edition of the date; special-1, special-2, ...: sent outside the schedule.
+    kind: str = Field(default="regular", max_length=20, sa_column_kwargs={"server_default": "regular"})
     status: str = Field(default="scheduled", max_length=20, index=True)
     held: bool = Field(default=False)
     note: str = Field(default="", max_length=5000)
@@ -137,8 +208,41 @@ class Delivery(SQLModel, table=True):
     message_id: str = Field(default="", max_length=300)
     # DATA went out and no reply came at least once; kept after a resend so the report can list it.
     was_ambiguous: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # The reader's section set (Subscription.variant): which rendering of the edition they get.
+    variant: str = Field(default="", max_length=2000, sa_column_kwargs={"server_default": ""})
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
+
+
+class EditionVariant(SQLModel, table=True):
+    """The frozen content of an edition for one set of excluded sections, rendered once at freeze."""
+
+    __tablename__ = "edition_variant"
+    __table_args__ = (UniqueConstraint("edition_id", "variant", name="uq_edition_variant"),)
+    id: int | None = Field(default=None, primary_key=True)
+    edition_id: int = Field(foreign_key="edition.id", ondelete="CASCADE")
+    variant: str = Field(max_length=2000)
+    subject: str = Field(default="", max_length=300)
+    html_template: str = Field(default="", sa_type=sa.Text)
+    text_template: str = Field(default="", sa_type=sa.Text)
+
+
+class SponsorSlot(SQLModel, table=True):
+    """A partner block booked for a newsletter over a range of dates (inclusive)."""
+
+    __tablename__ = "sponsor_slot"
+    __table_args__ = (sa.Index("ix_sponsor_slot_newsletter_dates", "newsletter_id", "starts_on", "ends_on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    newsletter_id: int = Field(foreign_key="newsletter.id", ondelete="CASCADE")
+    starts_on: date
+    ends_on: date
+    name: str = Field(default="", max_length=200)
+    text: str = Field(default="", max_length=1000)
+    url: str = Field(default="", max_length=2000)
+    image_url: str = Field(default="", max_length=2000)
+    label: str = Field(default="Partner", max_length=40)
+    paid: bool = Field(default=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # set by the store from its caller's clock
 
 
 class Editor(SQLModel, table=True):
@@ -232,8 +336,13 @@ class AlertState(SQLModel, table=True):
     """A problem with one edition the editors were told about, so that a restart does not tell them again."""
 
     __tablename__ = "alert_state"
-    __table_args__ = (UniqueConstraint("edition_date", "problem", name="uq_alert_state_edition_problem"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "newsletter_id", "edition_date", "problem", name="uq_alert_state_newsletter_edition_problem"
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
+    newsletter_id: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     edition_date: date
     problem: str = Field(max_length=40)  # preflight, not_sent, expired, unfinished
     subject: str = Field(default="", max_length=300)

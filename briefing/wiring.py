@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from briefing.domain import Clock, ComposeOptions
 from briefing.errors import ConfigError, InvalidInput
+from briefing.newsletter import NewsletterData
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -79,23 +80,35 @@ def templates_dir(settings: Settings) -> Path:
     raise ConfigError(f"no templates folder at {configured}", field="BRIEFING_TEMPLATES_DIR")
 
 
-def compose_options(settings: Settings) -> ComposeOptions:
+def newsletter_name(settings: Settings, newsletter: NewsletterData | None) -> str:
+    return (newsletter.name if newsletter else "") or settings.newsletter_name
+
+
+def compose_options(settings: Settings, newsletter: NewsletterData | None = None) -> ComposeOptions:
+    """The look and words of a newsletter's editions: its own values, the settings where it has none."""
+    n = newsletter or NewsletterData(id=1, slug="")
+    public = settings.public_base_url.rstrip("/")
+    if newsletter is None:
+        web_url, subscribe = public + "/archive/{date}", public + "/subscribe"
+    else:
+        web_url = f"{public}/archive/{n.slug}/{{date}}" if n.on_web else ""
+        subscribe = f"{public}/subscribe/{n.slug}"
     base = ComposeOptions()
     return replace(
         base,
-        newsletter_name=settings.newsletter_name,
+        newsletter_name=newsletter_name(settings, newsletter),
         site_name=settings.site_name,
         site_url=settings.site_url,
-        section_order=settings.section_order,
+        section_order=n.section_order or settings.section_order,
         more_from_count=settings.more_from_count,
         more_from_exclude_editions=settings.more_from_exclude_editions,
         subject_template=settings.subject_template,
         preheader_template=settings.preheader_template,
-        brand_colour=settings.brand_colour,
-        accent_colour=settings.accent_colour,
-        logo_url=settings.logo_url,
-        web_url_template=settings.public_base_url.rstrip("/") + "/archive/{date}",
-        subscribe_url=settings.public_base_url.rstrip("/") + "/subscribe",
+        brand_colour=n.brand_colour or settings.brand_colour,
+        accent_colour=n.accent_colour or settings.accent_colour,
+        logo_url=n.logo_url or settings.logo_url,
+        web_url_template=web_url,
+        subscribe_url=subscribe,
         story_thumbnails=settings.story_thumbnails,
         tip_contact=settings.tip_contact,
         support_url=settings.support_url,
@@ -106,28 +119,49 @@ def compose_options(settings: Settings) -> ComposeOptions:
     )
 
 
-def mailing(settings: Settings) -> Mailing:
+def mailing(settings: Settings, newsletter: NewsletterData | None = None) -> Mailing:
+    """Who a newsletter's mail is from; each has its own List-Id, so readers can filter each one."""
     from briefing.service.setup import Mailing
 
-    domain = settings.sender_address.rpartition("@")[2].lower()
+    n = newsletter or NewsletterData(id=1, slug="")
+    address = n.sender_address or settings.sender_address
+    domain = address.rpartition("@")[2].lower()
+    if n.list_id:
+        list_id = n.list_id
+    elif n.primary:
+        list_id = settings.list_id or f"briefing.{domain}"
+    else:
+        list_id = f"{n.slug}.{domain}"
     return Mailing(
-        from_name=settings.sender_name or settings.newsletter_name,
-        from_address=settings.sender_address,
+        from_name=n.sender_name or settings.sender_name or newsletter_name(settings, newsletter),
+        from_address=address,
         public_base_url=settings.public_base_url.rstrip("/"),
-        list_id=settings.list_id or f"briefing.{domain}",
+        list_id=list_id,
         unsubscribe_mailto=settings.unsubscribe_mailto or f"unsubscribe@{domain}",
-        reply_to=settings.reply_to,
+        reply_to=n.reply_to or settings.reply_to,
     )
 
 
-def send_plan(settings: Settings, extra_skips: frozenset[date] | None = None) -> cal.SendPlan:
-    """The calendar from settings; `extra_skips` are the dates editors skipped in the database."""
-    from briefing import calendar as cal
+def send_plan(
+    settings: Settings, extra_skips: frozenset[date] | None = None, newsletter: NewsletterData | None = None
+) -> cal.SendPlan:
+    """A newsletter's calendar; `extra_skips` are the dates editors skipped in the database."""
+    from zoneinfo import ZoneInfo
 
+    from briefing import calendar as cal
+    from briefing.config import parse_send_days
+
+    n = newsletter or NewsletterData(id=1, slug="")
+    try:
+        days = parse_send_days(n.send_days) if n.send_days else settings.send_days
+        at = cal.parse_local_time(n.send_time) if n.send_time else settings.send_time
+        zone = ZoneInfo(n.timezone) if n.timezone else settings.zone
+    except (ValueError, KeyError) as exc:  # stored values were checked when written; say which
+        raise ConfigError(f"newsletter {n.slug}: {exc}", field="newsletter") from None
     return cal.SendPlan(
-        send_days=settings.send_days,
-        send_time=settings.send_time,
-        zone=settings.zone,
+        send_days=days,
+        send_time=at,
+        zone=zone,
         skip_dates=settings.skip_dates | (extra_skips or frozenset()),
         max_lateness=settings.max_lateness,
     )
@@ -207,24 +241,35 @@ def poll_bounce_mailbox(
     )
 
 
-def edition_setup(settings: Settings, extra_skips: frozenset[date] | None = None) -> EditionSetup:
-    """Everything an edition needs, with only the skip dates given (see `edition_setup_now`)."""
+def edition_setup(
+    settings: Settings, extra_skips: frozenset[date] | None = None, newsletter: NewsletterData | None = None
+) -> EditionSetup:
+    """Everything a newsletter's edition needs, with only the skip dates given (see `edition_setup_now`)."""
     from briefing.edition.render import Renderer
     from briefing.links import LinkSigner
     from briefing.service.setup import EditionSetup, reaches_readers
 
+    email_templates = templates_dir(settings) / "email"
+    if newsletter is not None and newsletter.template_set:
+        email_templates = email_templates / newsletter.template_set
+        if not email_templates.is_dir():
+            raise ConfigError(
+                f"no template set {newsletter.template_set!r} at {email_templates}", field="newsletter"
+            )
+    extra: dict[str, Any] = {"newsletter": newsletter} if newsletter is not None else {}
     return EditionSetup(
-        compose=compose_options(settings),
-        renderer=Renderer(templates_dir(settings) / "email"),
-        mailing=mailing(settings),
+        compose=compose_options(settings, newsletter),
+        renderer=Renderer(email_templates),
+        mailing=mailing(settings, newsletter),
         signer=LinkSigner(settings.secret_keys()),
-        plan=send_plan(settings, extra_skips),
+        plan=send_plan(settings, extra_skips, newsletter),
         policy=delivery_policy(settings),
         dkim=dkim_signer(settings),
         min_stories=settings.min_stories,
         return_path=return_path(settings),
         smtputf8=settings.smtp_smtputf8,
         reaches_readers=reaches_readers(settings.smtp_url.get_secret_value()),
+        **extra,
     )
 
 
@@ -234,36 +279,67 @@ def edition_setup_now(
     *,
     base: EditionSetup | None = None,
     gate: AbstractContextManager[Any] | None = None,
+    newsletter: NewsletterData | int | None = None,
 ) -> EditionSetup:
-    """The edition setup as of now: settings plus the skip dates editors keep in the database.
+    """A newsletter's edition setup as of now: settings, its stored values, and the skip dates.
 
-    Editors may skip a date at any time (`briefing skip`), so every command, every scheduler job
-    and every web request that decides on a date calls this rather than keeping a setup from
+    Editors may skip a date or edit a newsletter at any time, so every command, every scheduler
+    job and every web request that decides on a date calls this rather than keeping a setup from
     start-up. A long-running edge passes the `base` it built once (the renderer, the signer), so
-    only the calendar is rebuilt; the web app passes its `gate` so the read queues like its others.
+    only the newsletter's values and calendar are rebuilt; the web app passes its `gate` so the
+    read queues like its others. No `newsletter` means the first one; the one given is read afresh.
     """
-    skips = _skip_dates_now(engine, gate)
-    if base is None:
-        return edition_setup(settings, skips)
-    return replace(base, plan=send_plan(settings, skips))
+    skips, current = _state_now(
+        engine, gate, newsletter if newsletter is not None else (base.newsletter.id if base else None)
+    )
+    if (
+        base is None
+        or base.newsletter.template_set != current.template_set
+        or base.newsletter.id != current.id
+    ):
+        return edition_setup(settings, skips, current)
+    return replace(
+        base,
+        newsletter=current,
+        compose=compose_options(settings, current),
+        mailing=mailing(settings, current),
+        plan=send_plan(settings, skips, current),
+    )
 
 
-def send_plan_now(settings: Settings, engine: sa.Engine) -> cal.SendPlan:
-    """The calendar as of now, the same one `edition_setup_now` builds, without the rest of the setup.
+def send_plan_now(
+    settings: Settings, engine: sa.Engine, newsletter: NewsletterData | int | None = None
+) -> cal.SendPlan:
+    """A newsletter's calendar as of now, as `edition_setup_now` builds it, without the rest of the setup.
 
     For the commands that only ask about dates (`briefing status`, `calendar`): a monitor runs
     status every minute, and should not load the renderer, the link signer and the DKIM key to do it.
     """
-    return send_plan(settings, _skip_dates_now(engine, None))
+    skips, current = _state_now(engine, None, newsletter)
+    return send_plan(settings, skips, current)
 
 
-def _skip_dates_now(engine: sa.Engine, gate: AbstractContextManager[Any] | None) -> frozenset[date]:
+def newsletters_now(engine: sa.Engine, *, include_paused: bool = True) -> list[NewsletterData]:
     from sqlmodel import Session
 
+    from briefing.store import newsletters as newsletter_store
+
+    with Session(engine) as session:
+        return newsletter_store.list_newsletters(session, include_paused=include_paused)
+
+
+def _state_now(
+    engine: sa.Engine, gate: AbstractContextManager[Any] | None, newsletter: NewsletterData | int | None
+) -> tuple[frozenset[date], NewsletterData]:
+    from sqlmodel import Session
+
+    from briefing.newsletter import PRIMARY_ID
+    from briefing.store import newsletters as newsletter_store
     from briefing.store import schedule as schedule_store
 
+    wanted = newsletter.id if isinstance(newsletter, NewsletterData) else (newsletter or PRIMARY_ID)
     with gate if gate is not None else nullcontext(), Session(engine) as session:
-        return schedule_store.skip_dates(session)
+        return schedule_store.skip_dates(session), newsletter_store.get_newsletter(session, wanted)
 
 
 def transport(settings: Settings, clock: Clock) -> ConnectionPool | MaildirTransport | MemoryTransport:

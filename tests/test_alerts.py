@@ -298,7 +298,7 @@ def test_a_held_edition_expires_at_the_watch_after_its_window_with_one_alert(
     mail = MemoryTransport()
     clock = ManualClock(SEND_AT.replace(minute=5))
     with session_scope(room.engine) as s:
-        edition_service.hold(s, EDITION, True, now=clock.now())
+        edition_service.hold(s, EDITION, True, newsletter_id=1, now=clock.now())
     job = daily(room.engine, mail, clock)
     assert job.watch_job() == "held"
 
@@ -308,10 +308,11 @@ def test_a_held_edition_expires_at_the_watch_after_its_window_with_one_alert(
     assert daily(room.engine, mail, clock).watch_job() == "edition is expired"
 
     with Session(room.engine) as s:
-        assert edition_store.get_edition(s, EDITION).status == "expired"
+        assert edition_store.get_edition(s, EDITION, newsletter_id=1).status == "expired"
     assert alerts(mail) == [f"[briefing] The edition of {EDITION} expired on hold"]
     with session_scope(room.engine) as s, pytest.raises(Conflict, match="expired"):
-        edition_service.hold(s, EDITION, False, now=clock.now())  # a release cannot revive it
+        # A release cannot revive it.
+        edition_service.hold(s, EDITION, False, newsletter_id=1, now=clock.now())
     assert readers_mail(mail) == 0
 
 
@@ -351,7 +352,7 @@ def test_status_is_unhealthy_for_an_edition_held_past_its_window(sqlite_newsroom
     room = sqlite_newsroom
     plan = make_setup().plan
     with session_scope(room.engine) as s:
-        edition_service.hold(s, EDITION, True, now=SEND_AT)
+        edition_service.hold(s, EDITION, True, newsletter_id=1, now=SEND_AT)
     during = SEND_AT.replace(hour=8)
     beat(room.engine, during)
     assert health_service.status(room.engine, plan, during, stale_after=FRESH).healthy  # an editor's choice

@@ -71,7 +71,7 @@ def test_each_reader_counts_once_over_the_copies_sent(engine: sa.Engine) -> None
     record_event(engine, r["r4@example.com"], other, "hard")  # another edition's
     record_event(engine, r["r5@example.com"], None, "hard")  # names no edition
     with Session(engine) as session:
-        rates = rate_service.edition_rates(session, EDITION)
+        rates = rate_service.edition_rates(session, EDITION, newsletter_id=1)
     # r0..r9: delivered, ambiguous and refused with a code; not r10 (skipped) nor r11 (no server saw it)
     assert rates.copies_sent == 10
     assert (rates.hard, rates.soft, rates.complaints) == (4, 2, 1)  # r0 r1 r7 r8; r2 r9; r3
@@ -90,7 +90,7 @@ def test_the_last_30_editions_are_read_in_one_query(engine: sa.Engine) -> None:
         ids[day] = send_copies(engine, day, refused)
         record_event(engine, r["r1@example.com"], ids[day], "complaint" if n % 3 == 0 else "soft")
     with session_scope(engine) as session:  # scheduled, nothing sent yet: not one of the 30
-        edition_store.ensure_edition(session, EDITION, now=SENT_AT)
+        edition_store.ensure_edition(session, EDITION, newsletter_id=1, now=SENT_AT)
     with Session(engine) as session, statements(engine) as seen:
         chart = rate_service.recent_rates(session)
         listed = rate_service.rates_of(session, list(ids.values()))
@@ -112,9 +112,9 @@ def test_the_last_30_editions_are_read_in_one_query(engine: sa.Engine) -> None:
 
 def test_an_edition_with_no_copy_sent_has_no_rate(engine: sa.Engine) -> None:
     with session_scope(engine) as session:
-        edition_store.ensure_edition(session, EDITION, now=SENT_AT)
+        edition_store.ensure_edition(session, EDITION, newsletter_id=1, now=SENT_AT)
     with Session(engine) as session:
-        rates = rate_service.edition_rates(session, EDITION)
+        rates = rate_service.edition_rates(session, EDITION, newsletter_id=1)
         assert rate_service.last_sent(session) is None
     assert (rates.copies_sent, rates.hard, rates.soft, rates.complaints) == (0, 0, 0, 0)
     assert rates.hard_rate is None and rates.complaint_rate is None

@@ -73,7 +73,7 @@ def test_the_editions_page_without_a_send_has_no_chart(
     editor_client: TestClient, sqlite_engine: sa.Engine
 ) -> None:
     with session_scope(sqlite_engine) as session:
-        edition_store.ensure_edition(session, EDITION, now=SENT_AT)
+        edition_store.ensure_edition(session, EDITION, newsletter_id=1, now=SENT_AT)
     page = editor_client.get("/editor/editions")
     assert page.status_code == 200
     assert "<svg" not in page.text and EDITION.isoformat() in page.text

@@ -110,7 +110,9 @@ def events(engine: sa.Engine) -> list[BounceEvent]:
 def next_snapshot(engine: sa.Engine, day: date) -> set[str]:
     """Who the next edition's snapshot takes."""
     with session_scope(engine) as s:
-        edition = edition_store.ensure_edition(s, day, now=NOW, scheduled_for=NOW + timedelta(days=1))
+        edition = edition_store.ensure_edition(
+            s, day, newsletter_id=1, now=NOW, scheduled_for=NOW + timedelta(days=1)
+        )
         ledger.snapshot(s, edition.id, now=NOW)
         return {r.email for r in ledger.rows(s, edition.id, limit=1000)}
 
@@ -127,7 +129,7 @@ def test_copies_go_out_with_a_return_path_that_names_them(
     )
     sent = send_with_verp(newsroom, smtp_server)
     with Session(newsroom.engine) as s:
-        edition_id = edition_store.get_edition(s, EDITION).id
+        edition_id = edition_store.get_edition(s, EDITION, newsletter_id=1).id
     for email, copy in sent.items():
         assert copy.mail_from != BOUNCES
         ref = RETURN_PATH.decode(copy.mail_from)
@@ -328,7 +330,7 @@ def test_a_message_whose_result_is_not_committed_stays_in_the_mbox(
 def _sent_edition(engine: sa.Engine, day: date) -> int:
     """An edition whose ledger says every active reader's copy was sent (the SMTP side is not the point)."""
     with session_scope(engine) as s:
-        edition = edition_store.ensure_edition(s, day, now=NOW, scheduled_for=NOW)
+        edition = edition_store.ensure_edition(s, day, newsletter_id=1, now=NOW, scheduled_for=NOW)
         ledger.snapshot(s, edition.id, now=NOW)
         s.execute(sa.update(Delivery).where(Delivery.edition_id == edition.id).values(status="sent"))
         return edition.id

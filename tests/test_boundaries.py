@@ -247,7 +247,7 @@ def test_the_writer_check_finds_a_store_write_from_an_edge() -> None:
     sample = (
         "from briefing.store import stories as story_store\n"
         "from briefing.store.subscribers import unsubscribe, find_by_email\n"
-        "story_store.list_stories(s)\nstory_store.set_status(s, 1, 'ready', now=now)\n"
+        "story_store.list_stories(s, newsletter_id=1)\nstory_store.set_status(s, 1, 'ready', now=now)\n"
     )
     assert store_writes(sample) == [
         "line 2: imports subscribers.unsubscribe",

@@ -49,7 +49,7 @@ def test_concurrent_senders_on_postgres_share_the_edition_and_say_who_is_still_s
         assert "content is already fixed" not in out
         assert "Run the send again" not in out
     with Session(engine) as s:
-        assert edition_store.get_edition(s, EDITION).status == "sending"
+        assert edition_store.get_edition(s, EDITION, newsletter_id=1).status == "sending"
 
     server.handler.gate.set()
     assert holder.wait(timeout=30) == 0, holder.output()
@@ -58,7 +58,7 @@ def test_concurrent_senders_on_postgres_share_the_edition_and_say_who_is_still_s
     assert set(copies) == set(emails)
     assert set(copies.values()) == {1}  # every reader exactly once, whoever sent it
     with Session(engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         counts = ledger.counts(s, edition.id)
     assert edition.status == "sent"
     assert counts.sent == len(emails) and counts.claimed == 0

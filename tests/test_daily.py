@@ -80,14 +80,14 @@ def test_a_held_edition_expires_when_its_window_closes(sqlite_newsroom: Newsroom
     room = sqlite_newsroom
     room.readers(1)
     with session_scope(room.engine) as s:
-        edition_service.hold(s, EDITION, True, now=T0)
+        edition_service.hold(s, EDITION, True, newsletter_id=1, now=T0)
     mail = MemoryTransport()
 
     assert sender(room, mail, SEND_AT.replace(minute=5)).send_job(EDITION, SEND_AT) == "held"
     late = SEND_AT.replace(hour=9, minute=30)
     assert sender(room, mail, late).send_job(EDITION, SEND_AT) == "expired"
     with Session(room.engine) as s:
-        assert edition_store.get_edition(s, EDITION).status == "expired"
+        assert edition_store.get_edition(s, EDITION, newsletter_id=1).status == "expired"
     assert [m.rcpt for m in mail.messages] == ["desk@example.org"]  # no reader; the editors, once
     assert _alerts(mail) == [f"[briefing] The edition of {EDITION} expired on hold"]
 

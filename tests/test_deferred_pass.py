@@ -65,7 +65,7 @@ def daily(room: Newsroom, server: SmtpTestServer, now: datetime) -> schedule_ser
     return schedule_service.DailySender(
         schedule_service.DailyContext(
             engine=room.engine,
-            setup=lambda: room.setup,
+            setup=lambda _newsletter=1: room.setup,
             transport=lambda: open_transport(server.url(), pool_size=2, timeout=5),
             alert_email="",
             stop=threading.Event(),
@@ -77,7 +77,7 @@ def daily(room: Newsroom, server: SmtpTestServer, now: datetime) -> schedule_ser
 
 def statuses(engine: sa.Engine) -> tuple[str, Counter[str]]:
     with Session(engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         rows = ledger.rows(s, edition.id, limit=1000)
     return edition.status, Counter(r.status for r in rows)
 
@@ -85,7 +85,7 @@ def statuses(engine: sa.Engine) -> tuple[str, Counter[str]]:
 def next_try(engine: sa.Engine) -> datetime:
     """When the deferred copy is due: the CLI's clock runs on from SENT_AT at the real pace."""
     with Session(engine) as s:
-        found = ledger_recovery.next_attempt(s, edition_store.get_edition(s, EDITION).id)
+        found = ledger_recovery.next_attempt(s, edition_store.get_edition(s, EDITION, newsletter_id=1).id)
     assert found is not None
     return found
 
@@ -129,7 +129,7 @@ def test_the_watch_leaves_a_sending_edition_alone_while_a_sender_is_live(
     smtp_server.plan.temp_prefix = "no-longer-greylisted"
     due = next_try(room.engine) + timedelta(seconds=1)
     with session_scope(room.engine) as s:  # a worker on another machine, heard from a moment ago
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         sender_store.start(
             s,
             owner="elsewhere.example.com:4242:abcd1234",
@@ -161,7 +161,7 @@ def test_past_its_window_the_watch_gives_deferred_copies_up_and_the_edition_fini
     assert statuses(room.engine) == ("sent", Counter({"sent": 2, "failed": 1}))
     assert copies(smtp_server)[GREYLISTED] == 0
     with Session(room.engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         [row] = [r for r in ledger.rows(s, edition.id) if r.email == GREYLISTED]
     assert "gave up (temporary failure until the window closed)" in row.smtp_reply
     assert room.status_of(GREYLISTED) == "active"  # one soft bounce is not a bounce
@@ -178,7 +178,7 @@ def test_a_worker_sends_the_deferred_copies_when_due_and_not_before(
     worker = worker_service.Worker(
         worker_service.WorkerContext(
             engine=room.engine,
-            setup=lambda: room.setup,
+            setup=lambda _newsletter=1: room.setup,
             transport=lambda: open_transport(smtp_server.url(), pool_size=2, timeout=5),
             clock=clock,
             stop=threading.Event(),

@@ -50,7 +50,7 @@ def send(
 
 def ledger_rows(room: Newsroom) -> dict[str, ledger.LedgerRow]:
     with Session(room.engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         return {r.email: r for r in ledger.rows(s, edition.id, limit=100_000)}
 
 
@@ -171,7 +171,7 @@ def test_permanent_refusals_fail_and_bounce_the_subscriber(
     assert outcome.edition.status == "sent"
 
     with session_scope(newsroom.engine) as s:  # the next edition leaves the bounced address out
-        next_edition = edition_store.ensure_edition(s, EDITION + timedelta(days=1), now=NOW)
+        next_edition = edition_store.ensure_edition(s, EDITION + timedelta(days=1), newsletter_id=1, now=NOW)
         assert ledger.snapshot(s, next_edition.id, now=NOW) == 4
 
 
@@ -320,7 +320,7 @@ def test_outside_the_window_nothing_is_sent_without_force(
         edition_service.send_edition(room.engine, room.setup, EDITION, mail, clock=ManualClock(moment))
     assert smtp_server.messages == []
     with Session(room.engine) as s:
-        edition = edition_store.find_edition(s, EDITION)
+        edition = edition_store.find_edition(s, EDITION, newsletter_id=1)
     if when == "too early":
         assert edition is None  # a refused early send writes nothing
     else:
@@ -345,4 +345,4 @@ def test_preflight_errors_stop_the_send(sqlite_engine, smtp_server: SmtpTestServ
     assert any("TK" in p for p in caught.value.problems)
     assert smtp_server.messages == []
     with Session(room.engine) as s:
-        assert edition_store.get_edition(s, EDITION).status == "scheduled"
+        assert edition_store.get_edition(s, EDITION, newsletter_id=1).status == "scheduled"

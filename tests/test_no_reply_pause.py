@@ -42,7 +42,7 @@ def test_consecutive_timeouts_after_data_pause_the_send_and_blame_nobody(
     assert len(tried) <= 3 + room.setup.policy.workers, f"{len(tried)} readers waited on the silent relay"
     assert set(tried.values()) == {1}, "no copy waited for the timeout twice in this run"
     with Session(room.engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         counts = ledger.counts(s, edition.id)
         states = Counter(sub.status for sub in subscriber_store.iter_subscribers(s))
     assert counts.failed == 0 and counts.pending + counts.ambiguous == 30

@@ -284,7 +284,7 @@ def test_the_send_bar_shows_the_whole_edition_and_this_senders_share(
         assert wait_until(lambda: server.handler.arrived >= 1, timeout=30), send.output()
         assert send.says("sent 0 of 10 (0 by this sender)"), send.output()
         with Session(sqlite_engine) as session:
-            found = edition_store.get_edition(session, EDITION)
+            found = edition_store.get_edition(session, EDITION, newsletter_id=1)
         add_run(sqlite_engine, found.id, "o:1:oo", host="other.example.net", at=T0 + timedelta(seconds=20))
         beat(sqlite_engine, "o:1:oo", at=T0 + timedelta(seconds=20), sent=6, rate=40.0)
         assert send.says("sent 6 of 10 (0 by this sender) · 40/s · ETA 0 s"), send.output()

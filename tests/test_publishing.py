@@ -59,7 +59,7 @@ def test_top_up_fills_a_thin_edition_and_freezes_only_real_stories(sqlite_newsro
     )
     assert outcome.edition.status == "sent"
     with Session(room.engine) as s:
-        frozen = edition_store.get_edition(s, EDITION)
+        frozen = edition_store.get_edition(s, EDITION, newsletter_id=1)
     assert len(frozen.story_ids) == 1 and all(i > 0 for i in frozen.story_ids)
     body = message_from_bytes(mail.messages[0].data, policy=default_policy)
     text = body.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -80,7 +80,7 @@ def test_test_send_is_marked_and_leaves_the_ledger_alone(sqlite_newsroom: Newsro
     assert parsed["Subject"].startswith("[Test] ")
     assert copy.rcpt == "editor@example.org"
     with Session(room.engine) as s:
-        assert edition_store.find_edition(s, EDITION) is None
+        assert edition_store.find_edition(s, EDITION, newsletter_id=1) is None
 
 
 def test_preview_shows_frozen_content_once_sending_started(sqlite_newsroom: Newsroom) -> None:

@@ -72,7 +72,12 @@ def judged(engine: sa.Engine, day: date | None = MONDAY, now: datetime = FIXED_N
     settings = web_settings_for(str(engine.url))
     with Session(engine) as session:
         views = queue_service.queue_view(
-            session, send_plan(settings), compose_options(settings), now=now, edition_date=day
+            session,
+            send_plan(settings),
+            compose_options(settings),
+            now=now,
+            edition_date=day,
+            newsletter_id=1,
         )
     return {entry.story.id: entry for view in views for entry in view.entries}
 

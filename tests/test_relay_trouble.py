@@ -146,7 +146,7 @@ def send(room: Newsroom, server: SmtpTestServer, **kw: object) -> edition_servic
 
 def rows(room: Newsroom) -> dict[str, ledger.LedgerRow]:
     with Session(room.engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         return {r.email: r for r in ledger.rows(s, edition.id, limit=100_000)}
 
 

@@ -109,7 +109,7 @@ def _room(engine: sa.Engine, readers: int = 5) -> Newsroom:
 
 def _status(engine: sa.Engine, day) -> str | None:  # type: ignore[no-untyped-def]
     with Session(engine) as s:
-        edition = edition_store.find_edition(s, day)
+        edition = edition_store.find_edition(s, day, newsletter_id=1)
         return edition.status if edition else None
 
 
@@ -176,14 +176,14 @@ def test_a_held_edition_waits_and_goes_out_when_released(
     _room(sqlite_engine, 3)
     send_at = (datetime.now(UTC) + timedelta(seconds=3)).astimezone(ZONE)
     with session_scope(sqlite_engine) as s:
-        edition_service.hold(s, send_at.date(), True, now=T0)
+        edition_service.hold(s, send_at.date(), True, newsletter_id=1, now=T0)
     scheduler = start(smtp_server.url(), send_at)
 
     assert scheduler.wait_for(lambda: "is on hold" in scheduler.output(), timeout=20), scheduler.output()
     pause(1.5)
     assert smtp_server.messages == []
     with session_scope(sqlite_engine) as s:
-        edition_service.hold(s, send_at.date(), False, now=T0)
+        edition_service.hold(s, send_at.date(), False, newsletter_id=1, now=T0)
     assert scheduler.wait_for(lambda: _status(sqlite_engine, send_at.date()) == "sent"), scheduler.output()
     scheduler.terminate()
     assert len(smtp_server.messages) == 3
@@ -201,7 +201,7 @@ def test_sigterm_during_a_send_exits_cleanly_and_a_restart_completes(
     assert first.terminate() == 0  # the copies in flight finish and are recorded, then it exits
     day = send_at.date()
     with Session(sqlite_engine) as s:
-        edition = edition_store.get_edition(s, day)
+        edition = edition_store.get_edition(s, day, newsletter_id=1)
         counts = ledger.counts(s, edition.id)
     assert counts.claimed == 0  # the message in flight finished and was recorded
     assert 0 < counts.sent < 30 and counts.sent == len(server.messages)

@@ -63,7 +63,7 @@ def test_sigkill_mid_send_then_rerun(sqlite_url: str, sqlite_engine, smtp_subpro
     assert all(n <= 2 for n in per_reader.values())
     assert len(doubled) <= POOL  # at most one per open connection
     with Session(sqlite_engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         rows = {r.email: r for r in ledger.rows(s, edition.id)}
         assert edition.status == "sent"
     assert {r.status for r in rows.values()} == {"sent"}

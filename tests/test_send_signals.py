@@ -41,7 +41,7 @@ def test_a_signal_lets_the_copies_in_flight_finish_then_a_second_send_completes(
     assert "partly sent (stopped)" in out
     assert f"briefing send --date {EDITION}" in out
     with Session(engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         counts = ledger.counts(s, edition.id)
     assert edition.status == "partial"
     assert counts.claimed == 0  # nothing left claimed by the stopped sender
@@ -55,7 +55,7 @@ def test_a_signal_lets_the_copies_in_flight_finish_then_a_second_send_completes(
     assert set(copies) == set(emails)
     assert set(copies.values()) == {1}  # every reader exactly once across both runs
     with Session(engine) as s:
-        assert edition_store.get_edition(s, EDITION).status == "sent"
+        assert edition_store.get_edition(s, EDITION, newsletter_id=1).status == "sent"
 
 
 def test_a_second_signal_stops_at_once_and_the_next_send_settles_the_copies_in_flight(

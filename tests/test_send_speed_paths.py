@@ -196,7 +196,9 @@ def test_a_writer_claims_on_from_its_last_batch_and_then_the_rows_put_back_behin
     emails = [f"reader{i}@example.com" for i in range(6)]
     add_readers(engine, emails)
     with session_scope(engine) as session:
-        edition = edition_store.ensure_edition(session, DAY, now=SENT_AT, scheduled_for=SENT_AT)
+        edition = edition_store.ensure_edition(
+            session, DAY, newsletter_id=1, now=SENT_AT, scheduled_for=SENT_AT
+        )
         ledger.snapshot(session, edition.id, now=SENT_AT)
     lease = SENT_AT + timedelta(minutes=5)
     writer = ledger.LedgerWriter(engine)

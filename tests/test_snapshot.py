@@ -18,9 +18,11 @@ from sqlmodel import Session
 from briefing.db import make_engine, session_scope, upgrade
 from briefing.domain import SubscriberInput, SubscriberStatus
 from briefing.models import Subscriber
+from briefing.newsletter import PRIMARY_ID
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import subscribers as subscriber_store
+from briefing.store.subscriptions import subscribe_all
 
 NOW = datetime(2026, 11, 30, 5, 30, tzinfo=UTC)  # the freeze, half an hour before a 06:00 send
 DAY = date(2026, 11, 30)
@@ -39,7 +41,7 @@ def add_readers(engine: sa.Engine, readers: dict[str, SubscriberStatus]) -> dict
 def take_snapshot(engine: sa.Engine, day: date = DAY) -> tuple[int, int]:
     """The edition's id and the size snapshot() reports."""
     with session_scope(engine) as session:
-        edition = edition_store.ensure_edition(session, day, now=NOW)
+        edition = edition_store.ensure_edition(session, day, newsletter_id=1, now=NOW)
         return edition.id, ledger.snapshot(session, edition.id, now=NOW)
 
 
@@ -150,6 +152,7 @@ def test_on_postgresql_a_repeated_snapshot_plans_an_anti_join_not_a_per_reader_s
                     for i in range(5_000)
                 ],
             )
+            subscribe_all(conn, PRIMARY_ID, now=NOW)
         take_snapshot(engine)
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE delivery")

@@ -30,11 +30,15 @@ def test_positions_append_insert_and_move(engine: sa.Engine) -> None:
         c = _add(s, "c")
         d = _add(s, "d", position=1)
         _add(s, "w", section="World")
-        order = [x.headline for x in story_store.list_stories(s) if x.section == "Politics"]
+        order = [x.headline for x in story_store.list_stories(s, newsletter_id=1) if x.section == "Politics"]
         assert order == ["d", "a", "b", "c"]
         story_service.move_story(s, c, 2, now=T0)
         story_service.move_story(s, d, 99, now=T0)
-        got = [(x.headline, x.position) for x in story_store.list_stories(s) if x.section == "Politics"]
+        got = [
+            (x.headline, x.position)
+            for x in story_store.list_stories(s, newsletter_id=1)
+            if x.section == "Politics"
+        ]
         assert got == [("c", 1), ("a", 2), ("b", 3), ("d", 4)]
 
 
@@ -45,7 +49,9 @@ def test_list_for_a_date_includes_next_edition_and_excludes_other_dates(engine: 
         _add(s, "tuesday", edition_date=date(2026, 12, 1))
         dropped = _add(s, "dropped")
         story_service.drop(s, dropped, now=T0)
-        got = {x.headline for x in story_store.list_stories(s, edition_date=date(2026, 11, 30))}
+        got = {
+            x.headline for x in story_store.list_stories(s, newsletter_id=1, edition_date=date(2026, 11, 30))
+        }
         assert got == {"undated", "monday"}
 
 

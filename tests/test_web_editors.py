@@ -107,7 +107,7 @@ def ids(sqlite_engine: sa.Engine) -> dict[str, str]:
 
 def snapshot(engine: sa.Engine) -> tuple[object, ...]:
     with session_scope(engine) as session:
-        stories = story_store.list_stories(session, statuses=())
+        stories = story_store.list_stories(session, newsletter_id=1, statuses=())
         counts = subscriber_store.count_by_status(session)
     return tuple((s.id, s.headline, s.status, s.position) for s in stories), tuple(sorted(counts.items()))
 
@@ -324,7 +324,7 @@ def test_queue_add_edit_reorder_ready_drop(editor_client: TestClient, sqlite_eng
         )
         assert response.status_code == 303, response.text
     with session_scope(sqlite_engine) as session:
-        stories = story_store.list_stories(session, edition_date=EDITION_DAY)
+        stories = story_store.list_stories(session, newsletter_id=1, edition_date=EDITION_DAY)
     assert [s.headline for s in stories] == ["Headline 0", "Headline 1", "Headline 2"]
     assert all(s.created_by == EDITOR_EMAIL and s.status == "draft" for s in stories)
     last = stories[-1]
@@ -340,7 +340,9 @@ def test_queue_add_edit_reorder_ready_drop(editor_client: TestClient, sqlite_eng
         f"/editor/stories/{last.id}/move", data={"csrf_token": token, "direction": "up", "day": day}
     )
     with session_scope(sqlite_engine) as session:
-        order = [s.headline for s in story_store.list_stories(session, edition_date=EDITION_DAY)]
+        order = [
+            s.headline for s in story_store.list_stories(session, newsletter_id=1, edition_date=EDITION_DAY)
+        ]
     assert order == ["Headline 2", "Headline 0", "Headline 1"]
     editor_client.post(
         f"/editor/stories/{last.id}/move", data={"csrf_token": token, "direction": "down", "day": day}
@@ -385,7 +387,10 @@ def test_queue_add_edit_reorder_ready_drop(editor_client: TestClient, sqlite_eng
         f"/editor/stories/{stories[1].id}/status", data={"csrf_token": token, "status": "dropped", "day": day}
     )
     with session_scope(sqlite_engine) as session:
-        left = {s.headline: s.status for s in story_store.list_stories(session, edition_date=EDITION_DAY)}
+        left = {
+            s.headline: s.status
+            for s in story_store.list_stories(session, newsletter_id=1, edition_date=EDITION_DAY)
+        }
     assert left == {"Headline 0": "ready", "Headline two, rewritten": "ready"}
     page = editor_client.get(f"/editor/queue?date={day}")
     assert "“Headline 1” was dropped." in page.text  # the message, shown once
@@ -408,7 +413,7 @@ def test_queue_from_a_stored_article(editor_client: TestClient, sqlite_engine: s
     )
     assert response.status_code == 303
     with session_scope(sqlite_engine) as session:
-        (story,) = story_store.list_stories(session, edition_date=EDITION_DAY)
+        (story,) = story_store.list_stories(session, newsletter_id=1, edition_date=EDITION_DAY)
     assert (story.headline, story.url, story.section, story.article_id) == (
         "Port expansion promises jobs",
         "https://www.example.com/economy/port",
@@ -451,7 +456,7 @@ def test_bad_story_input_is_a_400_naming_the_field(
     assert response.status_code == 400
     assert message in response.text
     with session_scope(sqlite_engine) as session:
-        assert story_store.list_stories(session, statuses=()) == []
+        assert story_store.list_stories(session, newsletter_id=1, statuses=()) == []
 
 
 def test_editing_a_missing_story_is_a_clean_error(editor_client: TestClient) -> None:
@@ -837,7 +842,7 @@ def test_editors_note_is_set_from_the_queue_page_and_reaches_the_preview(
     )
     assert saved.status_code == 303 and saved.headers["location"] == f"/editor/queue?date={day}#note"
     with session_scope(sqlite_engine) as session:
-        edition = edition_store.get_edition(session, EDITION_DAY)
+        edition = edition_store.get_edition(session, EDITION_DAY, newsletter_id=1)
     assert edition.note == "Polls open at <b>7am</b>."
     page = editor_client.get(f"/editor/queue?date={day}").text
     assert "Polls open at &lt;b&gt;7am&lt;/b&gt;." in page

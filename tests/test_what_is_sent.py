@@ -67,7 +67,7 @@ def test_a_forced_early_send_carries_exactly_the_stories_its_preview_showed(
     assert headlines(shown.prepared) == ["Budget clears the Assembly", "Report published at dawn"]
     assert outcome.edition.status == EditionStatus.SENT
     with Session(room.engine) as s:
-        frozen = edition_store.get_edition(s, EDITION)
+        frozen = edition_store.get_edition(s, EDITION, newsletter_id=1)
     assert list(frozen.story_ids) == [st.id for st in shown.prepared.briefing.stories]
     [copy] = mail.messages
     sent = text_of(copy.data)
@@ -176,7 +176,9 @@ def test_a_real_send_refuses_reader_links_no_reader_can_open(sqlite_newsroom: Ne
     [problem] = failed.value.problems
     assert problem.startswith("BRIEFING_PUBLIC_BASE_URL: ") and repr(base) in problem
     with Session(room.engine) as s:
-        assert edition_store.find_edition(s, EDITION) is None  # nothing frozen, nobody snapshotted
+        assert (
+            edition_store.find_edition(s, EDITION, newsletter_id=1) is None
+        )  # nothing frozen, nobody snapshotted
 
 
 def test_the_same_local_links_pass_a_rehearsal_on_a_loopback_server(
@@ -213,8 +215,8 @@ def test_a_partly_sent_edition_is_not_resumed_through_a_real_relay_with_local_li
     room = sqlite_newsroom
     room.readers(1)
     with session_scope(room.engine) as s:
-        edition = edition_store.ensure_edition(s, EDITION, now=T0, scheduled_for=SEND_AT)
-        story_ids = [st.id for st in story_store.list_stories(s, edition_date=EDITION)]
+        edition = edition_store.ensure_edition(s, EDITION, newsletter_id=1, now=T0, scheduled_for=SEND_AT)
+        story_ids = [st.id for st in story_store.list_stories(s, newsletter_id=1, edition_date=EDITION)]
         edition_store.freeze(
             s, edition.id, subject="S", preheader="P", html="<p>x</p>", text="x", story_ids=story_ids, now=T0
         )
@@ -229,7 +231,7 @@ def test_a_partly_sent_edition_is_not_resumed_through_a_real_relay_with_local_li
     finally:
         relay.close()
     with Session(room.engine) as s:
-        assert edition_store.get_edition(s, EDITION).status == EditionStatus.PARTIAL
+        assert edition_store.get_edition(s, EDITION, newsletter_id=1).status == EditionStatus.PARTIAL
 
 
 def test_the_web_preview_of_a_sent_edition_shows_its_frozen_copy(

@@ -84,7 +84,7 @@ def newsroom(url: str) -> Newsroom:
 
 def ledger_state(engine: sa.Engine) -> tuple[str, dict[str, ledger.LedgerRow]]:
     with Session(engine) as s:
-        edition = edition_store.get_edition(s, EDITION)
+        edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
         return edition.status, {r.email: r for r in ledger.rows(s, edition.id, limit=100_000)}
 
 
@@ -113,7 +113,7 @@ def test_workers_and_one_send_share_the_edition_and_every_reader_gets_exactly_on
     status, rows = ledger_state(room.engine)
     assert status == "sent" and {r.status for r in rows.values()} == {"sent"}
     with Session(room.engine) as s:
-        runs = sender_store.for_edition(s, edition_store.get_edition(s, EDITION).id)
+        runs = sender_store.for_edition(s, edition_store.get_edition(s, EDITION, newsletter_id=1).id)
     assert sorted(r.role for r in runs) == sorted(["send", *["worker"] * count])
     assert all(r.finished_at is not None and r.tally.sent > 0 for r in runs)
     assert sum(r.tally.sent for r in runs) == READERS  # the tallies add up to the edition
@@ -185,7 +185,7 @@ def test_claims_of_a_worker_on_another_host_are_recovered_once_it_is_gone(
     worker = worker_service.Worker(
         worker_service.WorkerContext(
             engine=engine,
-            setup=lambda: room.setup,
+            setup=lambda _newsletter=1: room.setup,
             transport=lambda: open_transport(smtp_server.url(), pool_size=2, timeout=5),
             clock=ManualClock(NOW),
             stop=threading.Event(),
@@ -230,7 +230,7 @@ class StallingRelay:
 
     def _theirs_released(self) -> bool:
         with Session(self.engine) as s:
-            edition = edition_store.get_edition(s, EDITION)
+            edition = edition_store.get_edition(s, EDITION, newsletter_id=1)
             rows = ledger.rows(s, edition.id, statuses=["claimed"], limit=1000)
         return not any(r.subscriber_id in self.theirs for r in rows)
 

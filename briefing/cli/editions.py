@@ -27,6 +27,7 @@ from briefing.cli.common import (
     styled,
 )
 from briefing.errors import InvalidInput
+from briefing.newsletter import PRIMARY_ID
 
 if TYPE_CHECKING:
     from briefing.domain import EditionData, LedgerCounts
@@ -212,8 +213,8 @@ def editions_show(
 
         watch_edition(day)
     with session_scope(state().engine) as session:
-        e, counts, ambiguous = edition_service.edition_counts(session, day)
-        rates = rate_service.edition_rates(session, day)
+        e, counts, ambiguous = edition_service.edition_counts(session, day, newsletter_id=PRIMARY_ID)
+        rates = rate_service.edition_rates(session, day, newsletter_id=PRIMARY_ID)
         last_error = edition_store.last_error(session, e.id)
         detail = (
             ledger.rows(session, e.id, statuses=("failed", "deferred", "ambiguous")) if failed else []
@@ -300,7 +301,7 @@ def note(
 
     day = edition_date(edition, current_setup())
     with session_scope(state().engine) as session:
-        edition_service.set_note(session, day, text, now=state().now())
+        edition_service.set_note(session, day, text, newsletter_id=PRIMARY_ID, now=state().now())
     show(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
 
 
@@ -334,5 +335,5 @@ def _set_hold(edition: str, *, held: bool) -> date:
 
     day = edition_date(edition, current_setup())
     with session_scope(state().engine) as session:
-        edition_service.hold(session, day, held, now=state().now())
+        edition_service.hold(session, day, held, newsletter_id=PRIMARY_ID, now=state().now())
     return day

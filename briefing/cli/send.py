@@ -32,6 +32,7 @@ from briefing.cli.editions import content_source, print_preflight
 from briefing.cli.stopping import STOP_GRACE, STOPPED_EXITS
 from briefing.cli.stopping import Stopper as _Stopper
 from briefing.errors import InvalidInput, LockHeld, PreflightFailed
+from briefing.newsletter import PRIMARY_ID
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -218,7 +219,7 @@ def _send_with_progress(
             rate = (mine - first_sent) / (moment - first_at) if moment > first_at else 0.0
             try:
                 with Session(engine) as session:
-                    found = edition_store.find_edition(session, day)
+                    found = edition_store.find_edition(session, day, newsletter_id=PRIMARY_ID)
                     # Only a sending edition's progress is read: any other state would be counted
                     # from the ledger, too dear once a second (and this sender alone is then at work).
                     whole = (

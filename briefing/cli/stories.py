@@ -116,6 +116,7 @@ def list_(
             now=state().now(),
             edition_date=day,
             statuses=statuses,
+            newsletter_id=1,
         )
     if as_json:
         print_json(_json_entry(entry) for queue in queues for entry in queue.entries)

@@ -92,8 +92,13 @@ def worker(
     base = edition_setup(settings)
     width = settings.smtp_pool_size
 
-    def setup() -> "EditionSetup":
-        current = edition_setup_now(settings, engine, base=base)
+    bases: dict[int, EditionSetup] = {}
+
+    def setup(newsletter_id: int) -> "EditionSetup":
+        current = edition_setup_now(
+            settings, engine, base=bases.get(newsletter_id, base), newsletter=newsletter_id
+        )
+        bases[newsletter_id] = current
         return replace(current, policy=replace(current.policy, workers=width))
 
     def guard() -> "Callable[[], None] | None":

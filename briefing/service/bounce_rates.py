@@ -66,9 +66,11 @@ def edition_rates_from(c: BounceCounts) -> EditionRates:
     )
 
 
-def edition_rates(session: Session, edition_date: date) -> EditionRates:
+def edition_rates(
+    session: Session, edition_date: date, *, newsletter_id: int, kind: str = "regular"
+) -> EditionRates:
     """The rates of one edition; NotFound (field `date`) when there is no edition that day."""
-    edition = edition_store.get_edition(session, edition_date)
+    edition = edition_store.get_edition(session, edition_date, newsletter_id=newsletter_id, kind=kind)
     return edition_rates_from(rate_store.for_editions(session, [edition.id])[0])
 
 

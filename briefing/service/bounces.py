@@ -28,6 +28,7 @@ from briefing.mail.mailboxes import Mailbox
 from briefing.mail.provider_events import UNSUBSCRIBE, ProviderEvent
 from briefing.mail.reports import Failure, Report, ReportKind, read_report
 from briefing.mail.returnpath import ReturnPath
+from briefing.newsletter import PRIMARY_ID
 from briefing.service import subscribers as subscriber_service
 from briefing.store import bounces as bounce_store
 from briefing.store import editions as edition_store
@@ -276,10 +277,16 @@ def poll(
 
 
 def recent(
-    engine: sa.Engine, *, since: datetime | None, edition: date | None = None, limit: int = 1000
+    engine: sa.Engine,
+    *,
+    since: datetime | None,
+    edition: date | None = None,
+    newsletter_id: int = PRIMARY_ID,
+    limit: int = 1000,
 ) -> list[BounceEventData]:
     """Recent events, or (with `edition`) those about one edition; NotFound if it does not exist."""
     with session_scope(engine) as session:
+        edition_id = None
         if edition is not None:
-            edition_store.get_edition(session, edition)
-        return bounce_store.recent_events(session, since=since, edition_date=edition, limit=limit)
+            edition_id = edition_store.get_edition(session, edition, newsletter_id=newsletter_id).id
+        return bounce_store.recent_events(session, since=since, edition_id=edition_id, limit=limit)

@@ -25,8 +25,10 @@ from briefing.edition.compose import compose_briefing
 from briefing.edition.preflight import PreflightReport, check_copy, preflight
 from briefing.edition.topup import top_up
 from briefing.errors import NotFound
+from briefing.newsletter import REGULAR, is_special
 from briefing.reader_copy import personalise
 from briefing.service.setup import EditionSetup, sample_recipient
+from briefing.service.sponsors import sponsor_warnings, with_sponsor
 from briefing.service.stories import left_out_warnings
 from briefing.store import articles as article_store
 from briefing.store import editions as edition_store
@@ -59,6 +61,8 @@ def judged_at(
     "before the send time" (a check ahead of the send).
     """
     send_at = cal.send_time_for(edition_date, plan)
+    if edition is not None and is_special(edition.kind) and edition.scheduled_for is not None:
+        send_at = edition.scheduled_for  # a special goes when the editor said, not on the calendar
     if edition is not None and edition.frozen_at is not None:
         return max(send_at, edition.frozen_at)
     return send_at if now is None else max(send_at, now)
@@ -69,23 +73,51 @@ def prepare(
     setup: EditionSetup,
     edition_date: date,
     now: datetime | None = None,
+    *,
+    kind: str = REGULAR,
 ) -> Prepared:
     """Compose, render and check the edition as it goes out (see `judged_at`).
 
     A frozen edition is shown as frozen: that copy, not today's queue, is what was or will be sent,
-    and only the copy is checked again (its stories were checked when it was frozen).
+    and only the copy is checked again (its stories were checked when it was frozen). A special
+    edition is made of the stories and words its editor gave, never of the day's queue.
     """
-    edition = edition_store.find_edition(session, edition_date)
+    edition = edition_store.find_edition(session, edition_date, newsletter_id=setup.newsletter.id, kind=kind)
     moment = judged_at(edition_date, setup.plan, now=now, edition=edition)
     if edition is not None and edition.frozen_at is not None:
         return _frozen(session, setup, edition, moment)
-    briefing = _compose(session, setup, edition_date, moment, note=edition.note if edition else "")
+    if is_special(kind):
+        if edition is None:
+            raise NotFound(f"no special edition {kind} on {edition_date}", field="kind")
+        briefing = _compose_special(session, setup, edition, moment)
+    else:
+        briefing = _compose(session, setup, edition_date, moment, note=edition.note if edition else "")
+    briefing = with_sponsor(session, setup, briefing)
     rendered = setup.renderer.render_edition(briefing)
     html, _ = personalise(rendered, sample_recipient(setup))
     report = preflight(briefing, rendered, personalised_html=html, public_base_url=_checked_base(setup))
-    left_out = left_out_warnings(session, setup.plan, edition_date, moment=moment)  # ready, yet not in it
-    report = replace(report, warnings=report.warnings + left_out)
+    if not is_special(kind):  # ready, yet not in it
+        left_out = left_out_warnings(
+            session, setup.plan, edition_date, moment=moment, newsletter_id=setup.newsletter.id
+        )
+        report = replace(report, warnings=report.warnings + left_out)
+    report = replace(report, warnings=report.warnings + sponsor_warnings(session, setup, edition_date))
     return Prepared(briefing, rendered, report, judged_at=moment)
+
+
+def _compose_special(
+    session: Session, setup: EditionSetup, edition: EditionData, moment: datetime
+) -> Briefing:
+    stories = [_as_frozen(s, edition.edition_date) for s in _stories(session, edition.story_ids)]
+    if stories and not any(s.lead for s in stories):
+        stories[0] = replace(stories[0], lead=True)  # the breaking story leads
+    options = replace(setup.compose, editor_note=edition.note, more_from_count=0)
+    briefing = compose_briefing(stories, [], edition.edition_date, moment, options)
+    return replace(
+        briefing,
+        subject=edition.subject or briefing.subject,
+        preheader=edition.preheader or briefing.preheader,
+    )
 
 
 def _checked_base(setup: EditionSetup) -> str | None:
@@ -97,10 +129,15 @@ def _compose(
     session: Session, setup: EditionSetup, edition_date: date, moment: datetime, *, note: str
 ) -> Briefing:
     # Every status, so an article an editor dropped is not brought back by the top-up.
-    stories = story_store.list_stories(session, edition_date=edition_date, statuses=ALL_STORY_STATUSES)
+    stories = story_store.list_stories(
+        session, newsletter_id=setup.newsletter.id, edition_date=edition_date, statuses=ALL_STORY_STATUSES
+    )
     articles: list[ArticleData] = article_store.recent_articles(session, limit=MORE_FROM_CANDIDATES)
     recent_urls = edition_store.recent_featured_urls(
-        session, before=edition_date, editions=setup.compose.more_from_exclude_editions
+        session,
+        before=edition_date,
+        editions=setup.compose.more_from_exclude_editions,
+        newsletter_id=setup.newsletter.id,
     )
     if setup.min_stories:
         stories += top_up(

@@ -20,6 +20,7 @@ from briefing.domain import Clock, EditionData, EditionStatus
 from briefing.edition.preflight import PreflightReport, public_base_url_problem
 from briefing.errors import PreflightFailed
 from briefing.mail.transport import Transport
+from briefing.newsletter import edition_label
 from briefing.service import claim_owners
 from briefing.service.claim_owners import HEARTBEAT_EVERY
 from briefing.service.delivery import DeliveryRun
@@ -31,6 +32,7 @@ from briefing.store import editions as edition_store
 from briefing.store import ledger_recovery
 from briefing.store import stories as story_store
 from briefing.store import subscribers as subscriber_store
+from briefing.store.deliveries import Claim
 
 OTHERS = "others"  # live senders elsewhere hold the rest; whoever settles the last copy finishes it
 DEFERRED = "deferred"  # only copies deferred by their servers remain, due at `next_try`
@@ -84,7 +86,17 @@ def deliver(
     """
     with Session(engine) as session:
         html, text = edition_store.frozen_content(session, edition.id)
-    factory = MailFactory(setup, edition.edition_date, edition.subject, html, text, clock)
+        variants = edition_store.frozen_variants(session, edition.id)
+    factories = {
+        key: MailFactory(setup, edition.edition_date, subject, v_html, v_text, clock, kind=edition.kind)
+        for key, (subject, v_html, v_text) in {"": (edition.subject, html, text), **variants}.items()
+    }
+    factory = factories[""]
+
+    def build(claim: Claim) -> tuple[bytes, str]:
+        # A reader's section set (copied to the ledger at snapshot) picks the rendering frozen for it.
+        return factories.get(claim.variant, factory).for_claim(claim)
+
     policy = replace(setup.policy, window_end=window_end)
     halt = threading.Event() if settle_only else stop
     if halt is not None and settle_only:
@@ -93,7 +105,7 @@ def deliver(
         engine,
         edition.id,
         envelope_from=envelope_sender(setup, edition.id),
-        build=factory.for_claim,
+        build=build if len(factories) > 1 else factory.for_claim,
         transport=transport,
         policy=policy if breaker else replace(policy, breaker_rate=0.0),
         stop=halt,
@@ -143,9 +155,11 @@ def finish(
     stopped leaves it `partial`, for that person to run again; so does a pass that found the
     window closed (`late`) with copies never sent, which only a deliberate late send may send.
     """
-    day = edition.edition_date.isoformat()
+    day = edition_label(edition.edition_date, edition.kind)
     with session_scope(engine) as session:
-        current = edition_store.lock_edition(session, edition.edition_date)
+        current = edition_store.lock_edition(
+            session, edition.edition_date, newsletter_id=edition.newsletter_id, kind=edition.kind
+        )
         counts = ledger.counts(session, edition.id)
         others = claim_owners.others_at_work(session, edition.id, owner, now=now)
         next_try = ledger_recovery.next_attempt(session, edition.id)

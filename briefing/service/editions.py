@@ -22,6 +22,7 @@ from briefing import calendar as cal
 from briefing import inputs
 from briefing.domain import Clock, EditionData, EditionStatus, LedgerCounts, Recipient
 from briefing.errors import NotFound
+from briefing.newsletter import REGULAR
 from briefing.reader_copy import personalise
 from briefing.service.edition_content import Prepared, featured_urls, judged_at, prepare
 from briefing.service.send import DRY_RUN_LISTED, DryRun, SendOutcome, dry_run, send_edition, send_test
@@ -119,27 +120,33 @@ def write_preview(result: Preview, out_dir: Path) -> dict[str, Path]:
 # --------------------------------------------------------------------------- editions' state
 
 
-def edition_counts(session: Session, edition_date: date) -> tuple[EditionData, LedgerCounts, int]:
-    edition = edition_store.get_edition(session, edition_date)
+def edition_counts(
+    session: Session, edition_date: date, *, newsletter_id: int, kind: str = REGULAR
+) -> tuple[EditionData, LedgerCounts, int]:
+    edition = edition_store.get_edition(session, edition_date, newsletter_id=newsletter_id, kind=kind)
     return edition, ledger.counts(session, edition.id), ledger.ambiguous_count(session, edition.id)
 
 
-def set_note(session: Session, edition_date: date, note: str, *, now: datetime) -> EditionData:
+def set_note(
+    session: Session, edition_date: date, note: str, *, newsletter_id: int, now: datetime
+) -> EditionData:
     """The editor's note for one day (Markdown); empty removes it. Only before the edition is frozen."""
-    edition = edition_store.ensure_edition(session, edition_date, now=now)
+    edition = edition_store.ensure_edition(session, edition_date, newsletter_id=newsletter_id, now=now)
     text = inputs.multi_line(note, field="note", max_len=2000)
     return edition_store.set_note(session, edition.id, text, now=now)
 
 
-def hold(session: Session, edition_date: date, held: bool, *, now: datetime) -> EditionData:
-    edition = edition_store.ensure_edition(session, edition_date, now=now)
+def hold(
+    session: Session, edition_date: date, held: bool, *, newsletter_id: int, now: datetime
+) -> EditionData:
+    edition = edition_store.ensure_edition(session, edition_date, newsletter_id=newsletter_id, now=now)
     return edition_store.set_hold(session, edition.id, held, now=now)
 
 
 def expire_if_unsent(
-    session: Session, edition_date: date, reason: str, *, now: datetime
+    session: Session, edition_date: date, reason: str, *, newsletter_id: int, now: datetime
 ) -> EditionData | None:
-    edition = edition_store.ensure_edition(session, edition_date, now=now)
+    edition = edition_store.ensure_edition(session, edition_date, newsletter_id=newsletter_id, now=now)
     if edition.status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
         return edition_store.set_status(session, edition.id, EditionStatus.EXPIRED, error=reason, now=now)
     return None

@@ -40,11 +40,11 @@ class EditionQueue:
         return [entry for _name, group in self.sections for entry in group]
 
 
-def next_open_edition(session: Session, plan: cal.SendPlan, now: datetime) -> date:
+def next_open_edition(session: Session, plan: cal.SendPlan, now: datetime, *, newsletter_id: int) -> date:
     """The edition an undated story waits for: today's while it can still go out, else the next."""
     current = cal.previous_send_time(now, plan, plan.max_lateness)
     if current is not None:
-        edition = edition_store.find_edition(session, current.edition_date)
+        edition = edition_store.find_edition(session, current.edition_date, newsletter_id=newsletter_id)
         if edition is None or edition.status in OPEN_EDITION:
             return current.edition_date
     return cal.next_send_times(now, plan, 1)[0].edition_date
@@ -58,17 +58,23 @@ def queue_view(
     now: datetime,
     edition_date: date | None = None,
     statuses: Sequence[str] = story_store.ACTIVE_STATUSES,
+    newsletter_id: int,
 ) -> list[EditionQueue]:
     """One edition's queue for `edition_date`; without it, one per date that has stories waiting.
 
     A story for "the next edition" is shown with the next edition that can still go out.
     """
-    stories = story_store.list_stories(session, edition_date=edition_date, statuses=statuses)
-    undated_go_to = edition_date or next_open_edition(session, plan, now)
+    stories = story_store.list_stories(
+        session, newsletter_id=newsletter_id, edition_date=edition_date, statuses=statuses
+    )
+    undated_go_to = edition_date or next_open_edition(session, plan, now, newsletter_id=newsletter_id)
     by_date: dict[date, list[StoryItem]] = {} if edition_date is None else {edition_date: []}
     for story in stories:
         by_date.setdefault(edition_date or story.edition_date or undated_go_to, []).append(story)
-    return [_edition_queue(session, plan, options, day, group, now) for day, group in sorted(by_date.items())]
+    return [
+        _edition_queue(session, plan, options, day, group, now, newsletter_id)
+        for day, group in sorted(by_date.items())
+    ]
 
 
 def _edition_queue(
@@ -78,10 +84,13 @@ def _edition_queue(
     day: date,
     stories: list[StoryItem],
     now: datetime,
+    newsletter_id: int,
 ) -> EditionQueue:
-    edition = edition_store.find_edition(session, day)
+    edition = edition_store.find_edition(session, day, newsletter_id=newsletter_id)
     moment = judged_at(day, plan, now=now, edition=edition)
-    judged = judge_stories(session, plan, day, stories, moment=moment, now=now, edition=edition)
+    judged = judge_stories(
+        session, plan, day, stories, moment=moment, now=now, edition=edition, newsletter_id=newsletter_id
+    )
     sections = tuple(
         (name, tuple(replace(judged[s.id], blurb_html=str(blurb_page_html(s.blurb))) for s in group))
         for name, group in order_sections(stories, options)

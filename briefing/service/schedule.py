@@ -157,7 +157,7 @@ class DailySender:
         day = latest.edition_date
         decision = cal.decide(day, now, plan)
         with Session(ctx.engine) as session:
-            edition = edition_store.find_edition(session, day)
+            edition = edition_store.find_edition(session, day, newsletter_id=setup.newsletter.id)
         status = edition.status if edition else None
         if status == EditionStatus.SENT:
             self._resolve_all(day, "it has been sent")  # perhaps by hand: `briefing send --force`
@@ -291,7 +291,7 @@ class DailySender:
         decision = cal.decide(edition_date, now, setup.plan)
         expired_on_hold: bool | None = None  # set when this run expires the edition
         with session_scope(ctx.engine) as session:
-            edition = edition_store.find_edition(session, edition_date)
+            edition = edition_store.find_edition(session, edition_date, newsletter_id=setup.newsletter.id)
             if edition is not None and edition.status == EditionStatus.SENT:
                 log.info("edition of %s was already sent; nothing to do", edition_date)
                 return "already sent"
@@ -302,7 +302,9 @@ class DailySender:
             unstarted = edition is None or edition.status in (EditionStatus.SCHEDULED, EditionStatus.HELD)
             if decision.state == "expired" and unstarted:
                 why = "held past its window" if held else f"not started by {decision.latest}"
-                edition_service.expire_if_unsent(session, edition_date, why, now=now)
+                edition_service.expire_if_unsent(
+                    session, edition_date, why, newsletter_id=setup.newsletter.id, now=now
+                )
                 expired_on_hold = held
             elif held:
                 log.warning(

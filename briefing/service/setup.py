@@ -21,6 +21,7 @@ from briefing.mail.pool import ConnectionPool
 from briefing.mail.returnpath import ReturnPath
 from briefing.mail.smtp_url import SmtpConfig, parse_smtp_url
 from briefing.mail.transport import keep_dot_safe
+from briefing.newsletter import PRIMARY_ID, REGULAR, NewsletterData
 from briefing.service.delivery import DeliveryPolicy, EnvelopeFrom
 from briefing.store.deliveries import Claim
 
@@ -61,6 +62,20 @@ class EditionSetup:
     # The configured mail reaches readers' inboxes (see `reaches_readers`): the send then refuses
     # reader links that no reader could open.
     reaches_readers: bool = False
+    # Whose editions these are: the edges build one setup per newsletter.
+    newsletter: NewsletterData = field(default_factory=lambda: NewsletterData(id=PRIMARY_ID, slug="briefing"))
+
+
+def edition_key(newsletter: NewsletterData, edition_date: date, kind: str = REGULAR) -> str:
+    """The edition's part of each copy's Message-ID: unique per newsletter, date and kind.
+
+    The first newsletter's regular editions keep the date alone, as they had before there were
+    several, so the Message-IDs of a resumed send match those already sent.
+    """
+    key = edition_date.isoformat()
+    if not newsletter.primary:
+        key = f"{key}.{newsletter.slug}"
+    return key if kind == REGULAR else f"{key}.{kind}"
 
 
 def reaches_readers(smtp_url: str) -> bool:
@@ -101,7 +116,15 @@ class MailFactory:
     """Per-edition message skeleton plus per-reader links; microseconds per message."""
 
     def __init__(
-        self, setup: EditionSetup, edition_date: date, subject: str, html: str, text: str, clock: Clock
+        self,
+        setup: EditionSetup,
+        edition_date: date,
+        subject: str,
+        html: str,
+        text: str,
+        clock: Clock,
+        *,
+        kind: str = REGULAR,
     ) -> None:
         m = setup.mailing
         self.setup = setup
@@ -115,7 +138,7 @@ class MailFactory:
             list_id=m.list_id,
             unsubscribe_mailto=m.unsubscribe_mailto,
             message_id_domain=m.domain,
-            edition_key=edition_date.isoformat(),
+            edition_key=edition_key(setup.newsletter, edition_date, kind),
             reply_to=m.reply_to,
             list_name=setup.compose.newsletter_name,
             smtputf8=setup.smtputf8,
@@ -140,13 +163,20 @@ class MailFactory:
 def reader(
     setup: EditionSetup, subscriber_id: int, email: str, name: str, token_version: int = 1
 ) -> Recipient:
-    """A reader with their own signed unsubscribe and preferences links."""
+    """A reader with their own signed unsubscribe and preferences links.
+
+    The unsubscribe link names the newsletter it leaves (`?list=<slug>`); the token alone is the
+    reader's, so a link without it (every email sent before there were several) leaves the first.
+    """
     base = setup.mailing.public_base_url
+    leave = unsubscribe_url(base, setup.signer.unsubscribe_token(subscriber_id, token_version))
+    if not setup.newsletter.primary:
+        leave = f"{leave}?list={setup.newsletter.slug}"
     return Recipient(
         subscriber_id=subscriber_id,
         email=email,
         name=name,
-        unsubscribe_url=unsubscribe_url(base, setup.signer.unsubscribe_token(subscriber_id, token_version)),
+        unsubscribe_url=leave,
         preferences_url=preferences_url(base, setup.signer.preferences_token(subscriber_id, token_version)),
     )
 

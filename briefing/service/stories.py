@@ -32,6 +32,7 @@ from briefing.domain import (
 from briefing.edition.compose import LeftOut, left_out, pick_stories
 from briefing.edition.preflight import PreflightProblem
 from briefing.errors import Conflict, InvalidInput, NotFound
+from briefing.newsletter import PRIMARY_ID
 from briefing.store import articles as article_store
 from briefing.store import stories as story_store
 
@@ -55,6 +56,7 @@ class StoryRequest:
     image_url: str = ""
     image_alt: str = ""
     created_by: str = ""
+    newsletter_id: int = PRIMARY_ID  # whose queue it joins
 
 
 def add_story(session: Session, request: StoryRequest, *, now: datetime) -> StoryItem:
@@ -96,6 +98,7 @@ def add_story(session: Session, request: StoryRequest, *, now: datetime) -> Stor
         image_url=inputs.web_url(request.image_url, field="image", required=False),
         image_alt=inputs.one_line(request.image_alt, field="image_alt", max_len=300),
         created_by=request.created_by,
+        newsletter_id=request.newsletter_id,
     )
     return story_store.add_story(session, item, now=now)
 
@@ -146,7 +149,10 @@ def nudge_story(session: Session, story_id: int, direction: str, *, now: datetim
     group = [
         s
         for s in story_store.list_stories(
-            session, edition_date=story.edition_date, include_undated=story.edition_date is None
+            session,
+            newsletter_id=story.newsletter_id,
+            edition_date=story.edition_date,
+            include_undated=story.edition_date is None,
         )
         if s.section == story.section and s.edition_date == story.edition_date
     ]
@@ -257,6 +263,7 @@ def judge_stories(
     moment: datetime,
     now: datetime | None = None,
     edition: EditionData | None = None,
+    newsletter_id: int,
 ) -> dict[int, QueueEntry]:
     """Whether the edition of `edition_date`, judged at `moment`, takes each story, and if not why.
 
@@ -264,7 +271,9 @@ def judge_stories(
     can never disagree with the email. With `now`, the edition itself is judged too (sent, skipped,
     too late); without it, as for the edition being prepared, only the stories are.
     """
-    ready = story_store.list_stories(session, edition_date=edition_date, statuses=(StoryStatus.READY.value,))
+    ready = story_store.list_stories(
+        session, newsletter_id=newsletter_id, edition_date=edition_date, statuses=(StoryStatus.READY.value,)
+    )
     _taken, reasons = pick_stories(ready, edition_date, moment)
     closed = _unsendable(edition_date, edition, plan, now) if now is not None else None
     judged: dict[int, QueueEntry] = {}
@@ -277,11 +286,13 @@ def judge_stories(
 
 
 def left_out_warnings(
-    session: Session, plan: cal.SendPlan, edition_date: date, *, moment: datetime
+    session: Session, plan: cal.SendPlan, edition_date: date, *, moment: datetime, newsletter_id: int
 ) -> tuple[PreflightProblem, ...]:
     """One preflight warning for each ready story the edition leaves out when judged at `moment`."""
-    ready = story_store.list_stories(session, edition_date=edition_date, statuses=(StoryStatus.READY.value,))
-    judged = judge_stories(session, plan, edition_date, ready, moment=moment)
+    ready = story_store.list_stories(
+        session, newsletter_id=newsletter_id, edition_date=edition_date, statuses=(StoryStatus.READY.value,)
+    )
+    judged = judge_stories(session, plan, edition_date, ready, moment=moment, newsletter_id=newsletter_id)
     return tuple(
         PreflightProblem(f"story {e.story.id}", f"“{e.story.headline}” is ready but left out: {e.why}")
         for e in judged.values()

@@ -22,6 +22,7 @@ from briefing import calendar as cal
 from briefing.domain import Clock, EditionData, EditionStatus
 from briefing.errors import BriefingError, LockHeld
 from briefing.mail.transport import Transport
+from briefing.newsletter import REGULAR, is_special
 from briefing.service import claim_owners
 from briefing.service.alerts import one_line
 from briefing.service.claim_owners import HEARTBEAT_EVERY
@@ -44,7 +45,10 @@ def pass_window(edition: EditionData, plan: cal.SendPlan) -> datetime | None:
     The send time plus the maximum lateness; None (retries until the attempts run out) when the
     edition was started after that on purpose (`briefing send --force`).
     """
-    window_end = cal.send_time_for(edition.edition_date, plan) + plan.max_lateness
+    send_at = cal.send_time_for(edition.edition_date, plan)
+    if is_special(edition.kind) and edition.scheduled_for is not None:
+        send_at = edition.scheduled_for
+    window_end = send_at + plan.max_lateness
     if edition.started_at is not None and edition.started_at >= window_end:
         return None
     return window_end
@@ -77,6 +81,7 @@ def run_pass(
     *,
     clock: Clock,
     role: str = "worker",
+    kind: str = REGULAR,
     stop: threading.Event | None = None,
     on_progress: Callable[[RunTally], None] | None = None,
     heartbeat_every: float = HEARTBEAT_EVERY,
@@ -90,7 +95,9 @@ def run_pass(
     if transport_reaches_readers(transport) and not setup.reaches_readers:
         setup = replace(setup, reaches_readers=True)  # judged by where the mail really goes
     with Session(engine) as session:
-        edition = edition_store.find_edition(session, edition_date)
+        edition = edition_store.find_edition(
+            session, edition_date, newsletter_id=setup.newsletter.id, kind=kind
+        )
     if edition is None or edition.status != EditionStatus.SENDING:
         return None
     refuse_unreachable_links(setup, edition_date)
@@ -118,6 +125,8 @@ class PassReport:
     edition_date: date
     reason: str
     outcome: SendOutcome
+    kind: str = REGULAR
+    newsletter: str = ""  # its slug
 
     @property
     def mine(self) -> int:
@@ -134,10 +143,10 @@ class PassReport:
 
 @dataclass(frozen=True, slots=True)
 class WorkerContext:
-    """What a worker needs; `setup` and `transport` are factories, called afresh for each pass."""
+    """What a worker needs; `setup` (by newsletter id) and `transport` are factories, called per pass."""
 
     engine: sa.Engine
-    setup: Callable[[], EditionSetup]
+    setup: Callable[[int], EditionSetup]
     transport: Callable[[], Transport]
     clock: Clock
     stop: threading.Event
@@ -158,15 +167,19 @@ class Worker:
     def due(self) -> list[tuple[EditionData, str]]:
         """The sending editions a pass would do something for now, oldest first, with the reason."""
         ctx = self.ctx
-        plan = ctx.setup().plan
         now = ctx.clock.now()
         with Session(ctx.engine) as session:
             sending = edition_store.list_editions(
                 session, limit=SENDING_LOOKED_AT, statuses=[EditionStatus.SENDING.value]
             )
+        # Each newsletter's calendar, read outside the session: on SQLite every transaction takes
+        # the write lock, and a second one opened inside the first would wait for it.
+        plans = {nid: ctx.setup(nid).plan for nid in {e.newsletter_id for e in sending}}
+        with Session(ctx.engine) as session:
             found = []
-            for edition in sorted(sending, key=lambda e: e.edition_date):
-                reason = pass_reason(session, edition, now=now, window_end=pass_window(edition, plan))
+            for edition in sorted(sending, key=lambda e: (e.edition_date, e.id)):
+                window_end = pass_window(edition, plans[edition.newsletter_id])
+                reason = pass_reason(session, edition, now=now, window_end=window_end)
                 if reason is not None:
                     found.append((edition, reason))
         return found
@@ -186,14 +199,16 @@ class Worker:
                     ctx.log.info("waiting: %s", exc)
                     return None
             transport = ctx.transport()
+            setup = ctx.setup(edition.newsletter_id)
             try:
                 outcome = run_pass(
                     ctx.engine,
-                    ctx.setup(),
+                    setup,
                     edition.edition_date,
                     transport,
                     clock=ctx.clock,
                     role="worker",
+                    kind=edition.kind,
                     stop=ctx.stop,
                 )
             finally:
@@ -205,7 +220,9 @@ class Worker:
             ran += 1
             self.passes += 1
             if ctx.on_pass is not None:
-                ctx.on_pass(PassReport(edition.edition_date, reason, outcome))
+                ctx.on_pass(
+                    PassReport(edition.edition_date, reason, outcome, edition.kind, setup.newsletter.slug)
+                )
         return ran
 
     def run(self, *, poll: float, once: bool = False) -> None:

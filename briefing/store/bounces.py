@@ -144,9 +144,9 @@ def soft_bounce_count(session: Session, subscriber_id: int, *, since: datetime) 
 
 
 def recent_events(
-    session: Session, *, since: datetime | None, edition_date: date | None = None, limit: int = 1000
+    session: Session, *, since: datetime | None, edition_id: int | None = None, limit: int = 1000
 ) -> list[BounceEventData]:
-    """Events received since `since` (None: ever), only those about the edition of `edition_date` if given."""
+    """Events received since `since` (None: ever), only those about one edition if given."""
     stmt = (
         sa.select(BounceEvent, col(Subscriber.email), col(Edition.edition_date))
         .join(Subscriber, col(Subscriber.id) == col(BounceEvent.subscriber_id))
@@ -154,8 +154,8 @@ def recent_events(
     )
     if since is not None:
         stmt = stmt.where(col(BounceEvent.received_at) >= since)
-    if edition_date is not None:
-        stmt = stmt.where(col(Edition.edition_date) == edition_date)
+    if edition_id is not None:
+        stmt = stmt.where(col(BounceEvent.edition_id) == edition_id)
     rows = session.execute(
         stmt.order_by(col(BounceEvent.received_at).desc(), col(BounceEvent.id).desc()).limit(limit)
     ).all()

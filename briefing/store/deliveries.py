@@ -16,11 +16,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from briefing.domain import DeliveryStatus, LedgerCounts, SubscriberStatus
-from briefing.models import Delivery, Subscriber
+from briefing.models import Delivery, Edition, Subscriber, Subscription
 from briefing.store.ledger_sql import WRITER_SQL
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]
+U = Subscription.__table__  # type: ignore[attr-defined]
+E = Edition.__table__  # type: ignore[attr-defined]
 
 CLAIMABLE = (DeliveryStatus.PENDING.value, DeliveryStatus.DEFERRED.value)
 SUPPRESSED_REPLY = "not sent: the subscriber is no longer active"
@@ -35,6 +37,8 @@ class Claim:
     attempts: int
     token_version: int
     was_ambiguous: bool = False
+    variant: str = ""  # the reader's section set: which rendering of the edition they get
+    newsletter_id: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +53,18 @@ class LedgerRow:
     sent_at: datetime | None
 
 
+def variants_in_ledger(session: Session, edition_id: int) -> list[str]:
+    """The section sets the edition's readers chose ("" = the whole edition), each once."""
+    rows = session.execute(sa.select(D.c.variant).where(D.c.edition_id == edition_id).distinct()).scalars()
+    return sorted(str(v or "") for v in rows)
+
+
 def snapshot(session: Session, edition_id: int, *, now: datetime) -> int:
-    """Create one pending row per active subscriber, in one statement; returns the ledger size.
+    """One pending row per reader of the edition's newsletter, in one statement; returns the ledger size.
+
+    A reader is one whose address is active and whose subscription to that newsletter is; a
+    special edition leaves out those who said no to specials. Each row carries the reader's
+    section set (`variant`), so the send picks that rendering without looking the reader up again.
 
     Running it again adds nobody who is already there (UNIQUE(edition, subscriber)), so a crash
     between snapshot and send never doubles or drops anyone.
@@ -63,18 +77,29 @@ def snapshot(session: Session, edition_id: int, *, now: datetime) -> int:
     already = (
         sa.select(sa.literal(1)).where(D.c.edition_id == edition_id, D.c.subscriber_id == S.c.id).exists()
     )
-    source = sa.select(
-        sa.literal(edition_id),
-        S.c.id,
-        S.c.email,
-        sa.literal(DeliveryStatus.PENDING.value),
-        sa.literal(0),
-        sa.literal(""),
-        sa.literal(""),
-        sa.literal(""),
-        sa.literal(False),
-        sa.literal(now, type_=D.c.updated_at.type),
-    ).where(S.c.status == SubscriberStatus.ACTIVE.value, ~already)
+    edition = session.execute(sa.select(E.c.newsletter_id, E.c.kind).where(E.c.id == edition_id)).one()
+    wanted = [S.c.status == SubscriberStatus.ACTIVE.value, U.c.status == "active", ~already]
+    if edition.kind != "regular":
+        wanted.append(U.c.specials == sa.true())
+    source = (
+        sa.select(
+            sa.literal(edition_id),
+            S.c.id,
+            S.c.email,
+            sa.literal(DeliveryStatus.PENDING.value),
+            sa.literal(0),
+            sa.literal(""),
+            sa.literal(""),
+            sa.literal(""),
+            sa.literal(False),
+            sa.literal(now, type_=D.c.updated_at.type),
+            U.c.variant,
+        )
+        .select_from(
+            S.join(U, sa.and_(U.c.subscriber_id == S.c.id, U.c.newsletter_id == edition.newsletter_id))
+        )
+        .where(*wanted)
+    )
     session.execute(
         sa.insert(D).from_select(
             [
@@ -88,6 +113,7 @@ def snapshot(session: Session, edition_id: int, *, now: datetime) -> int:
                 "message_id",
                 "was_ambiguous",
                 "updated_at",
+                "variant",
             ],
             source,
         )
@@ -198,6 +224,8 @@ class LedgerWriter:
                     email=str(row[4]),
                     name=str(row[5] or ""),
                     token_version=int(row[7]),
+                    variant=str(row[8] or ""),
+                    newsletter_id=int(row[9]),
                 )
                 for row in found
                 if row[6] == SubscriberStatus.ACTIVE.value
@@ -215,7 +243,7 @@ class LedgerWriter:
         lease outlives the status it was taken with. One primary-key lookup costs far less than the
         SMTP round trips of the copy it may keep from a reader who has just left.
         """
-        found = self._run("reader_status", (claim.subscriber_id,)).fetchone()
+        found = self._run("reader_status", (claim.newsletter_id, claim.subscriber_id)).fetchone()
         if found is not None and found[0] == SubscriberStatus.ACTIVE.value:
             return True
         self._run("skip", (SUPPRESSED_REPLY, self._ts(now), claim.delivery_id))

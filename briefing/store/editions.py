@@ -1,4 +1,4 @@
-"""Editions: one row per newsletter date, carrying the frozen content that every copy is built from."""
+"""Editions: one row per (newsletter, date, kind), with the frozen content every copy is built from."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import EditionData, EditionStatus
 from briefing.errors import Conflict, NotFound
-from briefing.models import Edition
+from briefing.models import Edition, EditionVariant
+from briefing.newsletter import REGULAR
 
 # Statuses in which the content is fixed and a send may (re)start.
 FROZEN_STATUSES = (
@@ -28,6 +29,8 @@ def to_data(row: Edition) -> EditionData:
     return EditionData(
         id=row.id,
         edition_date=row.edition_date,
+        newsletter_id=row.newsletter_id,
+        kind=row.kind,
         status=row.status,
         subject=row.subject,
         preheader=row.preheader,
@@ -43,41 +46,70 @@ def to_data(row: Edition) -> EditionData:
     )
 
 
-def find_edition(session: Session, edition_date: date) -> EditionData | None:
-    row = _find(session, edition_date)
+def find_edition(
+    session: Session, edition_date: date, *, newsletter_id: int, kind: str = REGULAR
+) -> EditionData | None:
+    row = _find(session, edition_date, newsletter_id, kind)
     return to_data(row) if row else None
 
 
-def get_edition(session: Session, edition_date: date) -> EditionData:
-    row = _find(session, edition_date)
+def get_edition(
+    session: Session, edition_date: date, *, newsletter_id: int, kind: str = REGULAR
+) -> EditionData:
+    row = _find(session, edition_date, newsletter_id, kind)
     if row is None:
-        raise NotFound(f"no edition for {edition_date.isoformat()}", field="date")
+        raise NotFound(f"no edition for {_label(edition_date, kind)}", field="date")
     return to_data(row)
 
 
-def lock_edition(session: Session, edition_date: date) -> EditionData:
+def edition_by_id(session: Session, edition_id: int) -> EditionData:
+    return to_data(_row(session, edition_id))
+
+
+def editions_of_date(session: Session, edition_date: date, *, newsletter_id: int) -> list[EditionData]:
+    """The regular edition of a date and its specials, in the order they were made."""
+    stmt = select(Edition).where(Edition.edition_date == edition_date, Edition.newsletter_id == newsletter_id)
+    return [to_data(r) for r in session.exec(stmt.order_by(col(Edition.id))).all()]
+
+
+def lock_edition(
+    session: Session, edition_date: date, *, newsletter_id: int, kind: str = REGULAR
+) -> EditionData:
     """The edition, its row locked until the transaction ends (PostgreSQL; SQLite has one writer).
 
     Senders that start together take turns here: the first freezes and snapshots, the others then
     find the edition sending and join it instead of freezing it a second time.
     """
-    stmt = select(Edition).where(Edition.edition_date == edition_date).with_for_update()
+    stmt = (
+        select(Edition)
+        .where(
+            Edition.edition_date == edition_date, Edition.newsletter_id == newsletter_id, Edition.kind == kind
+        )
+        .with_for_update()
+    )
     # populate_existing: what the previous holder of the lock committed, not a cached copy.
     row = session.exec(stmt.execution_options(populate_existing=True)).first()
     if row is None:
-        raise NotFound(f"no edition for {edition_date.isoformat()}", field="date")
+        raise NotFound(f"no edition for {_label(edition_date, kind)}", field="date")
     return to_data(row)
 
 
 def ensure_edition(
-    session: Session, edition_date: date, *, now: datetime, scheduled_for: datetime | None = None
+    session: Session,
+    edition_date: date,
+    *,
+    newsletter_id: int,
+    kind: str = REGULAR,
+    now: datetime,
+    scheduled_for: datetime | None = None,
+    subject: str = "",
 ) -> EditionData:
-    """Return the edition for a date, creating it if needed.
+    """Return the edition for a (newsletter, date, kind), creating it if needed.
 
-    The date is unique in the database, so two processes racing here end up with one row: the
+    That triple is unique in the database, so two processes racing here end up with one row: the
     loser's INSERT fails inside a savepoint and it reads the winner's row.
     """
-    row = _find(session, edition_date)
+    row = _find(session, edition_date, newsletter_id, kind)
     if row is not None:
         if scheduled_for is not None and row.scheduled_for is None:
             row.scheduled_for = scheduled_for
@@ -87,21 +119,34 @@ def ensure_edition(
     try:
         with session.begin_nested():
             row = Edition(
-                edition_date=edition_date, scheduled_for=scheduled_for, created_at=now, updated_at=now
+                newsletter_id=newsletter_id,
+                edition_date=edition_date,
+                kind=kind,
+                subject=subject,
+                scheduled_for=scheduled_for,
+                created_at=now,
+                updated_at=now,
             )
             session.add(row)
     except sa.exc.IntegrityError:
-        row = _find(session, edition_date)
+        row = _find(session, edition_date, newsletter_id, kind)
         assert row is not None
     session.flush()
     return to_data(row)
 
 
-def list_editions(session: Session, *, limit: int = 30, statuses: Sequence[str] = ()) -> list[EditionData]:
+def list_editions(
+    session: Session, *, limit: int = 30, statuses: Sequence[str] = (), newsletter_id: int | None = None
+) -> list[EditionData]:
+    """The newest editions first (of one newsletter, or of all when `newsletter_id` is None)."""
     stmt = select(Edition)
+    if newsletter_id is not None:
+        stmt = stmt.where(Edition.newsletter_id == newsletter_id)
     if statuses:
         stmt = stmt.where(col(Edition.status).in_(list(statuses)))
-    rows = session.exec(stmt.order_by(col(Edition.edition_date).desc()).limit(limit)).all()
+    rows = session.exec(
+        stmt.order_by(col(Edition.edition_date).desc(), col(Edition.id).desc()).limit(limit)
+    ).all()
     return [to_data(r) for r in rows]
 
 
@@ -111,6 +156,32 @@ def frozen_content(session: Session, edition_id: int) -> tuple[str, str]:
     if row is None:
         raise NotFound(f"no edition with id {edition_id}", field="edition")
     return row.html_template, row.text_template
+
+
+def frozen_variants(session: Session, edition_id: int) -> dict[str, tuple[str, str, str]]:
+    """Each section set's frozen (subject, html, text), by its key; the whole edition is not among them."""
+    rows = session.exec(select(EditionVariant).where(EditionVariant.edition_id == edition_id)).all()
+    return {r.variant: (r.subject, r.html_template, r.text_template) for r in rows}
+
+
+def freeze_variants(session: Session, edition_id: int, variants: dict[str, tuple[str, str, str]]) -> int:
+    """Store the renderings of the section sets the ledger holds; a set already frozen is kept."""
+    have = set(frozen_variants(session, edition_id))
+    added = 0
+    for key, (subject, html, text) in variants.items():
+        if key and key not in have:
+            session.add(
+                EditionVariant(
+                    edition_id=edition_id,
+                    variant=key,
+                    subject=subject,
+                    html_template=html,
+                    text_template=text,
+                )
+            )
+            added += 1
+    session.flush()
+    return added
 
 
 def freeze(
@@ -211,13 +282,14 @@ def last_error(session: Session, edition_id: int) -> str:
     return _row(session, edition_id).last_error
 
 
-def recent_featured_urls(session: Session, *, before: date, editions: int) -> list[str]:
-    """URLs the last N editions before a date linked (for the "not featured recently" rule)."""
+def recent_featured_urls(session: Session, *, before: date, editions: int, newsletter_id: int) -> list[str]:
+    """URLs the newsletter's last N editions before a date linked (the "not featured recently" rule)."""
     if editions <= 0:
         return []
     rows = session.exec(
         select(Edition)
         .where(
+            Edition.newsletter_id == newsletter_id,
             col(Edition.edition_date) < before,
             col(Edition.status).in_(["sent", "partial", "sending", "paused", "halted"]),
         )
@@ -227,8 +299,16 @@ def recent_featured_urls(session: Session, *, before: date, editions: int) -> li
     return [url for r in rows for url in (r.featured_urls or [])]
 
 
-def _find(session: Session, edition_date: date) -> Edition | None:
-    return session.exec(select(Edition).where(Edition.edition_date == edition_date)).first()
+def _find(session: Session, edition_date: date, newsletter_id: int, kind: str) -> Edition | None:
+    return session.exec(
+        select(Edition).where(
+            Edition.edition_date == edition_date, Edition.newsletter_id == newsletter_id, Edition.kind == kind
+        )
+    ).first()
+
+
+def _label(edition_date: date, kind: str) -> str:
+    return edition_date.isoformat() if kind == REGULAR else f"{edition_date.isoformat()} ({kind})"
 
 
 def _row(session: Session, edition_id: int) -> Edition:

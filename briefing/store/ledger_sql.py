@@ -4,9 +4,14 @@
 placeholders turned into the driver's own.
 """
 
+# A reader is wanted while both their address and their subscription to the edition's newsletter
+# are active: one who left this newsletter only is skipped like one who left everything.
 _CLAIM_COLUMNS = (
-    "SELECT d.id, d.subscriber_id, d.attempts, d.was_ambiguous, s.email, s.name, s.status, s.token_version "
-    "FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id "
+    "SELECT d.id, d.subscriber_id, d.attempts, d.was_ambiguous, s.email, s.name, "
+    "CASE WHEN u.status = 'active' THEN s.status ELSE 'left' END, "
+    "s.token_version, d.variant, e.newsletter_id "
+    "FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id JOIN edition e ON e.id = d.edition_id "
+    "LEFT JOIN subscription u ON u.subscriber_id = d.subscriber_id AND u.newsletter_id = e.newsletter_id "
 )
 WRITER_SQL = {
     # From where this writer's last batch ended: the rows before it are mostly sent, and
@@ -18,7 +23,9 @@ WRITER_SQL = {
     + "WHERE d.edition_id = ? AND d.status = 'pending' AND d.id <= ? ORDER BY d.id LIMIT ?",
     "due_deferred": _CLAIM_COLUMNS
     + "WHERE d.edition_id = ? AND d.status = 'deferred' AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
-    "reader_status": "SELECT status FROM subscriber WHERE id = ?",
+    "reader_status": "SELECT CASE WHEN u.status = 'active' THEN s.status ELSE 'left' END "
+    "FROM subscriber s LEFT JOIN subscription u "
+    "ON u.subscriber_id = s.id AND u.newsletter_id = ? WHERE s.id = ?",
     "skip": "UPDATE delivery SET status = 'skipped', smtp_reply = ?, lease_owner = '', lease_until = NULL, "
     "updated_at = ? WHERE id = ?",
     "claim": "UPDATE delivery SET status = 'claimed', lease_owner = ?, lease_until = ?, updated_at = ? "

@@ -35,6 +35,7 @@ def to_item(row: Story, article: Article | None = None) -> StoryItem:
     assert row.id is not None
     return StoryItem(
         id=row.id,
+        newsletter_id=row.newsletter_id,
         headline=row.headline,
         url=row.url,
         blurb=row.blurb,
@@ -58,10 +59,11 @@ def to_item(row: Story, article: Article | None = None) -> StoryItem:
 def add_story(session: Session, item: StoryInput, *, now: datetime) -> StoryItem:
     position = item.position
     if position is None:
-        position = _last_position(session, item.edition_date, item.section) + 1
+        position = _last_position(session, item.newsletter_id, item.edition_date, item.section) + 1
     else:
-        _make_room(session, item.edition_date, item.section, position)
+        _make_room(session, item.newsletter_id, item.edition_date, item.section, position)
     row = Story(
+        newsletter_id=item.newsletter_id,
         article_id=item.article_id,
         headline=item.headline,
         url=item.url,
@@ -92,6 +94,7 @@ def get_story(session: Session, story_id: int) -> StoryItem:
 def list_stories(
     session: Session,
     *,
+    newsletter_id: int | None,
     edition_date: date | None = None,
     include_undated: bool = True,
     statuses: Sequence[str] = ACTIVE_STATUSES,
@@ -99,8 +102,11 @@ def list_stories(
     """The queue: stories for a date (and, by default, those meant for "the next edition").
 
     With no date, every active story whatever its date. Ordered by section, then position.
+    Each newsletter has its own queue; `newsletter_id=None` lists every newsletter's.
     """
     stmt = select(Story, Article).join(Article, col(Story.article_id) == col(Article.id), isouter=True)
+    if newsletter_id is not None:
+        stmt = stmt.where(col(Story.newsletter_id) == newsletter_id)
     if statuses:
         stmt = stmt.where(col(Story.status).in_(list(statuses)))
     if edition_date is not None:
@@ -127,7 +133,9 @@ def update_story(session: Session, story_id: int, changes: dict[str, object], *,
     for name, value in changes.items():
         setattr(row, name, value)
     if regroup:
-        row.position = _last_position(session, row.edition_date, row.section, exclude=story_id) + 1
+        row.position = (
+            _last_position(session, row.newsletter_id, row.edition_date, row.section, exclude=story_id) + 1
+        )
     row.updated_at = now
     session.add(row)
     session.flush()
@@ -139,7 +147,9 @@ def move_story(session: Session, story_id: int, to_position: int, *, now: dateti
     if to_position < 1:
         raise InvalidInput("must be 1 or more", field="to")
     row = _row(session, story_id)
-    siblings = [s for s in _group(session, row.edition_date, row.section) if s.id != story_id]
+    siblings = [
+        s for s in _group(session, row.newsletter_id, row.edition_date, row.section) if s.id != story_id
+    ]
     index = min(to_position, len(siblings) + 1) - 1
     siblings.insert(index, row)
     for number, sibling in enumerate(siblings, start=1):
@@ -182,8 +192,12 @@ def _item_with_article(session: Session, row: Story) -> StoryItem:
     return to_item(row, article)
 
 
-def _group(session: Session, edition_date: date | None, section: str) -> list[Story]:
-    stmt = select(Story).where(col(Story.section) == section, col(Story.status).in_(ACTIVE_STATUSES))
+def _group(session: Session, newsletter_id: int, edition_date: date | None, section: str) -> list[Story]:
+    stmt = select(Story).where(
+        col(Story.newsletter_id) == newsletter_id,
+        col(Story.section) == section,
+        col(Story.status).in_(ACTIVE_STATUSES),
+    )
     if edition_date is None:
         stmt = stmt.where(col(Story.edition_date).is_(None))
     else:
@@ -192,14 +206,16 @@ def _group(session: Session, edition_date: date | None, section: str) -> list[St
 
 
 def _last_position(
-    session: Session, edition_date: date | None, section: str, exclude: int | None = None
+    session: Session, newsletter_id: int, edition_date: date | None, section: str, exclude: int | None = None
 ) -> int:
-    positions = [s.position for s in _group(session, edition_date, section) if s.id != exclude]
+    positions = [s.position for s in _group(session, newsletter_id, edition_date, section) if s.id != exclude]
     return max(positions, default=0)
 
 
-def _make_room(session: Session, edition_date: date | None, section: str, position: int) -> None:
-    for sibling in _group(session, edition_date, section):
+def _make_room(
+    session: Session, newsletter_id: int, edition_date: date | None, section: str, position: int
+) -> None:
+    for sibling in _group(session, newsletter_id, edition_date, section):
         if sibling.position >= position:
             sibling.position += 1
             session.add(sibling)

@@ -13,6 +13,8 @@ from sqlmodel import Session, col, select
 from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberInput, SubscriberStatus
 from briefing.errors import Conflict, NotFound
 from briefing.models import Delivery, Subscriber
+from briefing.newsletter import PRIMARY_ID
+from briefing.store import subscriptions as subscription_store
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 
@@ -58,8 +60,10 @@ def add_subscriber(
     *,
     status: SubscriberStatus = SubscriberStatus.ACTIVE,
     source: str = "manual",
+    newsletter_ids: Sequence[int] = (PRIMARY_ID,),
     now: datetime,
 ) -> SubscriberData:
+    """A new reader on the given newsletters (the first one unless others are named)."""
     key = item.email.casefold()
     if session.exec(select(Subscriber.id).where(Subscriber.email_key == key)).first() is not None:
         raise Conflict(f"{item.email} is already on the list", field="email")
@@ -77,6 +81,8 @@ def add_subscriber(
     )
     session.add(row)
     session.flush()
+    assert row.id is not None
+    subscription_store.subscribe(session, [row.id], newsletter_ids, now=now)
     return to_data(row)
 
 
@@ -211,6 +217,7 @@ def import_batch(
     source: str,
     first_new_id: int,
     counts: ImportCounts,
+    newsletter_ids: Sequence[int] = (PRIMARY_ID,),
     now: datetime,
 ) -> None:
     """Upsert one batch of validated rows.
@@ -256,6 +263,9 @@ def import_batch(
             counts.unchanged += 1
     if new_rows:
         session.execute(sa.insert(Subscriber), new_rows)
+        keys = [row["email_key"] for row in new_rows]
+        new_ids = session.exec(select(Subscriber.id).where(col(Subscriber.email_key).in_(keys))).all()
+        subscription_store.subscribe(session, [i for i in new_ids if i is not None], newsletter_ids, now=now)
     session.flush()
 
 

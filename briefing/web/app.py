@@ -242,7 +242,7 @@ def create_app(
     own_engine = engine is None
     if engine is None:
         engine = make_engine(settings.database_url)
-        upgrade(engine)
+        upgrade(engine, newsletter_name=settings.newsletter_name)
     own_transport = transport is None
     clock = clock or wiring.clock(settings)
     mail: Transport = transport if transport is not None else open_transport(settings, clock)

@@ -28,6 +28,7 @@ from briefing.domain import (
     RenderedEdition,
 )
 from briefing.errors import NotFound
+from briefing.newsletter import PRIMARY_ID
 from briefing.reader_copy import personalise
 from briefing.store import editions as edition_store
 from briefing.web.context import WebContext, get_ctx
@@ -109,7 +110,7 @@ def feed(ctx: Ctx) -> Response:
 def edition_page(ctx: Ctx, day: str) -> HTMLResponse:
     edition_date = inputs.local_date(day)
     with ctx.reading() as session:
-        edition = edition_store.find_edition(session, edition_date)
+        edition = edition_store.find_edition(session, edition_date, newsletter_id=PRIMARY_ID)
         if edition is None or edition.status not in PUBLISHED:
             raise NotFound(f"there is no published edition for {edition_date.isoformat()}", field="date")
         frozen_html, _ = edition_store.frozen_content(session, edition.id)

@@ -27,6 +27,7 @@ from sqlmodel import Session
 from briefing import inputs
 from briefing.domain import DeliveryStatus, EditionData, EditionStatus, LedgerCounts
 from briefing.errors import BriefingError
+from briefing.newsletter import PRIMARY_ID
 from briefing.service import bounce_rates as rate_service
 from briefing.service import editions as edition_service
 from briefing.service import progress as progress_service
@@ -132,13 +133,15 @@ def edition(request: Request, ctx: Ctx, editor: Editor, day: str) -> HTMLRespons
     counts: LedgerCounts | None = None
     rates: EditionRates | None = None
     with ctx.reading() as session:
-        found = edition_store.get_edition(session, edition_date)
+        found = edition_store.get_edition(session, edition_date, newsletter_id=PRIMARY_ID)
         if found.status == EditionStatus.SENDING:
             progress = progress_service.edition_progress(session, found.id, now=ctx.now())
             ambiguous = progress.ambiguous
         else:
-            found, counts, ambiguous = edition_service.edition_counts(session, edition_date)
-            rates = rate_service.edition_rates(session, edition_date)
+            found, counts, ambiguous = edition_service.edition_counts(
+                session, edition_date, newsletter_id=PRIMARY_ID
+            )
+            rates = rate_service.edition_rates(session, edition_date, newsletter_id=PRIMARY_ID)
         problems = ledger.rows(
             session,
             found.id,
@@ -185,7 +188,7 @@ def retry_failed(ctx: Ctx, day: str) -> Response:
     edition_date = inputs.local_date(day)
     back = f"/editor/editions/{quote(edition_date.isoformat())}"
     with ctx.reading() as session:
-        found, counts, _ = edition_service.edition_counts(session, edition_date)
+        found, counts, _ = edition_service.edition_counts(session, edition_date, newsletter_id=PRIMARY_ID)
     waiting = counts.failed + counts.deferred
     if found.status not in RETRYABLE or waiting == 0:
         return ctx.pages.redirect(back, "There is nothing to retry.", kind="error", secure=ctx.secure_cookies)
@@ -213,7 +216,7 @@ def resume_halted(ctx: Ctx, day: str) -> Response:
     edition_date = inputs.local_date(day)
     back = f"/editor/editions/{quote(edition_date.isoformat())}"
     with ctx.reading() as session:
-        found = edition_store.get_edition(session, edition_date)
+        found = edition_store.get_edition(session, edition_date, newsletter_id=PRIMARY_ID)
     if found.status != EditionStatus.HALTED:
         return ctx.pages.redirect(
             back, "This edition is not halted.", kind="error", secure=ctx.secure_cookies

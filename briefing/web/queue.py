@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from briefing import inputs
 from briefing.domain import StoryItem, StoryStatus
 from briefing.errors import BriefingError, InvalidInput
+from briefing.newsletter import PRIMARY_ID
 from briefing.service import editions as edition_service
 from briefing.service import queue as queue_service
 from briefing.service import stories as story_service
@@ -130,9 +131,14 @@ def _queue_page(
     """The queue; after a refused add or edit, that form shows what the editor typed (escaped)."""
     setup = ctx.current_setup()
     with ctx.reading() as session:
-        view = queue_service.queue_view(session, setup.plan, setup.compose, now=ctx.now(), edition_date=day)[
-            0
-        ]
+        view = queue_service.queue_view(
+            session,
+            setup.plan,
+            setup.compose,
+            now=ctx.now(),
+            edition_date=day,
+            newsletter_id=setup.newsletter.id,
+        )[0]
         articles = article_store.list_articles(session, not_queued=True, limit=RECENT_ARTICLES)
     stories = [entry.story for entry in view.entries]
     next_day = ctx.next_edition()
@@ -293,7 +299,7 @@ def set_note(
     """The editor's note for one edition, shown near its top; empty removes it."""
     back = _day(ctx, day)
     with ctx.writing() as session:
-        edition_service.set_note(session, back, note, now=ctx.now())
+        edition_service.set_note(session, back, note, newsletter_id=PRIMARY_ID, now=ctx.now())
     message = "The editor's note is saved." if note.strip() else "The editor's note is removed."
     return ctx.pages.redirect(_queue_url(back, "#note"), message, secure=ctx.secure_cookies)
 
