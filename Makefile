@@ -36,6 +36,7 @@ test-at: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/import_subscribers.py
 	$(BIN)/python benchmarks/render.py
+	$(BIN)/python benchmarks/sections.py
 	$(BIN)/python benchmarks/send_times.py
 	$(BIN)/python benchmarks/message_bytes.py
 	$(BIN)/python benchmarks/send.py

@@ -338,7 +338,7 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(
                 f"unknown time zone {value!r} (use an IANA name such as Europe/London)"
             ) from None

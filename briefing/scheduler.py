@@ -27,7 +27,7 @@ import logging
 import signal
 import threading
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from types import FrameType
@@ -49,8 +49,10 @@ __all__ = [
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "PREFLIGHT_JOB_ID",
     "SEND_JOB_ID",
+    "Calendar",
     "PeriodicJob",
     "SendPlanTrigger",
+    "next_send_of",
     "run_scheduler",
     "utc_now",
 ]
@@ -135,15 +137,27 @@ def _describe_plan(plan: SendPlan) -> str:
     )
 
 
-def _describe_send(st: SendTime) -> str:
+def _describe_send(st: SendTime, name: str = "") -> str:
     local = st.local.strftime("%Y-%m-%d %H:%M %Z")
-    return f"edition {st.edition_date.isoformat()} at {local} ({st.utc.strftime('%H:%M')} UTC)"
+    return f"edition {st.edition_date.isoformat()}{_suffix(name)} at {local} ({st.utc.strftime('%H:%M')} UTC)"
 
 
-def _log_next(plan: SendPlan, now: datetime, log: logging.Logger) -> None:
-    upcoming = next_send_times(now, plan, 1)
+def _suffix(name: str) -> str:
+    return f" of {name}" if name else ""
+
+
+def _named(c: Calendar) -> str:
+    return f"{c.name}: " if c.name else ""
+
+
+def _job_id(base: str, name: str) -> str:
+    return f"{base}:{name}" if name else base
+
+
+def _log_next(c: Calendar, now: datetime, log: logging.Logger) -> None:
+    upcoming = next_send_times(now, c.plan, 1)
     if upcoming:
-        log.info("next send: %s", _describe_send(upcoming[0]))
+        log.info("next send: %s", _describe_send(upcoming[0], c.name))
 
 
 def _whole_seconds(value: timedelta) -> int:
@@ -151,10 +165,21 @@ def _whole_seconds(value: timedelta) -> int:
     return max(1, int(value.total_seconds()))
 
 
+@dataclass(frozen=True)
+class Calendar:
+    """One newsletter's send and preflight jobs on its own plan; `name` (its slug) names the jobs."""
+
+    name: str
+    plan: SendPlan
+    send_job: SendJob
+    preflight_job: PreflightJob | None = None
+
+
 def run_scheduler(
-    plan: SendPlan,
-    send_job: SendJob,
+    plan: SendPlan | None = None,
+    send_job: SendJob | None = None,
     *,
+    calendars: Sequence[Calendar] = (),
     preflight_job: PreflightJob | None = None,
     preflight_lead: timedelta = DEFAULT_PREFLIGHT_LEAD,
     heartbeat: Heartbeat | None = None,
@@ -170,10 +195,13 @@ def run_scheduler(
 ) -> None:
     """Run until `stop_event` is set; the caller must already hold the scheduler lock.
 
-    `send_job(edition_date, scheduled_utc)` is called once per send time (and once for a catch-up
-    on start); `preflight_job(edition_date)` at send time minus `preflight_lead`; `heartbeat(now)`
-    every `heartbeat_interval` and once at start, so that `briefing status` can tell a live
-    scheduler from a dead one. Exceptions from any of them are logged and do not stop the loop.
+    `send_job(edition_date, scheduled_utc)` is called once per send time of `plan` (and once for
+    a catch-up on start); `preflight_job(edition_date)` at send time minus `preflight_lead`;
+    `heartbeat(now)` every `heartbeat_interval` and once at start, so that `briefing status` can
+    tell a live scheduler from a dead one. Exceptions from any of them are logged and do not stop
+    the loop. Several newsletters pass `calendars` instead (or as well): each has its own send and
+    preflight jobs, named by the calendar, each with its own catch-up; the jobs themselves keep to
+    one send at a time.
 
     `now` must follow the system clock that APScheduler fires by; it is used for the catch-up, to
     name the edition a firing belongs to, and for heartbeats.
@@ -184,48 +212,57 @@ def run_scheduler(
     log = log or logging.getLogger("briefing.scheduler")
     stop = stop_event if stop_event is not None else threading.Event()
     extras = list(extra_jobs or [])
+    runs = list(calendars)
+    if plan is not None:
+        if send_job is None:
+            raise ValueError("a plan needs its send_job")
+        runs.insert(0, Calendar("", plan, send_job, preflight_job))
+    if not runs and not extras:
+        raise ValueError("nothing to schedule: give a plan, calendars or extra jobs")
+    if len({c.name for c in runs}) != len(runs):
+        raise ValueError("calendar names must be unique")
     if preflight_lead < timedelta(0):
         raise ValueError("preflight_lead cannot be negative")
     if heartbeat_interval <= timedelta(0):
         raise ValueError("heartbeat_interval must be positive")
     if catch_up_margin < timedelta(0):
         raise ValueError("catch_up_margin cannot be negative")
-    send_lookback = plan.max_lateness + catch_up_margin
 
-    def run_send() -> None:
+    def run_send(c: Calendar) -> None:
         if stop.is_set():
             return
         current = now()
-        edition = previous_send_time(current, plan, send_lookback)
+        edition = previous_send_time(current, c.plan, c.plan.max_lateness + catch_up_margin)
         if edition is None:
-            log.warning("send fired at %s but no edition is due within %s; skipped", current, send_lookback)
+            log.warning("%ssend fired at %s but no edition is due; skipped", _named(c), current)
             return
-        log.info("running %s", _describe_send(edition))
+        what = _describe_send(edition, c.name)
+        log.info("running %s", what)
         started = _time.monotonic()
         try:
-            send_job(edition.edition_date, edition.utc)
+            c.send_job(edition.edition_date, edition.utc)
         except Exception:
-            log.exception("edition %s: send job failed", edition.edition_date.isoformat())
+            log.exception("%s: send job failed", what)
         else:
-            took = _time.monotonic() - started
-            log.info("edition %s: send job finished in %.1f s", edition.edition_date.isoformat(), took)
-        _log_next(plan, now(), log)
+            log.info("%s: send job finished in %.1f s", what, _time.monotonic() - started)
+        _log_next(c, now(), log)
 
-    def run_preflight() -> None:
-        if stop.is_set() or preflight_job is None:
+    def run_preflight(c: Calendar) -> None:
+        if stop.is_set() or c.preflight_job is None:
             return
         current = now()
-        edition = previous_send_time(current + preflight_lead, plan, preflight_lead + timedelta(minutes=5))
+        edition = previous_send_time(current + preflight_lead, c.plan, preflight_lead + timedelta(minutes=5))
         if edition is None:
-            log.warning("preflight fired at %s but no edition is near; skipped", current)
+            log.warning("%spreflight fired at %s but no edition is near; skipped", _named(c), current)
             return
-        log.info("running preflight for edition %s", edition.edition_date.isoformat())
+        what = f"edition {edition.edition_date.isoformat()}{_suffix(c.name)}"
+        log.info("running preflight for %s", what)
         try:
-            preflight_job(edition.edition_date)
+            c.preflight_job(edition.edition_date)
         except Exception:
-            log.exception("edition %s: preflight failed", edition.edition_date.isoformat())
+            log.exception("%s: preflight failed", what)
         else:
-            log.info("edition %s: preflight finished", edition.edition_date.isoformat())
+            log.info("%s: preflight finished", what)
 
     def run_heartbeat() -> None:
         if heartbeat is None or stop.is_set():
@@ -243,59 +280,71 @@ def run_scheduler(
         except Exception:
             log.exception("%s failed", job.name)
 
+    by_send_id = {_job_id(SEND_JOB_ID, c.name): c for c in runs}
+
     def on_event(event: JobEvent) -> None:
-        if event.job_id != SEND_JOB_ID:
+        c = by_send_id.get(event.job_id)
+        if c is None:
             if event.code == EVENT_JOB_MAX_INSTANCES:
                 log.warning("%s still running from last time; this run skipped", event.job_id)
             return
         if event.code == EVENT_JOB_MISSED:
             run_time: datetime = getattr(event, "scheduled_run_time", None) or now()
-            missed = previous_send_time(run_time, plan, timedelta(0))
+            missed = previous_send_time(run_time, c.plan, timedelta(0))
             what = f"edition {missed.edition_date.isoformat()}" if missed else f"send at {run_time}"
             log.error(
-                "%s missed by more than max lateness %s (scheduler stalled or clock jumped); not sent",
+                "%s%s missed by more than max lateness %s (scheduler stalled or clock jumped); not sent",
                 what,
-                plan.max_lateness,
+                _suffix(c.name),
+                c.plan.max_lateness,
             )
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            log.error("a send fired while the previous edition was still sending; this firing skipped")
+            log.error(
+                "%sa send fired while the previous edition was still sending; this firing skipped", _named(c)
+            )
 
     scheduler = BackgroundScheduler(
         jobstores={"default": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(max_workers=3 + len(extras))},
+        executors={"default": ThreadPoolExecutor(max_workers=1 + 2 * len(runs) + len(extras))},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone=UTC,
     )
     scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
     started_at = now()
-    log.info("scheduler starting: %s", _describe_plan(plan))
-    first_run: dict[str, Any] = {}
-    if catch_up:
-        missed = previous_send_time(started_at, plan, send_lookback)
-        if missed is None:
-            log.info("catch-up: no send time in the last %s", send_lookback)
-        else:
-            late = timedelta(seconds=int((started_at - missed.utc).total_seconds()))
-            log.info("catch-up: %s was %s ago; handing it to the send job now", _describe_send(missed), late)
-            first_run = {"next_run_time": datetime.now(UTC)}
-
-    scheduler.add_job(
-        run_send,
-        SendPlanTrigger(plan),
-        id=SEND_JOB_ID,
-        name="send edition",
-        misfire_grace_time=_whole_seconds(plan.max_lateness),
-        **first_run,
-    )
-    if preflight_job is not None:
+    caught_up: set[str] = set()
+    for c in runs:
+        log.info("scheduler starting: %s%s", _named(c), _describe_plan(c.plan))
+        first_run: dict[str, Any] = {}
+        if catch_up:
+            lookback = c.plan.max_lateness + catch_up_margin
+            missed = previous_send_time(started_at, c.plan, lookback)
+            if missed is None:
+                log.info("catch-up: %sno send time in the last %s", _named(c), lookback)
+            else:
+                late = timedelta(seconds=int((started_at - missed.utc).total_seconds()))
+                what = _describe_send(missed, c.name)
+                log.info("catch-up: %s was %s ago; handing it to the send job now", what, late)
+                first_run = {"next_run_time": datetime.now(UTC)}
+                caught_up.add(c.name)
         scheduler.add_job(
-            run_preflight,
-            SendPlanTrigger(plan, -preflight_lead),
-            id=PREFLIGHT_JOB_ID,
-            name="preflight",
-            misfire_grace_time=_whole_seconds(preflight_lead),
+            run_send,
+            SendPlanTrigger(c.plan),
+            args=(c,),
+            id=_job_id(SEND_JOB_ID, c.name),
+            name=f"send edition{_suffix(c.name)}",
+            misfire_grace_time=_whole_seconds(c.plan.max_lateness),
+            **first_run,
         )
+        if c.preflight_job is not None:
+            scheduler.add_job(
+                run_preflight,
+                SendPlanTrigger(c.plan, -preflight_lead),
+                args=(c,),
+                id=_job_id(PREFLIGHT_JOB_ID, c.name),
+                name=f"preflight{_suffix(c.name)}",
+                misfire_grace_time=_whole_seconds(preflight_lead),
+            )
     if heartbeat is not None:
         scheduler.add_job(
             run_heartbeat,
@@ -320,8 +369,9 @@ def run_scheduler(
     restore = _install_signal_handlers(stop) if _want_signals(install_signal_handlers) else {}
     try:
         scheduler.start()
-        if not first_run:
-            _log_next(plan, started_at, log)
+        for c in runs:
+            if c.name not in caught_up:
+                _log_next(c, started_at, log)
         while not stop.wait(_WAIT_SLICE):
             pass
         log.info("stop requested; letting the running job finish (up to %s)", shutdown_timeout)
@@ -331,6 +381,12 @@ def run_scheduler(
         finally:
             for signum, handler in restore.items():
                 signal.signal(signum, handler)
+
+
+def next_send_of(plans: Iterable[SendPlan], now: datetime) -> datetime | None:
+    """The soonest send of several calendars (UTC), for the heartbeat; None when none has one."""
+    upcoming = [t[0].utc for t in (next_send_times(now, p, 1) for p in plans) if t]
+    return min(upcoming, default=None)
 
 
 def _shutdown(scheduler: BackgroundScheduler, timeout: timedelta, log: logging.Logger) -> None:

@@ -155,6 +155,40 @@ def specs(tmp: Path) -> dict[tuple[str, ...], Spec]:
         ("bounces", "poll"): Spec(),
         ("bounces", "list"): Spec(),
         ("editors", "enable"): Spec({"email": "editor@example.com"}),
+        ("newsletters", "add"): Spec(
+            {"slug": "culture", "name": "Culture"},
+            listing=("newsletters", "list"),
+            echoed=frozenset({"name"}),
+        ),
+        ("newsletters", "edit"): Spec(
+            {"slug": "weekend", "name": "Weekend Edition"},
+            listing=("newsletters", "list"),
+            echoed=frozenset({"name"}),
+        ),
+        ("newsletters", "pause"): Spec({"slug": "weekend"}),
+        ("newsletters", "resume"): Spec({"slug": "weekend"}),
+        ("sponsors", "add"): Spec(
+            {
+                "starts_on": NEXT_DAY,
+                "ends_on": NEXT_DAY,
+                "name": "Example Bank",
+                "url": "https://bank.example.net/",
+            },
+            listing=("sponsors", "list"),
+            echoed=frozenset({"name", "label"}),
+        ),
+        ("sponsors", "list"): Spec(),
+        ("sponsors", "remove"): Spec({"slot_id": "1"}),
+        ("special",): Spec(
+            {"newsletter": "the-morning-briefing", "subject": "Breaking news", "stories": "1"},
+            flags=("--now", "--yes"),
+            flags_for={"at": ("--yes",)},
+            listing=("specials", "list"),
+            echoed=frozenset({"subject"}),
+            report_exit="Preflight failed",
+        ),
+        ("specials", "list"): Spec(),
+        ("specials", "cancel"): Spec({"edition": "2026-11-29", "kind": "special-1"}),
     }
 
 
@@ -222,6 +256,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, D
         (["editors", "add", "editor@example.com", "--password-stdin"], PASSWORD + "\n"),
         (["skip", "2026-12-25", "--reason", "Christmas Day"], None),
         (["note", "Results from 11pm.", "--date", DAY], None),
+        (["newsletters", "add", "weekend", "--name", "Weekend", "--send-days", "sat-sun"], None),
+        (
+            [
+                *("sponsors", "add", "--from", DAY, "--to", NEXT_DAY),
+                *("--name", "Example Books", "--url", "https://books.example.org/"),
+            ],
+            None,
+        ),
+        (
+            [
+                *("special", "--newsletter", "the-morning-briefing", "--subject", "Later today"),
+                *("--stories", "1", "--at", "23:00"),
+            ],
+            None,
+        ),
     ]
     for args, stdin in steps:
         outcome = invoke(env, args, stdin)

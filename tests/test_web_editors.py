@@ -56,14 +56,20 @@ PUBLIC = {
     "/",
     "/healthz",
     "/subscribe",
+    "/subscribe/{slug}",
     "/confirm/{token}",
     "/confirm/{token}/resend",
     "/unsubscribe/{token}",
     "/unsubscribe/{token}/resubscribe",
+    "/unsubscribe/{token}/all",
     "/preferences/{token}",
     "/archive",
     "/archive/feed.xml",
     "/archive/{day}",
+    "/archive/{slug}/",
+    "/archive/{slug}/feed.xml",
+    "/archive/{slug}/{day}",
+    "/archive/{slug}/{day}/{kind}",
     "/login",
     "/static",
 }
@@ -647,7 +653,7 @@ def test_editions_failed_addresses_and_retry(
             retry = c.post(f"/editor/editions/{EDITION_DAY.isoformat()}/retry", data={"csrf_token": token})
             assert retry.status_code == 303
             assert "Retrying 3 copies" in c.get(retry.headers["location"]).text
-            worker = app.state.ctx.retries[EDITION_DAY]  # the app's own background thread
+            [worker] = app.state.ctx.retries.values()  # the app's own background thread
             worker.join(30)
             assert not worker.is_alive(), "the retry did not finish within 30 s"
             page = c.get(f"/editor/editions/{EDITION_DAY.isoformat()}")

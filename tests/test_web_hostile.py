@@ -185,3 +185,42 @@ def test_dates_at_the_ends_of_the_calendar_never_500(editor_client: TestClient, 
     response = editor_client.get(path)
     assert response.status_code < 500, (path, response.status_code)
     assert "Traceback" not in response.text
+
+
+HOSTILE_SLUGS = ("no-such-letter", "%00", "%3Cscript%3E", "a" * 200, "%E2%80%AE", "WEEKEND%20")
+
+
+@pytest.mark.parametrize("slug", HOSTILE_SLUGS)
+def test_an_unknown_newsletter_on_any_page_is_a_404(editor_client: TestClient, slug: str) -> None:
+    day = EDITION_DAY.isoformat()
+    for path in (
+        f"/editor/queue?newsletter={slug}",
+        f"/editor/preview?newsletter={slug}&date={day}",
+        f"/editor/preview/frame?newsletter={slug}&date={day}",
+        f"/editor/editions?newsletter={slug}",
+        f"/editor/editions/{day}?newsletter={slug}",
+        f"/archive/{slug}/",
+        f"/archive/{slug}/feed.xml",
+        f"/archive/{slug}/{day}",
+        f"/archive/{slug}/{day}/special-1",
+    ):
+        response = editor_client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+        assert "Traceback" not in response.text and "<script>" not in response.text
+
+
+def test_a_form_naming_an_unknown_newsletter_stores_nothing(
+    editor_client: TestClient, sqlite_engine: sa.Engine
+) -> None:
+    token = csrf_token(editor_client)
+    before = headlines(sqlite_engine)
+    for path, data in (
+        ("/editor/stories", story_form(token, newsletter="no-such-letter", headline="Nowhere")),
+        ("/editor/note", {"csrf_token": token, "newsletter": "no-such-letter", "note": "Nowhere"}),
+        (f"/editor/editions/{EDITION_DAY.isoformat()}/retry", {"csrf_token": token, "newsletter": "x"}),
+        (f"/editor/editions/{EDITION_DAY.isoformat()}/retry", {"csrf_token": token, "kind": "bogus"}),
+    ):
+        response = editor_client.post(path, data=data)
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+        assert "Traceback" not in response.text
+    assert headlines(sqlite_engine) == before

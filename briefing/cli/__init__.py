@@ -17,8 +17,11 @@ from briefing.cli import (
     editions,
     feeds,
     init,
+    newsletters,
     schedule,
     send,
+    specials,
+    sponsors,
     status,
     stories,
     subscribers,
@@ -60,6 +63,7 @@ init.register(app)
 database.register(app)
 editions.register(app)
 send.register(app)
+specials.register(app)
 worker.register(app)
 schedule.register(app)
 status.register(app)
@@ -70,6 +74,8 @@ bounces.register(app)
 app.add_typer(articles.app, name="articles")
 app.add_typer(stories.app, name="stories")
 app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(newsletters.app, name="newsletters")
+app.add_typer(sponsors.app, name="sponsors")
 
 
 def main() -> None:

@@ -13,7 +13,9 @@ from typing import Annotated
 import typer
 
 from briefing.cli.common import (
+    NewsletterOpt,
     add_row,
+    chosen_newsletter,
     console,
     handle_errors,
     moment_ago,
@@ -23,7 +25,7 @@ from briefing.cli.common import (
     show,
     state,
 )
-from briefing.errors import BriefingError
+from briefing.errors import BriefingError, InvalidInput
 
 EX_TEMPFAIL = 75  # sysexits.h: Postfix, Exim and procmail keep the message and retry
 
@@ -126,18 +128,26 @@ def list_(
         str, typer.Option("--edition", help="Only those about the edition of this date, YYYY-MM-DD.")
     ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    newsletter: NewsletterOpt = "",
 ) -> None:
-    """List recent bounces and complaints, newest first.
+    """List recent bounces and complaints, newest first; --edition names one newsletter's edition
+    (with --newsletter, else the first newsletter's).
 
     Example: briefing bounces list --since 30d
     Example: briefing bounces list --edition 2026-11-30
+    Example: briefing bounces list --edition 2026-12-05 --newsletter weekend
     """
     from briefing.service import bounces as bounce_service
 
     day = parse_date(edition, "--edition") if edition else None
+    if newsletter.strip() and day is None:
+        raise InvalidInput(
+            "goes with --edition (the list without it covers every newsletter)", field="--newsletter"
+        )
     after = moment_ago(since or "7d", "--since") if since or day is None else None
     st = state()
-    events = bounce_service.recent(st.engine, since=after, edition=day)
+    chosen = chosen_newsletter(newsletter)
+    events = bounce_service.recent(st.engine, since=after, edition=day, newsletter_id=chosen.id)
     if as_json:
         print_json(events)
         return

@@ -17,7 +17,7 @@ import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from briefing.calendar import SendPlan
     from briefing.config import Settings
     from briefing.domain import Clock
+    from briefing.newsletter import NewsletterData
     from briefing.service.setup import EditionSetup
 
 # This module and the command modules keep their top level to typer, rich and the standard library:
@@ -53,6 +54,15 @@ MAX_ID = 2**63 - 1
 DateOpt = Annotated[
     str,
     typer.Option("--date", help="Edition date, YYYY-MM-DD (default: today's edition, else the next one)."),
+]
+# Which newsletter a command acts on, by slug (`briefing newsletters list`); blank: the first one.
+NewsletterOpt = Annotated[
+    str,
+    typer.Option(
+        "--newsletter",
+        "-n",
+        help="The newsletter, by slug (default: the first; see `briefing newsletters list`).",
+    ),
 ]
 
 P = ParamSpec("P")
@@ -110,14 +120,33 @@ def state() -> AppState:
     return _STATE
 
 
-def current_setup() -> EditionSetup:
-    """The edition setup with the skip dates in the database now (the same one the web and scheduler use)."""
+def chosen_newsletter(slug: str = "") -> NewsletterData:
+    """The newsletter named with --newsletter, else the first one; an unknown slug lists the known ones."""
+    from sqlmodel import Session
+
+    from briefing.errors import NotFound
+    from briefing.newsletter import PRIMARY_ID
+    from briefing.store import newsletters as newsletter_store
+
+    with Session(state().engine) as session:
+        if not slug.strip():
+            return newsletter_store.get_newsletter(session, PRIMARY_ID)
+        try:
+            return newsletter_store.get_by_slug(session, slug)
+        except NotFound as exc:
+            raise NotFound(exc.message, field="--newsletter") from None
+
+
+def current_setup(newsletter: str = "") -> EditionSetup:
+    """The chosen newsletter's edition setup with the skip dates in the database now (the same one
+    the web and scheduler use)."""
     from briefing import wiring
 
-    return wiring.edition_setup_now(state().settings, state().engine)
+    found = chosen_newsletter(newsletter) if newsletter.strip() else None  # None: the first, read there
+    return wiring.edition_setup_now(state().settings, state().engine, newsletter=found)
 
 
-def current_plan() -> SendPlan:
+def current_plan(newsletter: str = "") -> SendPlan:
     """The send calendar with today's skip dates, for commands that only ask about dates (status, calendar).
 
     The same calendar `current_setup` holds, without building the renderer, the signer and the DKIM
@@ -125,7 +154,25 @@ def current_plan() -> SendPlan:
     """
     from briefing import wiring
 
-    return wiring.send_plan_now(state().settings, state().engine)
+    found = chosen_newsletter(newsletter) if newsletter.strip() else None
+    return wiring.send_plan_now(state().settings, state().engine, found)
+
+
+def newsletter_zone(newsletter: NewsletterData) -> tzinfo:
+    """Where a newsletter's readers are: its own time zone, else the newsroom's."""
+    from briefing import wiring
+
+    return wiring.send_plan(state().settings, newsletter=newsletter).zone
+
+
+def newsletter_flag(newsletter: NewsletterData) -> str:
+    """What to add to a suggested command so it acts on the same newsletter ("" for the first)."""
+    return "" if newsletter.primary else f" --newsletter {newsletter.slug}"
+
+
+def of_newsletter(newsletter: NewsletterData) -> str:
+    """The " (weekend)" after an edition's date, so nobody takes another newsletter's for the first's."""
+    return "" if newsletter.primary else f" ({newsletter.slug})"
 
 
 def edition_date(value: str, setup: EditionSetup) -> date:
@@ -279,11 +326,11 @@ def moment_ago(value: str, field: str) -> datetime:
         raise InvalidInput(f"{value!r} reaches too far back", field=field) from None
 
 
-def local(moment: datetime | None) -> str:
-    """A stored UTC moment shown in the newsroom's zone."""
+def local(moment: datetime | None, zone: tzinfo | None = None) -> str:
+    """A stored UTC moment shown in the newsroom's zone, or in a newsletter's own (`zone`)."""
     if moment is None:
         return ""
-    return moment.astimezone(state().settings.zone).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(zone or state().settings.zone).strftime("%Y-%m-%d %H:%M")
 
 
 def print_json(items: Iterable[Any]) -> None:
@@ -347,9 +394,13 @@ def show(*pieces: object, err: bool = False) -> None:
 
 
 def new_table(*columns: str, title: object) -> Table:
+    """A table whose cells fold rather than end in an ellipsis: a narrow terminal never hides data."""
     from rich.table import Table
 
-    return Table(*columns, title=line(title))
+    table = Table(title=line(title))
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
 
 
 def add_row(table: Table, *cells: object) -> None:

@@ -13,27 +13,36 @@ import typer
 
 from briefing.cli.common import (
     DateOpt,
+    NewsletterOpt,
     add_row,
+    chosen_newsletter,
     console,
     current_setup,
     edition_date,
     handle_errors,
     local,
     new_table,
+    newsletter_flag,
+    newsletter_zone,
+    of_newsletter,
     output_folder,
     parse_date,
+    print_json,
     show,
     state,
     styled,
 )
 from briefing.errors import InvalidInput
-from briefing.newsletter import PRIMARY_ID
 
 if TYPE_CHECKING:
+    from datetime import tzinfo
+
     from briefing.domain import EditionData, LedgerCounts
     from briefing.edition.preflight import PreflightReport
+    from briefing.newsletter import NewsletterData
     from briefing.service import editions as edition_service
     from briefing.service.bounce_rates import EditionRates
+    from briefing.service.setup import EditionSetup
     from briefing.store import deliveries as ledger
 
 editions_app = typer.Typer(
@@ -65,27 +74,36 @@ def print_preflight(report: "PreflightReport") -> None:
         show(styled("Preflight passed", "green"), " with warnings", size)
 
 
-def content_source(prepared: "edition_service.Prepared") -> str:
+def content_source(prepared: "edition_service.Prepared", zone: "tzinfo | None" = None) -> str:
     """Where the content came from, so nobody mistakes a frozen copy for today's queue."""
     if prepared.frozen:
-        return f"the frozen copy of {local(prepared.frozen_at)}: what was or will be sent"
-    return f"the queue as of {local(prepared.judged_at)}"
+        return f"the frozen copy of {local(prepared.frozen_at, zone)}: what was or will be sent"
+    return f"the queue as of {local(prepared.judged_at, zone)}"
+
+
+def edition_heading(day: date, setup: "EditionSetup", prepared: "edition_service.Prepared") -> str:
+    """The first line of a preview, a preflight or a dry run: whose edition, from what, its subject."""
+    return (
+        f"Edition of {day}{of_newsletter(setup.newsletter)} "
+        f"({content_source(prepared, setup.plan.zone)}): {prepared.rendered.subject}"
+    )
 
 
 @handle_errors
-def preflight(edition: DateOpt = "") -> None:
+def preflight(edition: DateOpt = "", newsletter: NewsletterOpt = "") -> None:
     """Check the edition before it goes out: empty sections, placeholders, size, alt text, links.
 
     Example: briefing preflight --date 2026-11-30
+    Example: briefing preflight --newsletter weekend --date 2026-12-05
     """
     from briefing.db import session_scope
     from briefing.service import editions as edition_service
 
-    setup = current_setup()
+    setup = current_setup(newsletter)
     day = edition_date(edition, setup)
     with session_scope(state().engine) as session:
         prepared = edition_service.prepare(session, setup, day, now=state().now())
-    show(f"Edition of {day} ({content_source(prepared)}): {prepared.rendered.subject}")
+    show(edition_heading(day, setup, prepared))
     print_preflight(prepared.report)
     if not prepared.report.ok:
         raise typer.Exit(1)
@@ -102,14 +120,16 @@ def preview(
     screenshot: Annotated[
         bool, typer.Option("--screenshot", help="Also write desktop and phone PNGs (needs Chromium).")
     ] = False,
+    newsletter: NewsletterOpt = "",
 ) -> None:
     """Write exactly what will go out: HTML, plain text and the complete message.
 
     Example: briefing preview --date 2026-11-30 --as ada.reader@example.com --open
+    Example: briefing preview --newsletter weekend --date 2026-12-05
     """
     from briefing.service import editions as edition_service
 
-    setup = current_setup()
+    setup = current_setup(newsletter)
     day = edition_date(edition, setup)
     result = edition_service.preview(state().engine, setup, day, as_email=as_email, clock=state().clock)
     output_folder(out, "--out")
@@ -117,7 +137,7 @@ def preview(
         paths = edition_service.write_preview(result, out)
     except OSError as exc:
         raise InvalidInput(f"cannot write into {out}: {exc.strerror or exc}", field="--out") from None
-    show(f"Edition of {day} ({content_source(result.prepared)}): {result.prepared.rendered.subject}")
+    show(edition_heading(day, setup, result.prepared))
     show(f"  preheader: {result.prepared.rendered.preheader}")
     print_preflight(result.prepared.report)
     for kind, path in paths.items():
@@ -146,32 +166,65 @@ def take_screenshots(html: Path, out: Path) -> list[Path]:
 
 @editions_app.command("list")
 @handle_errors
-def editions_list(limit: Annotated[int, typer.Option(min=1, max=10000)] = 20) -> None:
-    """List recent editions with their state and ledger counts.
+def editions_list(
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 20,
+    newsletter: Annotated[
+        str,
+        typer.Option("--newsletter", "-n", help="Only this newsletter's editions, by slug (default: all)."),
+    ] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List recent editions, newest first, with their newsletter, kind, state and ledger counts.
 
     Example: briefing editions list
+    Example: briefing editions list --newsletter weekend --json
     """
-    from briefing.db import session_scope
+    from sqlmodel import Session
+
     from briefing.store import deliveries as ledger
     from briefing.store import editions as edition_store
+    from briefing.store import newsletters as newsletter_store
 
-    with session_scope(state().engine) as session:
-        rows = edition_store.list_editions(session, limit=limit)
-        table = new_table(
-            "date", "status", "subject", "sent", "failed", "waiting", "finished", title="Editions"
+    only = chosen_newsletter(newsletter) if newsletter.strip() else None
+    with Session(state().engine) as session:
+        slugs = {n.id: n.slug for n in newsletter_store.list_newsletters(session)}
+        rows = edition_store.list_editions(session, limit=limit, newsletter_id=only.id if only else None)
+        listed = [(e, ledger.counts(session, e.id)) for e in rows]
+    if as_json:
+        print_json(
+            {
+                "newsletter": slugs.get(e.newsletter_id, ""),
+                "edition_date": e.edition_date,
+                "kind": e.kind,
+                "status": str(e.status),
+                "held": e.held,
+                "subject": e.subject,
+                "sent": c.sent,
+                "failed": c.failed,
+                "waiting": c.pending + c.deferred + c.claimed,
+                "finished_at": e.finished_at,
+            }
+            for e, c in listed
         )
-        for e in rows:
-            c = ledger.counts(session, e.id)
-            add_row(
-                table,
-                e.edition_date.isoformat(),
-                e.status + (" (held)" if e.held and e.status != "held" else ""),
-                e.subject,
-                c.sent,
-                c.failed,
-                c.pending + c.deferred + c.claimed,
-                local(e.finished_at),
-            )
+        return
+    columns = ("date", "kind", "status", "subject", "sent", "failed", "waiting", "finished")
+    title = f"Editions of {only.slug}" if only else "Editions"
+    table = new_table(*columns, title=title) if only else new_table("newsletter", *columns, title=title)
+    for e, c in listed:
+        cells = (
+            e.edition_date.isoformat(),
+            e.kind,
+            e.status + (" (held)" if e.held and e.status != "held" else ""),
+            e.subject,
+            c.sent,
+            c.failed,
+            c.pending + c.deferred + c.claimed,
+            local(e.finished_at),
+        )
+        if only:
+            add_row(table, *cells)
+        else:
+            add_row(table, slugs.get(e.newsletter_id, ""), *cells)
     console.print(table)
 
 
@@ -190,12 +243,14 @@ def editions_show(
             help="While it is sending: one progress bar for all its senders, every second; then the rest.",
         ),
     ] = False,
+    newsletter: NewsletterOpt = "",
 ) -> None:
     """Show one edition: state, counts, bounce and complaint rates, and (with --failed) each failed
     address with its SMTP reply. With --watch, follow a sending edition first (Ctrl-C stops watching).
 
     Example: briefing editions show 2026-11-30 --failed
     Example: briefing editions show 2026-11-30 --watch
+    Example: briefing editions show 2026-12-05 --newsletter weekend
     """
     from briefing.db import session_scope
     from briefing.service import bounce_rates as rate_service
@@ -208,25 +263,27 @@ def editions_show(
     assert day is not None
     if watch and as_json:
         raise InvalidInput("watches in a terminal; leave out --json", field="--watch")
+    chosen = chosen_newsletter(newsletter)
+    zone = newsletter_zone(chosen)
     if watch:
         from briefing.cli.progress import watch as watch_edition
 
-        watch_edition(day)
+        watch_edition(day, chosen)
     with session_scope(state().engine) as session:
-        e, counts, ambiguous = edition_service.edition_counts(session, day, newsletter_id=PRIMARY_ID)
-        rates = rate_service.edition_rates(session, day, newsletter_id=PRIMARY_ID)
+        e, counts, ambiguous = edition_service.edition_counts(session, day, newsletter_id=chosen.id)
+        rates = rate_service.edition_rates(session, day, newsletter_id=chosen.id)
         last_error = edition_store.last_error(session, e.id)
         detail = (
             ledger.rows(session, e.id, statuses=("failed", "deferred", "ambiguous")) if failed else []
         ) + (ledger.rows(session, e.id, ambiguous_only=True, statuses=("sent", "pending")) if failed else [])
     if as_json:
-        _print_edition_json(e, counts, ambiguous, rates, detail)
+        _print_edition_json(e, counts, ambiguous, rates, detail, chosen.slug)
         return
-    show(f"Edition of {day}: ", styled(e.status, "bold"))
+    show(f"Edition of {day}{of_newsletter(chosen)}: ", styled(e.status, "bold"))
     show(f"  subject:   {e.subject}")
     show(
-        f"  scheduled: {local(e.scheduled_for)}   started: {local(e.started_at)}   "
-        f"finished: {local(e.finished_at)}"
+        f"  scheduled: {local(e.scheduled_for, zone)}   started: {local(e.started_at, zone)}   "
+        f"finished: {local(e.finished_at, zone)}"
     )
     show(
         f"  recipients: {e.snapshot_size}   sent: {counts.sent}   failed: {counts.failed}   "
@@ -260,12 +317,15 @@ def _print_edition_json(
     ambiguous: int,
     rates: "EditionRates",
     detail: "list[ledger.LedgerRow]",
+    slug: str,
 ) -> None:
     from briefing.domain import DeliveryStatus
     from briefing.service import bounce_rates as rate_service
 
     out = {
+        "newsletter": slug,
         "edition_date": e.edition_date.isoformat(),
+        "kind": e.kind,
         "status": str(e.status),
         "subject": e.subject,
         "recipients": e.snapshot_size,
@@ -291,49 +351,64 @@ def _print_edition_json(
 def note(
     text: Annotated[str, typer.Argument(help="The note, in Markdown; an empty string removes it.")],
     edition: DateOpt = "",
+    newsletter: NewsletterOpt = "",
 ) -> None:
     """Set the editor's note shown near the top of one edition.
 
     Example: briefing note "Polls open at 7am; we will have results from 11pm." --date 2026-11-30
+    Example: briefing note "Our pick of the week." --newsletter weekend
     """
     from briefing.db import session_scope
     from briefing.service import editions as edition_service
 
-    day = edition_date(edition, current_setup())
+    setup = current_setup(newsletter)
+    day = edition_date(edition, setup)
     with session_scope(state().engine) as session:
-        edition_service.set_note(session, day, text, newsletter_id=PRIMARY_ID, now=state().now())
-    show(f"The edition of {day} has {'a note' if text.strip() else 'no note'}.")
+        edition_service.set_note(session, day, text, newsletter_id=setup.newsletter.id, now=state().now())
+    has = "a note" if text.strip() else "no note"
+    show(f"The edition of {day}{of_newsletter(setup.newsletter)} has {has}.")
 
 
 @handle_errors
 def hold(
     edition: Annotated[str, typer.Argument(help="Edition date (default: the next edition).")] = "",
+    newsletter: NewsletterOpt = "",
 ) -> None:
     """Hold an edition (breaking news): it is not sent until released, and expires by the usual rule.
 
     Example: briefing hold 2026-11-30
+    Example: briefing hold 2026-12-05 --newsletter weekend
     """
-    day = _set_hold(edition, held=True)
-    show(f"The edition of {day} is on hold. Release it with `briefing release {day}`.")
+    day, chosen = _set_hold(edition, newsletter, held=True)
+    show(
+        f"The edition of {day}{of_newsletter(chosen)} is on hold. "
+        f"Release it with `briefing release {day}{newsletter_flag(chosen)}`."
+    )
 
 
 @handle_errors
 def release(
     edition: Annotated[str, typer.Argument(help="Edition date (default: the next edition).")] = "",
+    newsletter: NewsletterOpt = "",
 ) -> None:
     """Release a held edition; if its send time has passed but the window is open, it goes out.
 
     Example: briefing release 2026-11-30
+    Example: briefing release 2026-12-05 --newsletter weekend
     """
-    day = _set_hold(edition, held=False)
-    show(f"The edition of {day} is released; the scheduler sends it (or run `briefing send --date {day}`).")
+    day, chosen = _set_hold(edition, newsletter, held=False)
+    show(
+        f"The edition of {day}{of_newsletter(chosen)} is released; the scheduler sends it "
+        f"(or run `briefing send --date {day}{newsletter_flag(chosen)}`)."
+    )
 
 
-def _set_hold(edition: str, *, held: bool) -> date:
+def _set_hold(edition: str, newsletter: str, *, held: bool) -> "tuple[date, NewsletterData]":
     from briefing.db import session_scope
     from briefing.service import editions as edition_service
 
-    day = edition_date(edition, current_setup())
+    setup = current_setup(newsletter)
+    day = edition_date(edition, setup)
     with session_scope(state().engine) as session:
-        edition_service.hold(session, day, held, newsletter_id=PRIMARY_ID, now=state().now())
-    return day
+        edition_service.hold(session, day, held, newsletter_id=setup.newsletter.id, now=state().now())
+    return day, setup.newsletter

@@ -21,9 +21,21 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from briefing.cli.common import add_row, console, line, local, new_table, show, state
+from briefing.cli.common import (
+    add_row,
+    console,
+    line,
+    local,
+    new_table,
+    newsletter_flag,
+    newsletter_zone,
+    of_newsletter,
+    show,
+    state,
+)
 
 if TYPE_CHECKING:
+    from briefing.newsletter import NewsletterData
     from briefing.service.progress import EditionProgress
 
 REFRESH_EVERY = 1.0  # seconds between two readings of the edition's progress
@@ -76,20 +88,24 @@ def render(progress: EditionProgress) -> RenderableType:
     return Group(head, table)
 
 
-def watch(day: date) -> None:
-    """Follow the edition of `day` while it is sending; returns once it is not, or nobody sends it.
+def watch(day: date, newsletter: NewsletterData) -> None:
+    """Follow a newsletter's edition of `day` while it is sending; returns once it is not, or nobody
+    sends it.
 
     Ctrl-C ends the watch with exit code 130 and no message: watching is all it stops.
     """
     from sqlmodel import Session
 
     from briefing.service import progress as progress_service
+    from briefing.store import editions as edition_store
 
     engine, clock = state().engine, state().clock
+    with Session(engine) as session:
+        edition_id = edition_store.get_edition(session, day, newsletter_id=newsletter.id).id
 
     def read() -> EditionProgress:
         with Session(engine) as session:
-            return progress_service.progress_on(session, day, now=clock.now())
+            return progress_service.edition_progress(session, edition_id, now=clock.now())
 
     current = read()
     if not current.sending:
@@ -107,10 +123,11 @@ def watch(day: date) -> None:
     except KeyboardInterrupt:
         raise typer.Exit(WATCH_STOPPED_EXIT) from None
     if current.sending:
-        heard = local(current.last_heard) if current.last_heard else "never"
+        heard = local(current.last_heard, newsletter_zone(newsletter)) if current.last_heard else "never"
         show(
-            f"No sender is running on the edition of {day} (last heard from: {heard}); it stays "
-            f"sending until one goes on with it (briefing send --date {day}, a worker or the scheduler).",
+            f"No sender is running on the edition of {day}{of_newsletter(newsletter)} (last heard from: "
+            f"{heard}); it stays sending until one goes on with it (briefing send --date {day}"
+            f"{newsletter_flag(newsletter)}, a worker or the scheduler).",
             err=True,
         )
 

@@ -45,7 +45,11 @@ def schedule(
         str, typer.Option(help="How often to look for a released or paused edition within its window.")
     ] = "1m",
 ) -> None:
-    """Run the daily send: each send day at the configured local time, once, never late.
+    """Run the daily send of every newsletter: each at its own local time, once, never late.
+
+    One process for all newsletters, each on its own calendar, one edition sent at a time. A
+    newsletter added, paused or resumed while it runs counts within a minute; a paused one is
+    never sent. Specials go out at the time their editor set (`briefing special --at`).
 
     Runs until stopped (SIGTERM or Ctrl-C finishes the message in flight first). Only one may run
     per database; a second one exits with code 73 and names the first. One that loses its lock
@@ -58,15 +62,23 @@ def schedule(
     import socket
     import threading
 
-    from briefing import calendar as cal
+    from briefing.calendar import SendPlan
     from briefing.config import parse_duration
     from briefing.db import session_scope
     from briefing.locks import acquire_scheduler_lock, acquire_send_lock
-    from briefing.scheduler import PeriodicJob, run_scheduler
+    from briefing.scheduler import Calendar, PeriodicJob, next_send_of, run_scheduler
     from briefing.service import feeds as feed_service
     from briefing.service import schedule as schedule_service
     from briefing.service.setup import EditionSetup
-    from briefing.wiring import edition_setup, edition_setup_now, feed_policy, poll_bounce_mailbox, transport
+    from briefing.wiring import (
+        edition_setup,
+        edition_setup_now,
+        feed_policy,
+        newsletters_now,
+        poll_bounce_mailbox,
+        send_plan_now,
+        transport,
+    )
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True
@@ -98,10 +110,19 @@ def schedule(
     owner = f"{socket.gethostname()}:{os.getpid()}"
     started = clock.now()
     base = edition_setup(settings)  # the renderer and signer once; each job re-reads the skip dates
-    plan = edition_setup_now(settings, engine, base=base).plan
+    bases: dict[int, EditionSetup] = {}
 
-    def setup_factory() -> EditionSetup:
-        return edition_setup_now(settings, engine, base=base)
+    def setup_of(newsletter_id: int) -> EditionSetup:
+        """A newsletter's setup as of now; its renderer is built again only when its templates change."""
+        current = edition_setup_now(
+            settings, engine, base=bases.get(newsletter_id, base), newsletter=newsletter_id
+        )
+        bases[newsletter_id] = current
+        return current
+
+    running = [n for n in newsletters_now(engine) if not n.paused]
+    for n in running:
+        setup_of(n.id)  # a newsletter whose stored values cannot be used stops the start, by name
 
     policy = feed_policy(settings)
 
@@ -128,10 +149,10 @@ def schedule(
                 report.failed,
             )
 
-    sender = schedule_service.DailySender(
+    senders = schedule_service.EveryNewsletter(
         schedule_service.DailyContext(
             engine=engine,
-            setup=setup_factory,
+            setup=lambda: setup_of(base.newsletter.id),  # each newsletter's sender has its own
             transport=lambda: transport(settings, clock),
             alert_email=settings.alert_email,
             stop=stop,
@@ -139,8 +160,15 @@ def schedule(
             clock=clock,
             poll_feeds=poll_feeds,
             send_guard=send_guard,
-        )
+        ),
+        newsletters=lambda: newsletters_now(engine),
+        setup_of=setup_of,
     )
+    calendars = [
+        Calendar(n.slug, bases[n.id].plan, senders.send_job(n), senders.preflight_job(n)) for n in running
+    ]
+    if not running:
+        log.warning("every newsletter is paused; the watch sends one as soon as it is resumed")
 
     lost = threading.Event()
 
@@ -155,15 +183,20 @@ def schedule(
             LOCK_LOST_EXIT,
         )
 
+    def plans_now() -> list[SendPlan]:
+        plans = []
+        for n in newsletters_now(engine, include_paused=False):
+            try:
+                plans.append(send_plan_now(settings, engine, n))
+            except BriefingError:  # the watch logs what is wrong with it
+                continue
+        return plans
+
     def heartbeat(now: datetime) -> None:
-        upcoming = cal.next_send_times(now, plan, 1)
+        next_run_at = next_send_of(plans_now(), now)  # the soonest send of every newsletter
         with session_scope(engine) as session:
             schedule_service.record_heartbeat(
-                session,
-                owner=owner,
-                started_at=started,
-                next_run_at=upcoming[0].utc if upcoming else None,
-                now=now,
+                session, owner=owner, started_at=started, next_run_at=next_run_at, now=now
             )
         if not lock.verify():
             lock_lost()
@@ -172,13 +205,11 @@ def schedule(
         log.info("scheduler started (pid %d); lock %s", os.getpid(), lock.where)
         lock.watch(lock_lost, clock)
         run_scheduler(
-            plan,
-            sender.send_job,
-            preflight_job=sender.preflight_job,
+            calendars=calendars,
             preflight_lead=settings.preflight_lead,
             heartbeat=heartbeat,
             extra_jobs=[
-                PeriodicJob("watch", sender.watch_job, watch_interval),
+                PeriodicJob("watch", senders.watch_job, watch_interval),
                 PeriodicJob("feeds", poll_feeds, settings.feed_poll_every, run_at_start=True),
                 *(
                     [PeriodicJob("bounces", poll_bounces, settings.bounce_poll_every, run_at_start=True)]

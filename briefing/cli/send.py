@@ -16,6 +16,7 @@ import typer
 
 from briefing.cli.common import (
     DateOpt,
+    NewsletterOpt,
     add_row,
     console,
     current_setup,
@@ -24,15 +25,16 @@ from briefing.cli.common import (
     fail,
     handle_errors,
     new_table,
+    newsletter_flag,
+    of_newsletter,
     show,
     state,
     styled,
 )
-from briefing.cli.editions import content_source, print_preflight
+from briefing.cli.editions import edition_heading, print_preflight
 from briefing.cli.stopping import STOP_GRACE, STOPPED_EXITS
 from briefing.cli.stopping import Stopper as _Stopper
-from briefing.errors import InvalidInput, LockHeld, PreflightFailed
-from briefing.newsletter import PRIMARY_ID
+from briefing.errors import Conflict, InvalidInput, LockHeld, PreflightFailed
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -75,8 +77,9 @@ def send(
     as_json: Annotated[
         bool, typer.Option("--json", help="With --dry-run: print JSON for scripts, naming every reader.")
     ] = False,
+    newsletter: NewsletterOpt = "",
 ) -> None:
-    """Send the edition to every active subscriber, exactly once each; safe to run again.
+    """Send the edition to every reader of the newsletter, exactly once each; safe to run again.
 
     It sends what can go now and ends. Copies deferred by their servers (4xx)
     wait for their next try: the scheduler, a worker or the next send makes it.
@@ -91,23 +94,25 @@ def send(
     Example: briefing send --to editor@example.com
     Example: briefing send --date 2026-11-30 --resume
     Example: briefing send --date 2026-11-30 --dry-run --json
+    Example: briefing send --newsletter weekend --date 2026-12-05
     """
     from briefing.inputs import email_address
     from briefing.service import editions as edition_service
     from briefing.wiring import transport
 
-    setup = current_setup()
+    setup = current_setup(newsletter)
     day = edition_date(edition, setup)
     engine = state().engine
+    again = f"briefing send --date {day}{newsletter_flag(setup.newsletter)}"
     if as_json and not dry_run:
         raise InvalidInput("only goes with --dry-run", field="--json")
     if dry_run:
         listed = None if as_json else edition_service.DRY_RUN_LISTED
         result = edition_service.dry_run(engine, setup, day, now=state().now(), listed=listed)
         if as_json:
-            print_dry_run_json(day, result)
+            print_dry_run_json(day, result, setup)
         else:
-            print_dry_run(day, result)
+            print_dry_run(day, result, setup)
         return
     if to:
         address = email_address(to, field="--to")
@@ -116,8 +121,15 @@ def send(
             reply = edition_service.send_test(engine, setup, day, address, mail, clock=state().clock)
         finally:
             mail.close()
-        show(f"Test copy of {day} sent to {address} ({reply.code} {reply.reply}).")
+        whose = of_newsletter(setup.newsletter)
+        show(f"Test copy of {day}{whose} sent to {address} ({reply.code} {reply.reply}).")
         return
+    if setup.newsletter.paused and not force:
+        slug = setup.newsletter.slug
+        raise Conflict(
+            f"the newsletter {slug} is paused and sends nothing; resume it with "
+            f"`briefing newsletters resume {slug}`, or send this edition on purpose with --force"
+        )
     from briefing.locks import acquire_send_lock
 
     try:
@@ -145,10 +157,10 @@ def send(
     status = outcome.edition.status
     show(styled(outcome.message, "green" if status == "sent" else "yellow"))
     if status == "halted":
-        show(f"Check the list, then go on with: briefing send --date {day} --resume")
+        show(f"Check the list, then go on with: {again} --resume")
     if status != "sent" and stopper.signum:
         if not outcome.waiting_for:
-            show(f"Go on with: briefing send --date {day}")
+            show(f"Go on with: {again}")
         raise typer.Exit(stopper.exit_code)
     if status in ("paused", "partial", "halted"):
         raise typer.Exit(UNFINISHED_EXIT)
@@ -219,7 +231,7 @@ def _send_with_progress(
             rate = (mine - first_sent) / (moment - first_at) if moment > first_at else 0.0
             try:
                 with Session(engine) as session:
-                    found = edition_store.find_edition(session, day, newsletter_id=PRIMARY_ID)
+                    found = edition_store.find_edition(session, day, newsletter_id=setup.newsletter.id)
                     # Only a sending edition's progress is read: any other state would be counted
                     # from the ledger, too dear once a second (and this sender alone is then at work).
                     whole = (
@@ -281,7 +293,8 @@ def _send_with_progress(
                 stopper.abandoned = True
                 raise fail(
                     "stopped before the copies in flight were answered; the next send settles them "
-                    f"(as ambiguous, per the policy). Go on with: briefing send --date {day}",
+                    f"(as ambiguous, per the policy). Go on with: briefing send --date {day}"
+                    f"{newsletter_flag(setup.newsletter)}",
                     STOPPED_EXITS.get(stopper.signum, 1),
                 )
         if error:
@@ -289,9 +302,9 @@ def _send_with_progress(
         return outcome[0]
 
 
-def print_dry_run(day: date, result: "edition_service.DryRun") -> None:
+def print_dry_run(day: date, result: "edition_service.DryRun", setup: "EditionSetup") -> None:
     if result.prepared is not None:
-        show(f"Edition of {day} ({content_source(result.prepared)}): {result.prepared.rendered.subject}")
+        show(edition_heading(day, setup, result.prepared))
         print_preflight(result.prepared.report)
     show(f"Dry run: {result.message}. Nothing was sent.")
     for email in result.emails:
@@ -301,10 +314,11 @@ def print_dry_run(day: date, result: "edition_service.DryRun") -> None:
         show(f"  ... and {more} more (--json lists them all)")
 
 
-def print_dry_run_json(day: date, result: "edition_service.DryRun") -> None:
+def print_dry_run_json(day: date, result: "edition_service.DryRun", setup: "EditionSetup") -> None:
     prepared = result.prepared
     report = prepared.report if prepared is not None else None
     out = {
+        "newsletter": setup.newsletter.slug,
         "edition": day.isoformat(),
         "status": result.edition.status if result.edition is not None else "scheduled",
         "subject": prepared.rendered.subject if prepared is not None else "",

@@ -24,6 +24,8 @@ from briefing.cli.common import (
 from briefing.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from briefing.service.subscriber_files import SubscriberImportReport
 
 app = typer.Typer(
@@ -69,28 +71,66 @@ def list_(
         typer.Option(help="pending, active, unsubscribed, bounced, complained or blocklisted."),
     ] = None,
     search: Annotated[str, typer.Option(help="Part of an address or name.")] = "",
+    newsletter: Annotated[
+        str | None, typer.Option(help="Only readers on this newsletter (its slug, e.g. weekend).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1_000_000)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """List subscribers, with counts by status.
+    """List subscribers and the newsletters each is on, with counts by status.
 
-    Example: briefing subscribers list --status bounced
+    Example: briefing subscribers list --status active --newsletter weekend
     """
+    from dataclasses import asdict
+
     from briefing.db import session_scope
     from briefing.store import subscribers as subscriber_store
+    from briefing.store import subscriptions as subscription_store
 
     _check_status(status)
     with session_scope(state().engine) as session:
-        found = list(subscriber_store.iter_subscribers(session, status=status, search=search, limit=limit))
+        wanted = _newsletter_ids(session, [newsletter] if newsletter is not None else [])
+        found = list(
+            subscriber_store.iter_subscribers(
+                session,
+                status=status,
+                search=search,
+                limit=limit,
+                newsletter_id=wanted[0] if wanted else None,
+            )
+        )
+        on = subscription_store.active_slugs(session, [s.id for s in found])
         counts = subscriber_store.count_by_status(session)
     if as_json:
-        print_json(found)
+        print_json([{**asdict(s), "newsletters": on.get(s.id, [])} for s in found])
         return
-    table = new_table("id", "email", "name", "status", "since", title=f"Subscribers (showing {len(found)})")
+    table = new_table(
+        "id", "email", "name", "status", "newsletters", "since", title=f"Subscribers (showing {len(found)})"
+    )
     for s in found:
-        add_row(table, s.id, s.email, s.name, s.status, local(s.created_at))
+        add_row(table, s.id, s.email, s.name, s.status, " ".join(on.get(s.id, ())), local(s.created_at))
     console.print(table)
     show("  ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _newsletter_ids(session: "Session", slugs: list[str]) -> list[int]:
+    """The ids of the newsletters named on the command line; an unknown slug names the option."""
+    from briefing.newsletter import check_slug
+    from briefing.store import newsletters as newsletter_store
+
+    ids = []
+    for slug in slugs:
+        try:
+            found = newsletter_store.find_by_slug(session, check_slug(slug))
+        except InvalidInput:
+            found = None
+        if found is None:
+            known = ", ".join(n.slug for n in newsletter_store.list_newsletters(session)) or "none yet"
+            raise InvalidInput(
+                f"there is no newsletter {slug[:40]!r} (newsletters: {known})", field="--newsletter"
+            )
+        ids.append(found.id)
+    return ids
 
 
 def _check_status(status: str | None) -> None:
@@ -108,15 +148,24 @@ def import_(
         str, typer.Option(help="active (moving a list over) or pending (await confirmation).")
     ] = "active",
     rejects: Annotated[Path | None, typer.Option(help="Write rejected rows to this CSV file.")] = None,
+    newsletter: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Put every row on this newsletter (its slug; repeat for several). Default: the first."
+        ),
+    ] = None,
 ) -> None:
     """Import a CSV list, Mailchimp's and listmonk's exports too.
 
     A status column is honoured: unsubscribed, cleaned, bounced, complained and blocklisted rows
     are stored suppressed (and suppress a reader already on the list); nothing re-activates a
-    suppressed address. --status says what subscribed rows become.
+    suppressed address. --status says what subscribed rows become. A newsletters column (slugs
+    separated by spaces or semicolons) and --newsletter say which newsletters each row is on;
+    a new row that names none goes on the first newsletter.
 
-    Example: briefing subscribers import subscribers/example.csv --rejects rejected.csv
+    Example: briefing subscribers import subscribers/example.csv --newsletter weekend --rejects rejected.csv
     """
+    from briefing.db import session_scope
     from briefing.domain import SubscriberStatus
     from briefing.service import subscribers as subscriber_service
 
@@ -124,6 +173,8 @@ def import_(
         wanted = SubscriberStatus(status)
     except ValueError:
         raise InvalidInput("must be active or pending", field="--status") from None
+    with session_scope(state().engine) as session:
+        newsletter_ids = _newsletter_ids(session, newsletter or [])
     if rejects is not None:
         output_file(rejects, "--rejects")  # before the first row is imported, not after
 
@@ -135,6 +186,7 @@ def import_(
             rejects_to=rejects,
             progress=progress,
             allow_smtputf8=state().settings.smtp_smtputf8,
+            newsletter_ids=newsletter_ids,
             now=state().now(),
         )
 
@@ -259,19 +311,26 @@ def _rejected(report: "SubscriberImportReport", others: str) -> None:
 def export(
     file: Annotated[Path | None, typer.Argument(help="Output CSV (default: standard output).")] = None,
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    newsletter: Annotated[
+        str | None, typer.Option(help="Only readers on this newsletter (its slug).")
+    ] = None,
 ) -> None:
-    """Export subscribers as CSV that is safe to open in a spreadsheet.
+    """Export subscribers as CSV that is safe to open in a spreadsheet, with the newsletters each is on.
 
     Example: briefing subscribers export subscribers/all.local.csv --status active
     """
+    from briefing.db import session_scope
     from briefing.service import subscribers as subscriber_service
 
     _check_status(status)
+    with session_scope(state().engine) as session:
+        ids = _newsletter_ids(session, [newsletter] if newsletter is not None else [])
+    only = ids[0] if ids else None
     if file is None:
-        subscriber_service.export_subscribers(state().engine, sys.stdout, status=status)
+        subscriber_service.export_subscribers(state().engine, sys.stdout, status=status, newsletter_id=only)
         return
     with output_file(file, "FILE").open("w", encoding="utf-8", newline="") as handle:
-        n = subscriber_service.export_subscribers(state().engine, handle, status=status)
+        n = subscriber_service.export_subscribers(state().engine, handle, status=status, newsletter_id=only)
     show(f"Wrote {n} subscribers to {file}.")
 
 

@@ -185,13 +185,14 @@ def _stopping(name: str) -> None:
 
 
 def print_pass(report: "PassReport") -> None:
-    """One line per pass: the edition, what this worker sent, and where the whole edition stands."""
+    """One line per pass: whose edition and which, what this worker sent, where the whole edition stands."""
     outcome = report.outcome
     status = outcome.edition.status
+    whose = f"{report.newsletter} " if report.newsletter else ""
     show(
         styled(
-            f"edition {report.edition_date}: {report.mine} sent by this worker, {report.sent}/{report.total} "
-            f"sent in all; {status} ({report.reason})",
+            f"{whose}{report.kind} edition {report.edition_date}: {report.mine} sent by this worker, "
+            f"{report.sent}/{report.total} sent in all; {status} ({report.reason})",
             "green" if status == "sent" else "yellow",
         )
     )

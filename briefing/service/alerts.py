@@ -1,5 +1,9 @@
 """Alerts to the editors: one email per problem per edition, and one more when it is resolved.
 
+Each newsletter's editions have their own problems (the same date can be blocked in one and sent
+in another), and a special edition's are named with its kind, so its alerts never close the
+regular edition's. An alert about a newsletter other than the first names it in its subject.
+
 The scheduler retries a blocked edition every minute and may be restarted at any time, so whether
 the editors were already told is kept in the database (`alert_state`), not in the process. Nothing
 here raises: an alert that cannot be recorded or sent is logged on one line and tried again the
@@ -16,12 +20,14 @@ from datetime import date
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
 import sqlalchemy as sa
 
 from briefing.db import session_scope
 from briefing.domain import Clock
 from briefing.mail.transport import Outcome, Transport
+from briefing.newsletter import PRIMARY_ID, REGULAR
 from briefing.store import alerts as alert_store
 
 # The problems an edition can have; each is alerted once until it is resolved.
@@ -29,8 +35,22 @@ PREFLIGHT = "preflight"  # the preflight before send time found errors
 NOT_SENT = "not_sent"  # the send was refused (preflight errors at send time, or another refusal)
 EXPIRED = "expired"  # the window closed before the edition started (also: held past its window)
 UNFINISHED = "unfinished"  # started and not finished: paused, partial or halted
+PROBLEMS = (PREFLIGHT, NOT_SENT, EXPIRED, UNFINISHED)
 
 Mailer = Callable[[str, str], bool]  # (subject, body) -> accepted
+# Headers on one line up to RFC 5322's limit: Python folds a long Subject right after its name,
+# and some clients then show it with a leading space.
+_ALERT_POLICY = SMTP.clone(max_line_length=998)
+Log = logging.Logger | logging.LoggerAdapter[Any]
+
+
+def problem_key(problem: str, kind: str = REGULAR) -> str:
+    """How a problem of one edition kind is stored: "not_sent", or "not_sent:special-1" for a special."""
+    return problem if kind == REGULAR else f"{problem}:{kind}"
+
+
+def problem_keys(kind: str = REGULAR, problems: Iterable[str] = PROBLEMS) -> list[str]:
+    return [problem_key(p, kind) for p in problems]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +64,7 @@ class AlertMail:
 
     def __call__(self, subject: str, body: str) -> bool:
         from_address, domain = self.sender()
-        message = EmailMessage(policy=SMTP)
+        message = EmailMessage(policy=_ALERT_POLICY)
         message["From"] = from_address
         message["To"] = self.to
         message["Subject"] = f"[briefing] {subject}".replace("\r", " ").replace("\n", " ")
@@ -62,13 +82,34 @@ class AlertMail:
 
 
 class Alerts:
-    """Raise and resolve an edition's problems; `mail` is None when no alert address is set."""
+    """Raise and resolve the problems of one newsletter's editions; `mail` is None when no alert
+    address is set. `label` (the newsletter's name, empty for the first one) leads each subject."""
 
-    def __init__(self, engine: sa.Engine, mail: Mailer | None, *, clock: Clock, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        mail: Mailer | None,
+        *,
+        clock: Clock,
+        log: Log,
+        newsletter_id: int = PRIMARY_ID,
+        label: str = "",
+    ) -> None:
         self.engine = engine
         self.mail = mail
         self.clock = clock
         self.log = log
+        self.newsletter_id = newsletter_id
+        self.label = label
+
+    def of(self, newsletter_id: int, label: str = "") -> Alerts:
+        """The same mail and clock, for another newsletter's editions."""
+        return Alerts(
+            self.engine, self.mail, clock=self.clock, log=self.log, newsletter_id=newsletter_id, label=label
+        )
+
+    def _subject(self, subject: str) -> str:
+        return f"[{self.label}] {subject}" if self.label and subject else subject
 
     def problem(self, day: date, key: str, subject: str, body: str) -> bool:
         """Record the problem and email it unless the editors were told already; True when new.
@@ -77,11 +118,13 @@ class Alerts:
         scheduler retries every minute), and an email sent without its record would be repeated.
         """
         now = self.clock.now()
+        nid = self.newsletter_id
+        subject = self._subject(subject)
         try:
             with session_scope(self.engine) as session:
-                new = alert_store.raise_alert(session, day, key, subject, now=now)
+                new = alert_store.raise_alert(session, day, key, subject, newsletter_id=nid, now=now)
                 if new and self.mail is None:  # nobody to email: the log line is the alert
-                    alert_store.mark_notified(session, day, key, now=now)
+                    alert_store.mark_notified(session, day, key, newsletter_id=nid, now=now)
         except sa.exc.SQLAlchemyError as exc:
             self.log.error(
                 "could not record the alert %r for %s (%s); trying again at the next run",
@@ -95,7 +138,7 @@ class Alerts:
         if self._send(subject, body):
             try:
                 with session_scope(self.engine) as session:
-                    alert_store.mark_notified(session, day, key, now=self.clock.now())
+                    alert_store.mark_notified(session, day, key, newsletter_id=nid, now=self.clock.now())
             except sa.exc.SQLAlchemyError as exc:
                 self.log.error("the alert %r was sent but could not be recorded (%s)", subject, one_line(exc))
         return True
@@ -110,14 +153,16 @@ class Alerts:
         """
         try:
             with session_scope(self.engine) as session:
-                closed = alert_store.resolve(session, day, keys, now=self.clock.now())
+                closed = alert_store.resolve(
+                    session, day, keys, newsletter_id=self.newsletter_id, now=self.clock.now()
+                )
         except sa.exc.SQLAlchemyError as exc:
             self.log.error("could not record that the problems of %s were resolved (%s)", day, one_line(exc))
             return 0
         told = [a for a in closed if a.notified_at is not None]
         if told and follow_up and self.mail is not None:
             earlier = "\n".join(f"- {a.subject}" for a in told)
-            self._send(subject, f"{body}\n\nThis resolves the earlier alert(s):\n{earlier}")
+            self._send(self._subject(subject), f"{body}\n\nThis resolves the earlier alert(s):\n{earlier}")
         return len(closed)
 
     def _send(self, subject: str, body: str) -> bool:

@@ -32,7 +32,7 @@ from email.utils import format_datetime, make_msgid
 
 from briefing.domain import Clock, SubscriberData, SubscriberStatus
 from briefing.errors import BriefingError, TokenInvalid
-from briefing.links import LinkSigner, confirm_url
+from briefing.links import LinkSigner, confirm_url, preferences_url
 from briefing.mail.headers import clean_header_text, format_address
 from briefing.mail.transport import Outcome, Transport
 from briefing.service.setup import EditionSetup
@@ -53,13 +53,24 @@ class ConfirmClaim:
     address_tag: str  # LinkSigner.address_tag of the id and the address the link was sent to
 
 
+CONFIRM = "confirm"  # a double opt-in link
+PREFERENCES = "preferences"  # an address already confirmed asked for another newsletter: its own page
+
+
 @dataclass(frozen=True, slots=True)
 class ConfirmationMail:
-    """A confirmation that is due: sent after the reader's page has gone out, never before the commit."""
+    """A confirmation that is due: sent after the reader's page has gone out, never before the commit.
+
+    An address that confirmed once and signs up for another newsletter gets its preferences link
+    instead (`purpose` PREFERENCES): only its owner can choose, so typing it into a form adds
+    nobody to anything. `newsletter_ids` are the newsletters the sign-up asked for (the email names them).
+    """
 
     to_address: str
     token: str
     greeting: str = ""
+    purpose: str = CONFIRM
+    newsletter_ids: tuple[int, ...] = ()
 
 
 def _micros(moment: datetime) -> int:
@@ -131,15 +142,28 @@ def greeting(subscriber: SubscriberData | None) -> str:
 
 
 def build_email(
-    setup: EditionSetup, to_address: str, link: str, first_name: str = "", *, now: datetime
+    setup: EditionSetup,
+    to_address: str,
+    link: str,
+    first_name: str = "",
+    *,
+    purpose: str = CONFIRM,
+    now: datetime,
 ) -> bytes:
-    """The confirmation message, dated `now`: one link, no per-recipient list headers (no list yet)."""
+    """The confirmation message, dated `now`: one link, no per-recipient list headers (no list yet).
+
+    The preferences-link message uses the same templates, which tell the two apart by the link
+    (`/preferences/` in it), and gets its own subject here.
+    """
     mail = setup.mailing
     content = setup.renderer.render_confirmation(setup.compose, link, first_name=first_name)
+    subject = content.subject
+    if purpose == PREFERENCES:
+        subject = f"You already get news from {setup.compose.site_name}: choose your newsletters here"
     msg = EmailMessage(policy=SMTP)
     msg["From"] = format_address(mail.from_name, mail.from_address)
     msg["To"] = to_address
-    msg["Subject"] = clean_header_text(content.subject)
+    msg["Subject"] = clean_header_text(subject)
     msg["Date"] = format_datetime(now.replace(microsecond=0))
     msg["Message-ID"] = make_msgid(domain=mail.domain)
     if mail.reply_to:
@@ -161,8 +185,11 @@ def send_confirmation(
     It runs after the page has gone out, so the message is dated when it is built, on the app's clock.
     """
     try:
-        link = confirm_url(setup.mailing.public_base_url, due.token)
-        data = build_email(setup, due.to_address, link, due.greeting, now=clock.now())
+        base = setup.mailing.public_base_url
+        link = (
+            preferences_url(base, due.token) if due.purpose == PREFERENCES else confirm_url(base, due.token)
+        )
+        data = build_email(setup, due.to_address, link, due.greeting, purpose=due.purpose, now=clock.now())
         result = transport.send(setup.mailing.from_address, due.to_address, data)
     except (BriefingError, OSError) as exc:
         log.warning("confirmation email not sent: %s", exc)

@@ -21,6 +21,7 @@ from sqlmodel import Session
 from briefing import calendar as cal
 from briefing import inputs
 from briefing.domain import Clock, EditionData, EditionStatus, LedgerCounts, Recipient
+from briefing.edition.sections import VariantRenders, variant_key
 from briefing.errors import NotFound
 from briefing.newsletter import REGULAR
 from briefing.reader_copy import personalise
@@ -30,6 +31,7 @@ from briefing.service.setup import EditionSetup, MailFactory, sample_recipient
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
 from briefing.store import subscribers as subscriber_store
+from briefing.store import subscriptions as subscription_store
 
 __all__ = [
     "DRY_RUN_LISTED",
@@ -66,31 +68,39 @@ class Preview:
 
 
 def preview(
-    engine: sa.Engine, setup: EditionSetup, edition_date: date, *, clock: Clock, as_email: str = ""
+    engine: sa.Engine,
+    setup: EditionSetup,
+    edition_date: date,
+    *,
+    clock: Clock,
+    as_email: str = "",
+    kind: str = REGULAR,
 ) -> Preview:
     """The exact message one reader (or a sample reader) would get, without touching the ledger.
 
     Judged at the same moment as the send (`edition_content.judged_at`); a frozen edition shows
-    its frozen copy.
+    its frozen copy. A reader who left sections out is shown the rendering of their set, as the
+    send builds it.
     """
     with Session(engine) as session:
-        prepared = prepare(session, setup, edition_date, now=clock.now())
+        prepared = prepare(session, setup, edition_date, now=clock.now(), kind=kind)
+        rendered = prepared.rendered
+        sub = subscriber_store.find_by_email(session, as_email) if as_email else None
+        if as_email and sub is None:
+            raise NotFound(f"{as_email} is not on the list", field="--as")
+        if sub is not None:
+            chosen = subscription_store.find(session, sub.id, setup.newsletter.id)
+            if chosen is not None and chosen.excluded_sections:
+                key = variant_key(chosen.excluded_sections)
+                rendered = VariantRenders(setup.renderer, prepared.briefing, known={"": rendered}).get(key)
         factory = MailFactory(
-            setup,
-            edition_date,
-            prepared.rendered.subject,
-            prepared.rendered.html,
-            prepared.rendered.text,
-            clock,
+            setup, edition_date, rendered.subject, rendered.html, rendered.text, clock, kind=kind
         )
-        if as_email:
-            sub = subscriber_store.find_by_email(session, as_email)
-            if sub is None:
-                raise NotFound(f"{as_email} is not on the list", field="--as")
+        if sub is not None:
             recipient = factory.recipient(sub.id, sub.email, sub.name)
         else:
             recipient = sample_recipient(setup)
-    html, text = personalise(prepared.rendered, recipient)
+    html, text = personalise(rendered, recipient)
     eml, _ = factory.message(recipient)
     return Preview(prepared=prepared, html=html, text=text, eml=eml, recipient=recipient)
 

@@ -3,11 +3,16 @@
 `briefing status` and `GET /metrics` read the same facts (the last scheduled edition, its ledger,
 the scheduler's heartbeat, the open alerts), so the exit code and the dashboard agree. Both only
 read, and both are cheap: a handful of indexed queries, no render, nothing per reader.
+
+Each newsletter has its own calendar, so each is judged on its own regular editions: a weekend
+edition is never taken for the weekday briefing's last one, and a paused newsletter, which the
+scheduler leaves alone, owes no edition.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -16,11 +21,14 @@ from sqlmodel import Session
 
 from briefing import calendar as cal
 from briefing.domain import EditionData, EditionStatus, LedgerCounts
+from briefing.models import Newsletter
+from briefing.newsletter import PRIMARY_ID, REGULAR, NewsletterData
 from briefing.service import alerts, bounce_rates
 from briefing.service.bounce_rates import EditionRates, RateLimits
 from briefing.store import alerts as alert_store
 from briefing.store import deliveries as ledger
 from briefing.store import editions as edition_store
+from briefing.store import newsletters as newsletter_store
 from briefing.store import schedule as schedule_store
 from briefing.store import senders as sender_store
 
@@ -33,18 +41,32 @@ BLOCKING = (alerts.PREFLIGHT, alerts.NOT_SENT)
 # scheduler's minute watch takes such an edition over, so a healthy install never stays here.
 ABANDONED_AFTER = timedelta(minutes=3)
 ALERTS_COUNTED_FOR = timedelta(days=7)  # the metrics count the open alerts of this week's editions
+LOOK_BACK = timedelta(days=14)  # how far back the last scheduled edition is looked for
+
+
+@dataclass(frozen=True, slots=True)
+class NewsletterStatus:
+    """One newsletter's part of the answer: its next send in its own zone and its last edition."""
+
+    newsletter: NewsletterData
+    plan: cal.SendPlan
+    next_send: cal.SendTime | None  # None while the newsletter is paused
+    last: EditionData | None
+    last_counts: LedgerCounts | None
+    problems: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    next_send: cal.SendTime | None
+    next_send: cal.SendTime | None  # these three are the first newsletter's (see `newsletters`)
     last: EditionData | None
     last_counts: LedgerCounts | None
     heartbeat_at: datetime | None
     heartbeat_owner: str
     healthy: bool
-    problems: tuple[str, ...]
+    problems: tuple[str, ...]  # every newsletter's, each named when there are several
     last_rates: EditionRates | None = None  # of the newest edition that sent copies
+    newsletters: tuple[NewsletterStatus, ...] = ()
 
 
 def status(
@@ -54,27 +76,81 @@ def status(
     *,
     stale_after: timedelta,
     rate_limits: RateLimits = RateLimits(),
+    newsletter_id: int = PRIMARY_ID,
 ) -> Status:
-    """Healthy, or why not: a dead scheduler; a missed, expired, held-over, blocked or unfinished
-    edition; the last edition sent bouncing or drawing complaints past `rate_limits`."""
+    """One newsletter's health (the first unless named) on the calendar given; see `overview`."""
+    with Session(engine) as session:
+        newsletter = newsletter_store.get_newsletter(session, newsletter_id)
+    return overview(engine, [(newsletter, plan)], now, stale_after=stale_after, rate_limits=rate_limits)
+
+
+def overview(
+    engine: sa.Engine,
+    plans: Sequence[tuple[NewsletterData, cal.SendPlan]],
+    now: datetime,
+    *,
+    stale_after: timedelta,
+    rate_limits: RateLimits = RateLimits(),
+) -> Status:
+    """Healthy, or why not: a dead scheduler; a newsletter's missed, expired, held-over, blocked or
+    unfinished edition; the last edition sent bouncing or drawing complaints past `rate_limits`."""
     problems: list[str] = []
-    upcoming = cal.next_send_times(now, plan, 1)
-    previous = cal.previous_send_time(now, plan, timedelta(days=14))
-    watched = [d for d in (previous and previous.edition_date, upcoming and upcoming[0].edition_date) if d]
+    watched: set[date] = set()
+    parts: list[NewsletterStatus] = []
     with Session(engine) as session:
         beat = schedule_store.heartbeat(session)
-        recent = edition_store.list_editions(session, limit=10)
-        last = next((e for e in recent if previous and e.edition_date <= previous.edition_date), None)
-        counts = ledger.counts(session, last.id) if last else None
-        runs = sender_store.for_edition(session, last.id) if last else []
-        blocked = [a for a in alert_store.open_alerts(session, watched) if a.problem in BLOCKING]
+        for newsletter, plan in plans:
+            part, days = _newsletter_status(session, newsletter, plan, now)
+            parts.append(part)
+            watched.update(days)
+        blocked = [a for a in alert_store.open_alerts(session, sorted(watched)) if a.problem in BLOCKING]
         rates = bounce_rates.last_sent(session)
     beat_at = beat.beat_at if beat else None
     if beat_at is None:
         problems.append("no scheduler has ever run against this database (start `briefing schedule`)")
     elif now - beat_at > stale_after:
         problems.append(f"the scheduler's last heartbeat was {int((now - beat_at).total_seconds())} s ago")
-    if previous is not None:
+    named = len(parts) > 1
+    for part in parts:
+        problems.extend(f"{part.newsletter.slug}: {p}" if named else p for p in part.problems)
+    for alert in blocked:
+        hint = f"; check it with `briefing preflight --date {alert.edition_date}`"
+        problems.append(
+            f"the edition of {alert.edition_date} is blocked: {alert.subject} "
+            f"(since {alert.raised_at:%Y-%m-%d %H:%M} UTC{hint if 'reflight' in alert.subject else ''})"
+        )
+    problems.extend(bounce_rates.problems(rates, rate_limits))
+    first = parts[0] if parts else None
+    return Status(
+        next_send=first.next_send if first else None,
+        last=first.last if first else None,
+        last_counts=first.last_counts if first else None,
+        heartbeat_at=beat_at,
+        heartbeat_owner=beat.owner if beat else "",
+        healthy=not problems,
+        problems=tuple(problems),
+        last_rates=rates,
+        newsletters=tuple(parts),
+    )
+
+
+def _newsletter_status(
+    session: Session, newsletter: NewsletterData, plan: cal.SendPlan, now: datetime
+) -> tuple[NewsletterStatus, list[date]]:
+    """One newsletter judged on its own calendar, and the dates whose open alerts concern it."""
+    problems: list[str] = []
+    upcoming = [] if newsletter.paused else cal.next_send_times(now, plan, 1)
+    previous = cal.previous_send_time(now, plan, LOOK_BACK)
+    watched = [d for d in (previous and previous.edition_date, upcoming and upcoming[0].edition_date) if d]
+    recent = [
+        e
+        for e in edition_store.list_editions(session, limit=30, newsletter_id=newsletter.id)
+        if e.kind == REGULAR
+    ]
+    last = next((e for e in recent if previous and e.edition_date <= previous.edition_date), None)
+    counts = ledger.counts(session, last.id) if last else None
+    runs = sender_store.for_edition(session, last.id) if last else []
+    if previous is not None and not newsletter.paused and not _newer_than(session, newsletter, previous):
         window_end = previous.utc + plan.max_lateness
         day = previous.edition_date
         if last is None or last.edition_date != day:
@@ -98,23 +174,15 @@ def status(
                 f"{int(abandoned.total_seconds())} s and {counts.pending + counts.claimed} copies wait "
                 "(start `briefing schedule` or `briefing worker`, or run `briefing send`)"
             )
-    for alert in blocked:
-        hint = f"; check it with `briefing preflight --date {alert.edition_date}`"
-        problems.append(
-            f"the edition of {alert.edition_date} is blocked: {alert.subject} "
-            f"(since {alert.raised_at:%Y-%m-%d %H:%M} UTC{hint if 'reflight' in alert.subject else ''})"
-        )
-    problems.extend(bounce_rates.problems(rates, rate_limits))
-    return Status(
+    part = NewsletterStatus(
+        newsletter=newsletter,
+        plan=plan,
         next_send=upcoming[0] if upcoming else None,
         last=last,
         last_counts=counts,
-        heartbeat_at=beat_at,
-        heartbeat_owner=beat.owner if beat else "",
-        healthy=not problems,
         problems=tuple(problems),
-        last_rates=rates,
     )
+    return part, watched
 
 
 # -------------------------------------------------------------------- metrics
@@ -169,6 +237,15 @@ class MetricsReader:
                 self._settled = {k: v for k, v in self._settled.items() if k[0] != edition.id}
                 self._settled[key] = known
         return known
+
+
+def _newer_than(session: Session, newsletter: NewsletterData, send: cal.SendTime) -> bool:
+    """A newsletter added after a send time owed no edition then. The first newsletter always did:
+    a database from before there were several dates it from its upgrade, not from its first send."""
+    if newsletter.primary:
+        return False
+    row = session.get(Newsletter, newsletter.id)
+    return row is not None and row.created_at > send.utc
 
 
 def _abandoned_for(

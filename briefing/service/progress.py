@@ -128,9 +128,15 @@ def edition_progress(session: Session, edition_id: int, *, now: datetime) -> Edi
     )
 
 
-def progress_on(session: Session, edition_date: date, *, now: datetime) -> EditionProgress:
-    """The progress of the edition of one date; NotFound naming the date when there is none."""
-    found = session.execute(sa.select(E.c.id).where(E.c.edition_date == edition_date)).scalar()
+def progress_on(
+    session: Session, edition_date: date, *, now: datetime, newsletter_id: int = 1, kind: str = "regular"
+) -> EditionProgress:
+    """The progress of one newsletter's edition of a date; NotFound naming the date when there is none."""
+    found = session.execute(
+        sa.select(E.c.id).where(
+            E.c.edition_date == edition_date, E.c.newsletter_id == newsletter_id, E.c.kind == kind
+        )
+    ).scalar()
     if found is None:
         raise NotFound(f"no edition for {edition_date.isoformat()}", field="date")
     return edition_progress(session, int(found), now=now)

@@ -1,18 +1,22 @@
 """The daily send and the news calendar: what the scheduler's jobs do, in the same terms as `briefing send`.
 
 The scheduler only decides *when*; these functions decide *whether*, from the database: an edition
-already sent is not sent again, a held one waits, one past its window expires and says so. The
-calendar's writes (skipping a date, the scheduler's heartbeat) are use cases here too, so the CLI
-and any later door share one rule for what a skip reason may be.
+already sent is not sent again, a held one waits, one past its window expires and says so, a
+paused newsletter sends nothing. The calendar's writes (skipping a date, the scheduler's
+heartbeat) are use cases here too, so the CLI and any later door share one rule for what a skip
+reason may be. One `DailySender` runs one newsletter's jobs; `EveryNewsletter` runs them all in
+one process, with one lock so that only one edition is sent at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -22,10 +26,11 @@ from briefing.db import session_scope
 from briefing.domain import Clock, EditionData, EditionStatus
 from briefing.errors import BriefingError, InvalidInput, LockHeld, PreflightFailed
 from briefing.mail.transport import Transport
+from briefing.newsletter import REGULAR, NewsletterData, edition_label, is_special
 from briefing.service import alerts, claim_owners, send_alerts
 from briefing.service import editions as edition_service
 from briefing.service import worker as worker_service
-from briefing.service.alerts import AlertMail, Alerts, one_line
+from briefing.service.alerts import AlertMail, Alerts, Log, one_line
 from briefing.service.send_window import skipped_date
 from briefing.service.setup import EditionSetup
 from briefing.store import alerts as alert_store
@@ -37,6 +42,14 @@ RETRY_PAUSED_AFTER = timedelta(minutes=5)
 # (and alert) even when the scheduler was down when the window closed.
 WATCH_LOOKBACK = timedelta(hours=12)
 MAX_SKIP_REASON = 200
+SPECIALS_LOOKED_AT = 50  # a newsletter's unsent editions the watch reads to find its specials
+_SPECIAL_WATCHED = (
+    EditionStatus.SCHEDULED.value,
+    EditionStatus.HELD.value,
+    EditionStatus.SENDING.value,
+    EditionStatus.PAUSED.value,
+    EditionStatus.PARTIAL.value,
+)
 
 
 # -------------------------------------------------------------------- the news calendar
@@ -73,7 +86,7 @@ class DailyContext:
     transport: Callable[[], Transport]
     alert_email: str
     stop: threading.Event
-    log: logging.Logger
+    log: Log
     clock: Clock
     poll_feeds: Callable[[], object] | None = None  # refresh stored articles before the edition is built
     # Taken around each send, releasing on exit; raises LockHeld while a `briefing send` has the
@@ -82,17 +95,18 @@ class DailyContext:
 
 
 class DailySender:
-    """The scheduler's jobs. One lock serialises them, so a catch-up and a watch never overlap.
+    """One newsletter's jobs. One lock serialises them, so a catch-up and a watch never overlap;
+    pass the same `lock` to every newsletter's sender for one send at a time in the process.
 
-    Every job reads the calendar (skip dates) and the edition's state afresh from the database,
-    so a skip, unskip, hold or release made while the scheduler runs counts at the next minute.
-    A job never raises: a database that is busy or down is logged on one line and the next run
-    (the watch, every minute) tries again.
+    Every job reads the calendar (skip dates), the newsletter and the edition's state afresh from
+    the database, so a skip, unskip, hold, release or pause made while the scheduler runs counts
+    at the next minute. A job never raises: a database that is busy or down is logged on one line
+    and the next run (the watch, every minute) tries again.
     """
 
-    def __init__(self, ctx: DailyContext) -> None:
+    def __init__(self, ctx: DailyContext, *, lock: threading.Lock | None = None) -> None:
         self.ctx = ctx
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
         mail = None
         if ctx.alert_email:
             mail = AlertMail(ctx.alert_email, self._alert_sender, ctx.transport, ctx.clock)
@@ -101,6 +115,11 @@ class DailySender:
     def _alert_sender(self) -> tuple[str, str]:
         mailing = self.ctx.setup().mailing
         return mailing.from_address, mailing.domain
+
+    def _box(self, setup: EditionSetup) -> Alerts:
+        """The alerts of this newsletter's editions, named by the newsletter unless it is the first."""
+        n = setup.newsletter
+        return self.alerts.of(n.id, "" if n.primary else setup.compose.newsletter_name or n.slug)
 
     # ---------------------------------------------------------------- jobs
 
@@ -127,7 +146,8 @@ class DailySender:
         (no edition row yet), a send refused earlier (preflight errors since fixed), a send paused
         by SMTP trouble, a held edition whose window closed, and an edition left `sending` with
         nobody sending it: deferred copies fallen due, a crashed sender's claims, or deferred
-        copies still waiting when its window closed (given up, and the edition finishes).
+        copies still waiting when its window closed (given up, and the edition finishes). Special
+        editions whose time has come are sent the same way, each on its own (`_watch_specials`).
         """
         return self._guarded(self._watch)
 
@@ -146,9 +166,15 @@ class DailySender:
     # ---------------------------------------------------------------- watch
 
     def _watch(self) -> str:
-        ctx = self.ctx
-        setup = ctx.setup()
-        now = ctx.clock.now()
+        setup = self.ctx.setup()
+        if setup.newsletter.paused:
+            return "paused"
+        now = self.ctx.clock.now()
+        regular = self._watch_regular(setup, now)
+        specials = self._watch_specials(setup, now)
+        return "; ".join([regular, *specials])
+
+    def _watch_regular(self, setup: EditionSetup, now: datetime) -> str:
         plan = setup.plan
         self._recheck_preflight(setup, now)
         latest = cal.previous_send_time(now, plan, plan.max_lateness + WATCH_LOOKBACK)
@@ -156,29 +182,89 @@ class DailySender:
             return "nothing due"
         day = latest.edition_date
         decision = cal.decide(day, now, plan)
-        with Session(ctx.engine) as session:
+        with Session(self.ctx.engine) as session:
             edition = edition_store.find_edition(session, day, newsletter_id=setup.newsletter.id)
         status = edition.status if edition else None
         if status == EditionStatus.SENT:
-            self._resolve_all(day, "it has been sent")  # perhaps by hand: `briefing send --force`
+            send_alerts.resolve_all(self._box(setup), day, "it has been sent")  # perhaps `send --force`
             return "edition is sent"
         if edition is not None and status == EditionStatus.SENDING and not edition.held:
             return self._watch_sending(edition, setup, now)
         if decision.state == "expired":
             if edition is None or status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
-                return self._locked(day, "past its window")  # expired, with one alert
+                return self._locked(lambda: self._send(day, reason="past its window"))  # one alert
             return f"edition is {status}"
-        if edition is not None and edition.held:
-            return "held"
-        if status in (EditionStatus.PAUSED, EditionStatus.PARTIAL):
-            updated = edition.updated_at if edition else None
-            if updated is not None and now - updated < RETRY_PAUSED_AFTER:
-                return "waiting before retrying"
-        elif status not in (None, EditionStatus.SCHEDULED):
-            return f"edition is {status}"
+        waiting = _waiting(edition, now)
+        if waiting:
+            return waiting
         if edition is None:
             self.refresh_articles()  # never attempted (unskipped since start): as the send job does
-        return self._locked(day, f"watch ({status or 'not started'})")
+        return self._locked(lambda: self._send(day, reason=f"watch ({status or 'not started'})"))
+
+    def _watch_specials(self, setup: EditionSetup, now: datetime) -> list[str]:
+        """Each special whose time has come: sent (by `send_edition` with its kind), or expired
+        with an alert once its window has closed. The regular edition of its date is not looked at."""
+        reach = setup.plan.max_lateness + WATCH_LOOKBACK
+        with Session(self.ctx.engine) as session:
+            found = edition_store.list_editions(
+                session,
+                limit=SPECIALS_LOOKED_AT,
+                statuses=_SPECIAL_WATCHED,
+                newsletter_id=setup.newsletter.id,
+            )
+        due = sorted(
+            (
+                e
+                for e in found
+                if is_special(e.kind)
+                and e.scheduled_for is not None
+                and e.scheduled_for <= now
+                and now - e.scheduled_for <= reach
+            ),
+            key=lambda e: (e.scheduled_for, e.id),
+        )
+        return [f"{e.kind}: {self._watch_special(setup, e, now)}" for e in due if not self.ctx.stop.is_set()]
+
+    def _watch_special(self, setup: EditionSetup, special: EditionData, now: datetime) -> str:
+        assert special.scheduled_for is not None
+        if special.status == EditionStatus.SENDING and not special.held:
+            return self._watch_sending(special, setup, now)
+        latest = special.scheduled_for + setup.plan.max_lateness
+        if now > latest:
+            if special.status in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+                return self._locked(lambda: self._expire_special(setup, special, now))
+            return f"edition is {special.status}"
+        waiting = _waiting(special, now)
+        if waiting:
+            return waiting
+        day, kind = special.edition_date, special.kind
+        return self._locked(
+            lambda: self._deliver(
+                setup,
+                day,
+                f"scheduled for {special.scheduled_for:%Y-%m-%d %H:%M} UTC",
+                latest,
+                lambda mail: edition_service.send_edition(
+                    self.ctx.engine, setup, day, mail, clock=self.ctx.clock, stop=self.ctx.stop,
+                    role="scheduler", kind=kind,
+                ),
+                kind=kind,
+            )
+        )  # fmt: skip
+
+    def _expire_special(self, setup: EditionSetup, special: EditionData, now: datetime) -> str:
+        assert special.scheduled_for is not None
+        day, kind = special.edition_date, special.kind
+        latest = special.scheduled_for + setup.plan.max_lateness
+        with session_scope(self.ctx.engine) as session:
+            current = edition_store.lock_edition(session, day, newsletter_id=setup.newsletter.id, kind=kind)
+            if current.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+                return f"edition is {current.status}"
+            held = current.held or current.status == EditionStatus.HELD
+            why = "held past its window" if held else f"not started by {latest}"
+            edition_store.set_status(session, current.id, EditionStatus.EXPIRED, error=why, now=now)
+        decision = cal.Decision("expired", day, special.scheduled_for, latest)
+        return send_alerts.expired(self._box(setup), self.ctx.log, day, decision, on_hold=held, kind=kind)
 
     def _watch_sending(self, edition: EditionData, setup: EditionSetup, now: datetime) -> str:
         """An edition in `sending`: left alone while any sender is live, else a pass if one would help."""
@@ -189,32 +275,27 @@ class DailySender:
             reason = worker_service.pass_reason(session, edition, now=now, window_end=window_end)
         if reason is None:
             return "waiting for deferred copies"
-        if not self._lock.acquire(blocking=False):
-            return "a send is running"
-        day = edition.edition_date
-        try:
-            return self._deliver(
+        day, kind = edition.edition_date, edition.kind
+        latest = window_end or cal.decide(day, now, setup.plan).latest
+        return self._locked(
+            lambda: self._deliver(
+                setup,
                 day,
                 reason,
-                cal.decide(day, now, setup.plan).latest,
+                latest,
                 lambda mail: worker_service.run_pass(
-                    self.ctx.engine,
-                    setup,
-                    day,
-                    mail,
-                    clock=self.ctx.clock,
-                    role="scheduler",
-                    stop=self.ctx.stop,
+                    self.ctx.engine, setup, day, mail, clock=self.ctx.clock, role="scheduler",
+                    kind=kind, stop=self.ctx.stop,
                 ),
+                kind=kind,
             )
-        finally:
-            self._lock.release()
+        )  # fmt: skip
 
-    def _locked(self, day: date, reason: str) -> str:
+    def _locked(self, job: Callable[[], str]) -> str:
         if not self._lock.acquire(blocking=False):
             return "a send is running"
         try:
-            return self._send(day, reason=reason)
+            return job()
         finally:
             self._lock.release()
 
@@ -225,57 +306,28 @@ class DailySender:
             return
         day = upcoming[0].edition_date
         with Session(self.ctx.engine) as session:
-            blocked = any(a.problem == alerts.PREFLIGHT for a in alert_store.open_alerts(session, [day]))
-        if blocked:
+            found = alert_store.open_alerts(session, [day], newsletter_id=setup.newsletter.id)
+        if any(a.problem == alerts.PREFLIGHT for a in found):
             self._preflight(day, refresh=False, quiet=True)
 
     # ---------------------------------------------------------------- preflight
 
     def _preflight(self, edition_date: date, *, refresh: bool, quiet: bool = False) -> str:
-        ctx = self.ctx
-        setup = ctx.setup()
+        setup = self.ctx.setup()
+        if setup.newsletter.paused:
+            return "paused"
         if skipped_date(edition_date, setup.plan):
             return "skipped date"
         if refresh:
             self.refresh_articles()
+        box = self._box(setup)
         try:
-            with Session(ctx.engine) as session:
+            with Session(self.ctx.engine) as session:
                 prepared = edition_service.prepare(session, setup, edition_date)
         except BriefingError as exc:
-            ctx.log.error("preflight for %s could not run: %s", edition_date, exc)
-            self.alerts.problem(
-                edition_date, alerts.PREFLIGHT, f"Preflight could not run for {edition_date}", str(exc)
-            )
-            return "error"
-        report = prepared.report
-        if report.ok:
-            if not quiet:
-                ctx.log.info(
-                    "preflight for %s passed (%d warnings): %s",
-                    edition_date,
-                    len(report.warnings),
-                    prepared.rendered.subject,
-                )
-            resolved = self.alerts.resolved(
-                edition_date,
-                [alerts.PREFLIGHT],
-                f"Preflight passes for the edition of {edition_date}",
-                f"The edition of {edition_date} passes preflight now and goes out at its send time.",
-            )
-            if resolved:
-                ctx.log.info("preflight for %s passes now; the editors were told", edition_date)
-            return "ok"
-        problems = "\n".join(f"- {p}" for p in report.errors)
-        new = self.alerts.problem(
-            edition_date,
-            alerts.PREFLIGHT,
-            f"Preflight errors in the edition of {edition_date}",
-            f"The edition of {edition_date} will not go out until these are fixed:\n\n{problems}\n\n"
-            f"Check it with: briefing preflight --date {edition_date}",
-        )
-        if new or not quiet:
-            ctx.log.error("preflight for %s found %d errors:\n%s", edition_date, len(report.errors), problems)
-        return "errors"
+            return send_alerts.preflight_not_run(box, self.ctx.log, edition_date, exc)
+        subject = prepared.rendered.subject
+        return send_alerts.preflight(box, self.ctx.log, edition_date, prepared.report, subject, quiet=quiet)
 
     # ---------------------------------------------------------------- the send
 
@@ -284,6 +336,11 @@ class DailySender:
         log = ctx.log
         setup = ctx.setup()
         now = ctx.clock.now()
+        if setup.newsletter.paused:
+            log.info(
+                "edition of %s not sent: the newsletter %s is paused", edition_date, setup.newsletter.slug
+            )
+            return "paused"
         why_skipped = skipped_date(edition_date, setup.plan)
         if why_skipped:
             log.info("edition of %s skipped: %s", edition_date, why_skipped)
@@ -314,8 +371,9 @@ class DailySender:
                 )
                 return "held"
         if expired_on_hold is not None:  # alerted after the commit, never inside the transaction
-            return self._expired(edition_date, decision, on_hold=expired_on_hold)
+            return send_alerts.expired(self._box(setup), log, edition_date, decision, on_hold=expired_on_hold)
         return self._deliver(
+            setup,
             edition_date,
             reason,
             decision.latest,
@@ -326,64 +384,119 @@ class DailySender:
 
     def _deliver(
         self,
+        setup: EditionSetup,
         edition_date: date,
         reason: str,
         latest: datetime,
         send: Callable[[Transport], edition_service.SendOutcome | None],
+        *,
+        kind: str = REGULAR,
     ) -> str:
         """Run one send (or pass) under the send guard, with the alerts its outcome calls for."""
         log = self.ctx.log
+        label = edition_label(edition_date, kind)
         release: Callable[[], None] | None = None
         if self.ctx.send_guard is not None:
             try:
                 release = self.ctx.send_guard()
             except LockHeld as exc:
-                log.warning("edition of %s not sent now: %s; the watch tries again", edition_date, exc)
+                log.warning("edition of %s not sent now: %s; the watch tries again", label, exc)
                 return "another sender"
-        log.info("sending the edition of %s (%s)", edition_date, reason)
+        log.info("sending the edition of %s (%s)", label, reason)
+        box = self._box(setup)
         transport = self.ctx.transport()
         try:
             outcome = send(transport)
         except PreflightFailed as exc:
-            problems = "\n".join(f"- {p}" for p in exc.problems)
-            new = self.alerts.problem(
-                edition_date,
-                alerts.NOT_SENT,
-                f"The edition of {edition_date} was not sent: preflight errors",
-                f"Preflight errors:\n\n{problems}\n\nIt goes out within a minute of the fix while its "
-                f"window is open (until {latest:%H:%M} UTC). "
-                f"Check it with: briefing preflight --date {edition_date}",
-            )
-            if new:
-                log.error("NOT SENT: the edition of %s has preflight errors:\n%s", edition_date, problems)
-            else:
-                log.info(
-                    "the edition of %s is still blocked by %d preflight errors",
-                    edition_date,
-                    len(exc.problems),
-                )
-            return "preflight failed"
+            return send_alerts.blocked(box, log, edition_date, exc.problems, latest, kind=kind)
         except BriefingError as exc:
-            if self.alerts.problem(
-                edition_date, alerts.NOT_SENT, f"The edition of {edition_date} was not sent", str(exc)
-            ):
-                log.error("the edition of %s was not sent: %s", edition_date, exc)
-            return "refused"
+            return send_alerts.refused(box, log, edition_date, exc, kind=kind)
         finally:
             transport.close()
             if release is not None:
                 release()
         if outcome is None:
             return "not sending"
-        return self._after_send(edition_date, outcome)
+        stopping = self.ctx.stop.is_set()
+        return send_alerts.after_send(box, log, edition_date, outcome, stopping=stopping, kind=kind)
 
-    def _expired(self, edition_date: date, decision: cal.Decision, *, on_hold: bool) -> str:
-        return send_alerts.expired(self.alerts, self.ctx.log, edition_date, decision, on_hold=on_hold)
 
-    def _after_send(self, edition_date: date, outcome: edition_service.SendOutcome) -> str:
-        return send_alerts.after_send(
-            self.alerts, self.ctx.log, edition_date, outcome, stopping=self.ctx.stop.is_set()
-        )
+def _waiting(edition: EditionData | None, now: datetime) -> str:
+    """Why the watch leaves an edition within its window alone for now ("" when it may go)."""
+    if edition is None:
+        return ""
+    if edition.held:
+        return "held"
+    if edition.status in (EditionStatus.PAUSED, EditionStatus.PARTIAL):
+        if edition.updated_at is not None and now - edition.updated_at < RETRY_PAUSED_AFTER:
+            return "waiting before retrying"
+    elif edition.status != EditionStatus.SCHEDULED:
+        return f"edition is {edition.status}"
+    return ""
 
-    def _resolve_all(self, edition_date: date, message: str) -> None:
-        send_alerts.resolve_all(self.alerts, edition_date, message)
+
+class _Named(logging.LoggerAdapter):
+    """Log lines that start with the newsletter's slug, so one process's lines say whose they are."""
+
+    def process(self, msg: object, kwargs: Any) -> tuple[str, Any]:
+        return f"[{(self.extra or {}).get('newsletter', '')}] {msg}", kwargs
+
+
+class EveryNewsletter:
+    """Every newsletter's jobs in one process: a `DailySender` each, one lock for all their sends.
+
+    `ctx` is shared; its `setup` is replaced by `setup_of(newsletter id)` for each newsletter and
+    its log lines name the newsletter. The watch reads the newsletters afresh each time, so one
+    added or paused while the scheduler runs counts within a minute; a paused one is never sent.
+    """
+
+    def __init__(
+        self,
+        ctx: DailyContext,
+        *,
+        newsletters: Callable[[], Sequence[NewsletterData]],
+        setup_of: Callable[[int], EditionSetup],
+    ) -> None:
+        self.ctx = ctx
+        self.newsletters = newsletters
+        self.setup_of = setup_of
+        self.lock = threading.Lock()
+        self._senders: dict[int, DailySender] = {}
+
+    def sender(self, newsletter: NewsletterData) -> DailySender:
+        found = self._senders.get(newsletter.id)
+        if found is None:
+            log = _Named(self.ctx.log, {"newsletter": newsletter.slug})
+            ctx = replace(self.ctx, setup=partial(self.setup_of, newsletter.id), log=log)
+            found = self._senders[newsletter.id] = DailySender(ctx, lock=self.lock)
+        return found
+
+    def send_job(self, newsletter: NewsletterData) -> Callable[[date, datetime], str]:
+        return lambda day, scheduled_utc: self._run(newsletter, lambda s: s.send_job(day, scheduled_utc))
+
+    def preflight_job(self, newsletter: NewsletterData) -> Callable[[date], str]:
+        return lambda day: self._run(newsletter, lambda s: s.preflight_job(day))
+
+    def watch_job(self) -> str:
+        """Every newsletter read now, each watched in turn (`DailySender.watch_job`)."""
+        try:
+            current = list(self.newsletters())
+        except sa.exc.SQLAlchemyError as exc:
+            self.ctx.log.error(
+                "the database is unavailable (%s); trying again at the next run", one_line(exc)
+            )
+            return "database unavailable"
+        done = []
+        for newsletter in current:
+            if self.ctx.stop.is_set():
+                break
+            result = "paused" if newsletter.paused else self._run(newsletter, DailySender.watch_job)
+            done.append(f"{newsletter.slug}: {result}")
+        return "; ".join(done) or "no newsletters"
+
+    def _run(self, newsletter: NewsletterData, job: Callable[[DailySender], str]) -> str:
+        try:
+            return job(self.sender(newsletter))
+        except BriefingError as exc:  # its stored values cannot be used (templates gone): the others go on
+            self.ctx.log.error("[%s] %s", newsletter.slug, exc)
+            return "error"

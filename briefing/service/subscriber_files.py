@@ -9,7 +9,8 @@ export neutralises spreadsheet formulas. The rules per row are the store's `impo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +21,11 @@ from sqlmodel import Session
 
 from briefing import files
 from briefing.db import session_scope
-from briefing.domain import SUPPRESSED_STATUSES, SubscriberInput, SubscriberStatus
-from briefing.errors import InvalidInput
+from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberInput, SubscriberStatus
+from briefing.errors import ImportFileError, InvalidInput
+from briefing.store import newsletters as newsletter_store
 from briefing.store import subscribers as subscriber_store
+from briefing.store import subscriptions as subscription_store
 
 IMPORT_BATCH = 1000
 
@@ -45,6 +48,7 @@ def import_subscribers(
     rejects_to: Path | None = None,
     progress: Callable[[int], None] | None = None,
     allow_smtputf8: bool = False,
+    newsletter_ids: Sequence[int] = (),
     now: datetime,
 ) -> SubscriberImportReport:
     """Stream a CSV into the list in batches, one transaction per batch.
@@ -55,11 +59,82 @@ def import_subscribers(
     is blocklisted is stored suppressed and suppresses a reader already on the list; nothing
     re-activates a suppressed address. An address the relay cannot carry (`allow_smtputf8`) is
     a rejected row, never a stored one.
+
+    Newsletters: a `newsletters` column (slugs separated by spaces or semicolons) and
+    `newsletter_ids` (the command's --newsletter) name those a row is put on; a new row that
+    names none goes on the first newsletter. A slug no newsletter has stops the import before
+    anything is written, with its line. Readers already on the list are added to the newsletters
+    named, never put back on one they left.
     """
     if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
         raise InvalidInput("must be active or pending", field="status")
+    with Session(engine) as session:
+        known = {n.slug: n.id for n in newsletter_store.list_newsletters(session)}
+    column = _names_newsletters(path)
+    if column:
+        for row in files.read_subscriber_csv(path, allow_smtputf8=allow_smtputf8):
+            if row.value is not None:
+                _row_newsletters(row.line, row.value, known)
     rows = files.read_subscriber_csv(path, progress=progress, allow_smtputf8=allow_smtputf8)
-    return _import_rows(engine, rows, status=status, source=source, rejects_to=rejects_to, now=now)
+    return _import_rows(
+        engine,
+        rows,
+        status=status,
+        source=source,
+        rejects_to=rejects_to,
+        newsletters=_Newsletters(known, tuple(sorted(set(newsletter_ids))), column),
+        now=now,
+    )
+
+
+NEWSLETTERS_COLUMN = "newsletters"
+_SLUG_SEPARATORS = re.compile(r"[\s;,]+")
+
+
+@dataclass(frozen=True, slots=True)
+class _Newsletters:
+    known: dict[str, int]  # slug -> id
+    named: tuple[int, ...]  # the command's own (--newsletter), for every row
+    column: bool  # the file has a newsletters column
+
+
+def _names_newsletters(path: Path) -> bool:
+    """Whether the file's first row has a newsletters column (then every slug is checked first)."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            header = next(files.csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, files.csv.Error):
+        return False  # the import itself reports the file's trouble
+    return NEWSLETTERS_COLUMN in (cell.strip().casefold() for cell in header)
+
+
+def _row_newsletters(line: int, item: SubscriberInput, known: dict[str, int]) -> tuple[int, ...] | None:
+    """The newsletters a row's own cell names (None: it names none); ImportFileError for a slug unknown.
+
+    The file reader keeps a column it does not know among the row's attributes, which is where
+    the cell is found.
+    """
+    cell = (item.attributes or {}).get(NEWSLETTERS_COLUMN)
+    if cell is None:
+        return None
+    if not isinstance(cell, str):
+        raise ImportFileError(f"line {line}: {NEWSLETTERS_COLUMN}: must be slugs separated by spaces")
+    ids = []
+    for slug in filter(None, _SLUG_SEPARATORS.split(cell.strip().lower())):
+        if slug not in known:
+            names = ", ".join(sorted(known)) or "none yet"
+            raise ImportFileError(
+                f"line {line}: {NEWSLETTERS_COLUMN}: there is no newsletter {slug[:40]!r} "
+                f"(newsletters: {names}); nothing was imported"
+            )
+        ids.append(known[slug])
+    return tuple(ids) or None
+
+
+def _without_newsletters(item: SubscriberInput) -> SubscriberInput:
+    attributes = dict(item.attributes or {})
+    attributes.pop(NEWSLETTERS_COLUMN, None)
+    return replace(item, attributes=attributes or None)
 
 
 def suppress_addresses(
@@ -109,9 +184,11 @@ def _import_rows(
     source: str,
     rejects_to: Path | None,
     dry_run: bool = False,
+    newsletters: _Newsletters | None = None,
     now: datetime,
 ) -> SubscriberImportReport:
     report = SubscriberImportReport()
+    batch_named: dict[str, tuple[int, ...]] = {}
     reject_handle: IO[str] | None = None
     reject_writer = None
     dry_session = Session(engine) if dry_run else None
@@ -135,11 +212,23 @@ def _import_rows(
                     )
                 continue
             assert row.value is not None
-            batch.append(row.value)
+            item = row.value
+            if newsletters is not None:
+                own = None
+                if newsletters.column:
+                    own = _row_newsletters(row.line, item, newsletters.known)
+                    item = _without_newsletters(item)
+                if own is not None or newsletters.named:
+                    batch_named.setdefault(item.email.casefold(), (*(own or ()), *newsletters.named))
+            batch.append(item)
             if len(batch) >= IMPORT_BATCH:
-                _import_batch(engine, dry_session, batch, status, source, first_new_id, report.counts, now)
-                batch = []
-        _import_batch(engine, dry_session, batch, status, source, first_new_id, report.counts, now)
+                _import_batch(
+                    engine, dry_session, batch, status, source, first_new_id, report.counts, batch_named, now
+                )
+                batch, batch_named = [], {}
+        _import_batch(
+            engine, dry_session, batch, status, source, first_new_id, report.counts, batch_named, now
+        )
     finally:
         if dry_session is not None:
             dry_session.rollback()
@@ -158,6 +247,7 @@ def _import_batch(
     source: str,
     first_new_id: int,
     counts: subscriber_store.ImportCounts,
+    named: dict[str, tuple[int, ...]],
     now: datetime,
 ) -> None:
     if not batch:
@@ -170,12 +260,20 @@ def _import_batch(
             source=source,
             first_new_id=first_new_id,
             counts=counts,
+            named=named,
             now=now,
         )
         return
     with session_scope(engine) as session:
         subscriber_store.import_batch(
-            session, batch, status=status, source=source, first_new_id=first_new_id, counts=counts, now=now
+            session,
+            batch,
+            status=status,
+            source=source,
+            first_new_id=first_new_id,
+            counts=counts,
+            named=named,
+            now=now,
         )
 
 
@@ -189,18 +287,36 @@ EXPORT_HEADER = (
     "confirmed_at",
     "unsubscribed_at",
     "attributes",
+    NEWSLETTERS_COLUMN,
 )
+EXPORT_BATCH = 500
 
 
-def export_subscribers(engine: sa.Engine, handle: IO[str], *, status: str | None = None) -> int:
+def export_subscribers(
+    engine: sa.Engine, handle: IO[str], *, status: str | None = None, newsletter_id: int | None = None
+) -> int:
     """Write CSV that is safe to open in a spreadsheet and imports again to the same state
-    (status, dates, attributes as a JSON object); streams in batches."""
+    (status, dates, attributes as a JSON object, the newsletters each reader is on); streams in
+    batches. `newsletter_id`: only the readers of that newsletter."""
     with Session(engine) as session:
-        return files.write_csv(handle, EXPORT_HEADER, _export_rows(session, status))
+        return files.write_csv(handle, EXPORT_HEADER, _export_rows(session, status, newsletter_id))
 
 
-def _export_rows(session: Session, status: str | None) -> Iterator[Iterable[object]]:
-    for s in subscriber_store.iter_subscribers(session, status=status):
+def _export_rows(
+    session: Session, status: str | None, newsletter_id: int | None
+) -> Iterator[Iterable[object]]:
+    batch: list[SubscriberData] = []
+    for s in subscriber_store.iter_subscribers(session, status=status, newsletter_id=newsletter_id):
+        batch.append(s)
+        if len(batch) >= EXPORT_BATCH:
+            yield from _export_batch(session, batch)
+            batch = []
+    yield from _export_batch(session, batch)
+
+
+def _export_batch(session: Session, batch: list[SubscriberData]) -> Iterator[Iterable[object]]:
+    slugs = subscription_store.active_slugs(session, [s.id for s in batch]) if batch else {}
+    for s in batch:
         yield (
             s.email,
             s.name,
@@ -211,6 +327,7 @@ def _export_rows(session: Session, status: str | None) -> Iterator[Iterable[obje
             _iso(s.confirmed_at),
             _iso(s.unsubscribed_at),
             json.dumps(s.attributes, ensure_ascii=False, sort_keys=True) if s.attributes else "",
+            " ".join(slugs.get(s.id, ())),
         )
 
 

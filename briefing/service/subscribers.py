@@ -9,7 +9,8 @@ caller's unit of work, so a web page can answer 2xx only once the change is dura
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -18,8 +19,10 @@ from sqlmodel import Session
 
 from briefing import inputs
 from briefing.domain import SubscriberData, SubscriberInput, SubscriberStatus
-from briefing.errors import TokenInvalid
+from briefing.edition.sections import section_key, variant_key
+from briefing.errors import InvalidInput, NotFound, TokenInvalid
 from briefing.links import LinkSigner
+from briefing.newsletter import PRIMARY_ID, NewsletterData, check_slug
 from briefing.service import confirmations
 from briefing.service.confirmations import ConfirmationMail, ConfirmClaim
 
@@ -31,7 +34,9 @@ from briefing.service.subscriber_files import (  # noqa: F401
     import_subscribers,
     suppress_addresses,
 )
+from briefing.store import newsletters as newsletter_store
 from briefing.store import subscribers as subscriber_store
+from briefing.store import subscriptions as subscription_store
 from briefing.store.subscribers import LinkState
 
 
@@ -107,31 +112,57 @@ class Confirmation(StrEnum):
 
 
 def register(
-    session: Session, signer: LinkSigner, item: SubscriberInput, *, source: str = "web", now: datetime
+    session: Session,
+    signer: LinkSigner,
+    item: SubscriberInput,
+    *,
+    newsletter_ids: Sequence[int] = (PRIMARY_ID,),
+    source: str = "web",
+    now: datetime,
 ) -> ConfirmationMail | None:
-    """Sign-up: a new address becomes pending; returns the confirmation that is due, if any.
+    """Sign-up for some newsletters: returns the email that is due, if any.
 
-    An address already on the list keeps its state (asking is not confirming), and the caller
-    answers the same way whatever comes back, so the form cannot tell who is on the list. One
-    that unsubscribed, bounced or complained gets a fresh double opt-in: a link bound to its
-    present state, and it stays suppressed until that link is confirmed, so a stranger typing
-    it into the form undoes nothing. A blocklisted address gets no email at all.
+    Double opt-in happens once per address. A new address becomes pending on the newsletters
+    asked for; they take effect when it confirms. An address already on the list keeps its state
+    (asking is not confirming), and the caller answers the same way whatever comes back, so the
+    form cannot tell who is on the list. A pending address gets those newsletters added and a
+    link. One that unsubscribed, bounced or complained gets them added and a fresh double
+    opt-in: a link bound to its present state, and it stays suppressed until that link is
+    confirmed, so a stranger typing it into the form undoes nothing. An active address is not
+    changed at all: if it asked for a newsletter it is not on, it gets its preferences link, so
+    only its owner can add one. A blocklisted address gets no email and no change.
     """
+    wanted = tuple(sorted(set(newsletter_ids)))
     found = subscriber_store.find_by_email(session, item.email)
     greet = confirmations.greeting(found)
     if found is None:
         try:
             with session.begin_nested():
                 found = subscriber_store.add_subscriber(
-                    session, item, status=SubscriberStatus.PENDING, source=source, now=now
+                    session,
+                    item,
+                    status=SubscriberStatus.PENDING,
+                    source=source,
+                    newsletter_ids=wanted,
+                    now=now,
                 )
         except sa.exc.IntegrityError:  # the same address, submitted twice at once
             found = subscriber_store.find_by_email(session, item.email)
     state = subscriber_store.link_state(session, found.id) if found is not None else None
     if state is None:
         return None
+    status = state.subscriber.status
+    if status == SubscriberStatus.ACTIVE:
+        on = {s.newsletter_id for s in subscription_store.of_reader(session, state.subscriber.id) if s.active}
+        if set(wanted) <= on:
+            return None
+        link = signer.preferences_token(state.subscriber.id, state.token_version)
+        return ConfirmationMail(item.email, link, greet, confirmations.PREFERENCES, wanted)
     token = confirmations.make_token(signer, state, now=now)
-    return None if token is None else ConfirmationMail(item.email, token, greet)
+    if token is None:  # blocklisted
+        return None
+    subscription_store.subscribe(session, [state.subscriber.id], wanted, now=now)
+    return ConfirmationMail(item.email, token, greet, confirmations.CONFIRM, wanted)
 
 
 def _confirm_link_state(session: Session, signer: LinkSigner, claim: ConfirmClaim) -> LinkState:
@@ -212,35 +243,222 @@ def current_link_state(session: Session, subscriber_id: int, version: int) -> Li
     return state
 
 
-def unsubscribe_by_link(conn: sa.Connection, subscriber_id: int, version: int, *, now: datetime) -> LinkState:
-    """The RFC 8058 one-click unsubscribe, on a plain connection because providers POST it in bulk.
+def unsubscribe_by_link(
+    conn: sa.Connection, subscriber_id: int, version: int, *, newsletter_id: int = PRIMARY_ID, now: datetime
+) -> LinkState:
+    """The RFC 8058 one-click unsubscribe from one newsletter, on a plain connection (providers POST
+    it in bulk). A link without a newsletter is from before there were several: the first one.
 
-    The store's Core statements keep the rule of `unsubscribe`: idempotent, first timestamp kept,
-    bounced and complained left as they are.
+    The reader leaves that newsletter only; when it was their last, the address is unsubscribed
+    by the rule of `unsubscribe`: idempotent, first timestamp kept, bounced and complained left
+    as they are.
     """
-    state = subscriber_store.unsubscribe_by_link(conn, subscriber_id, version, now=now)
+    state = subscriber_store.unsubscribe_by_link(
+        conn, subscriber_id, version, newsletter_id=newsletter_id, now=now
+    )
     if state is None:
         raise TokenInvalid("this link is not valid")
     return state
 
 
+def link_newsletter(conn: sa.Connection, slug: str | None) -> subscription_store.NewsletterRef:
+    """The newsletter a reader's link names by `?list=`; none named means the first one."""
+    wanted = (slug or "").strip().lower()
+    if not wanted:
+        found = subscription_store.newsletter_ref(conn, newsletter_id=PRIMARY_ID)
+    else:
+        try:  # a value no slug can have is never sent to the database (PostgreSQL refuses a NUL)
+            found = subscription_store.newsletter_ref(conn, slug=check_slug(wanted))
+        except InvalidInput:
+            found = None
+    if found is None:
+        raise NotFound(f"there is no newsletter {wanted[:40]!r}", field="list")
+    return found
+
+
+def is_on(session: Session, subscriber_id: int, newsletter_id: int) -> bool:
+    found = subscription_store.find(session, subscriber_id, newsletter_id)
+    return found is not None and found.active
+
+
+def leave_everything(session: Session, subscriber_id: int, version: int, *, now: datetime) -> LinkState:
+    """Leave every newsletter: the address is unsubscribed and so is each of its subscriptions.
+
+    An opt-out, so any link version up to the current one may do it (as the one-click link can).
+    """
+    state = unsubscribe_link_state(session, subscriber_id, version)
+    data, _ = unsubscribe(session, state.subscriber.id, now=now)
+    subscription_store.leave_all(session, state.subscriber.id, now=now)
+    return replace(state, subscriber=data)
+
+
 def unsubscribe_from_preferences(
     session: Session, subscriber_id: int, version: int, *, now: datetime
 ) -> LinkState:
-    """The preferences page's opt-out: the same `unsubscribe` as the admin page and the CLI."""
-    state = current_link_state(session, subscriber_id, version)
-    data, _ = unsubscribe(session, state.subscriber.id, now=now)
-    return replace(state, subscriber=data)
+    """The preferences page's "leave everything", for the current link version only."""
+    current_link_state(session, subscriber_id, version)
+    return leave_everything(session, subscriber_id, version, now=now)
 
 
-def resubscribe(session: Session, subscriber_id: int, version: int, *, now: datetime) -> LinkState:
+def resubscribe(
+    session: Session, subscriber_id: int, version: int, *, newsletter_id: int | None = None, now: datetime
+) -> LinkState:
     """Undo an unsubscribe from a reader's link (the unsubscribe page's or the preferences page's).
 
-    Only an unsubscribed address comes back: active stays active, and bounced or complained
-    addresses need the subscribe form (and its confirmation) to show the mailbox wants us again.
+    `newsletter_id` (the unsubscribe page's) puts the reader back on that newsletter; without it
+    (the preferences page's "subscribe again") they get back what they last left, or the first
+    newsletter. An unsubscribed address comes back, an active one stays active; bounced or
+    complained addresses need the subscribe form (and its confirmation) to show the mailbox
+    wants us again, so they are left as they are.
     """
     state = current_link_state(session, subscriber_id, version)
-    if state.subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+    sid, status = state.subscriber.id, state.subscriber.status
+    if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
         return state
-    data = subscriber_store.set_status(session, state.subscriber.id, SubscriberStatus.ACTIVE, now=now)
+    if newsletter_id is not None:
+        subscription_store.subscribe(session, [sid], [newsletter_id], now=now)
+    elif status == SubscriberStatus.UNSUBSCRIBED and not subscription_store.has_active(session, sid):
+        if not subscription_store.restore_last_left(session, sid, now=now):
+            subscription_store.subscribe(session, [sid], [PRIMARY_ID], now=now)
+    if status != SubscriberStatus.UNSUBSCRIBED:
+        return state
+    data = subscriber_store.set_status(session, sid, SubscriberStatus.ACTIVE, now=now)
     return replace(state, subscriber=data)
+
+
+# --------------------------------------------------------------------------- the preferences page
+
+
+@dataclass(frozen=True, slots=True)
+class NewsletterChoice:
+    """What the preferences form says of one newsletter it showed."""
+
+    slug: str
+    on: bool
+    specials: bool
+    sections: tuple[str, ...] | None = None  # the sections left ticked; None when none were offered
+
+
+@dataclass(frozen=True, slots=True)
+class PreferenceRow:
+    """One newsletter as the preferences page shows it to one reader."""
+
+    slug: str
+    name: str  # "" = the newsletter follows BRIEFING_NEWSLETTER_NAME
+    on: bool
+    specials: bool
+    paused: bool
+    sections: tuple[tuple[str, bool], ...] = ()  # (section, ticked) when readers may choose
+
+
+def offered_sections(newsletter: NewsletterData, default_order: Sequence[str]) -> tuple[str, ...]:
+    """The sections a reader may leave out: the newsletter's order, else the settings' order."""
+    if not newsletter.sections_optional:
+        return ()
+    return tuple(newsletter.section_order or default_order)
+
+
+def preferences(
+    session: Session, subscriber_id: int, version: int, *, default_sections: Sequence[str] = ()
+) -> tuple[LinkState, list[PreferenceRow]]:
+    """What the preferences page shows: every newsletter, and the reader's choices on each."""
+    state = current_link_state(session, subscriber_id, version)
+    mine = {s.newsletter_id: s for s in subscription_store.of_reader(session, subscriber_id)}
+    rows = []
+    for n in newsletter_store.list_newsletters(session):
+        sub = mine.get(n.id)
+        left_out = {section_key(x) for x in (sub.excluded_sections if sub else ())}
+        sections = tuple((x, section_key(x) not in left_out) for x in offered_sections(n, default_sections))
+        rows.append(
+            PreferenceRow(
+                n.slug, n.name, bool(sub and sub.active), sub.specials if sub else True, n.paused, sections
+            )
+        )
+    return state, rows
+
+
+def set_subscription(
+    session: Session,
+    subscriber_id: int,
+    newsletter_id: int,
+    *,
+    on: bool,
+    excluded: Sequence[str] | None = None,
+    specials: bool | None = None,
+    now: datetime,
+) -> None:
+    """One reader on or off one newsletter, with the sections left out and specials (None: as stored).
+
+    The stored variant is always the canonical key of the excluded set, so the send groups
+    readers by it. Leaves the address's own status to the caller (the preferences page, a loader).
+    """
+    if not on:
+        subscription_store.leave(session, subscriber_id, newsletter_id, now=now)
+        return
+    subscription_store.subscribe(session, [subscriber_id], [newsletter_id], now=now)
+    current = subscription_store.find(session, subscriber_id, newsletter_id)
+    left_out = list(excluded) if excluded is not None else list(current.excluded_sections if current else ())
+    subscription_store.set_choices(
+        session,
+        subscriber_id,
+        newsletter_id,
+        excluded_sections=left_out,
+        variant=variant_key(left_out),
+        specials=specials if specials is not None else (current.specials if current else True),
+        now=now,
+    )
+
+
+def save_preferences(
+    session: Session,
+    subscriber_id: int,
+    version: int,
+    choices: Sequence[NewsletterChoice],
+    *,
+    default_sections: Sequence[str] = (),
+    now: datetime,
+) -> LinkState:
+    """Store the preferences form: which newsletters, which of their sections, and specials or not.
+
+    Everything is checked before anything is written, so a refused form changes nothing. A
+    newsletter the form did not show is left as it is. Turning one on with the reader's own
+    current link is their consent, so an unsubscribed address comes back (as "subscribe again"
+    does); turning the last one off unsubscribes the address, as the one-click link does.
+    Bounced, complained and blocklisted addresses keep their status whatever is chosen.
+    """
+    state = current_link_state(session, subscriber_id, version)
+    by_slug = {n.slug: n for n in newsletter_store.list_newsletters(session)}
+    plan: list[tuple[NewsletterData, NewsletterChoice, list[str] | None]] = []
+    for choice in choices:
+        n = by_slug.get(choice.slug)
+        if n is None:
+            raise InvalidInput(f"there is no newsletter {choice.slug[:40]!r}", field="newsletter")
+        offered = offered_sections(n, default_sections)
+        excluded: list[str] | None = None
+        if offered and choice.sections is not None:
+            ticked = {section_key(x) for x in choice.sections}
+            unknown = ticked - {section_key(x) for x in offered}
+            if unknown:
+                raise InvalidInput(
+                    f"{sorted(unknown)[0][:40]!r} is not a section of {n.slug}", field="sections"
+                )
+            if choice.on and not ticked:
+                raise InvalidInput(
+                    f"choose at least one section of {n.name or n.slug}, or turn it off", field="sections"
+                )
+            excluded = [x for x in offered if section_key(x) not in ticked]
+        plan.append((n, choice, excluded))
+    sid = state.subscriber.id
+    for n, choice, excluded in plan:
+        set_subscription(
+            session, sid, n.id, on=choice.on, excluded=excluded, specials=choice.specials, now=now
+        )
+    status = state.subscriber.status
+    if status == SubscriberStatus.UNSUBSCRIBED and any(c.on for _, c, _ in plan):
+        data = subscriber_store.set_status(session, sid, SubscriberStatus.ACTIVE, now=now)
+        return replace(state, subscriber=data)
+    if status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) and plan:
+        if not subscription_store.has_active(session, sid):
+            data, _ = unsubscribe(session, sid, now=now)
+            return replace(state, subscriber=data)
+    return state

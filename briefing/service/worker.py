@@ -174,11 +174,13 @@ class Worker:
             )
         # Each newsletter's calendar, read outside the session: on SQLite every transaction takes
         # the write lock, and a second one opened inside the first would wait for it.
-        plans = {nid: ctx.setup(nid).plan for nid in {e.newsletter_id for e in sending}}
+        setups = {nid: ctx.setup(nid) for nid in {e.newsletter_id for e in sending}}
         with Session(ctx.engine) as session:
             found = []
             for edition in sorted(sending, key=lambda e: (e.edition_date, e.id)):
-                window_end = pass_window(edition, plans[edition.newsletter_id])
+                if setups[edition.newsletter_id].newsletter.paused:
+                    continue  # paused by its editors: nobody sends it, as the scheduler does not
+                window_end = pass_window(edition, setups[edition.newsletter_id].plan)
                 reason = pass_reason(session, edition, now=now, window_end=window_end)
                 if reason is not None:
                     found.append((edition, reason))

@@ -1,4 +1,4 @@
-"""The alerts the editors were sent, one row per (edition date, problem), kept across restarts."""
+"""The alerts the editors were sent, one row per (newsletter, edition date, problem), kept across restarts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import date, datetime
 from sqlmodel import Session, col, select
 
 from briefing.models import AlertState
+from briefing.newsletter import PRIMARY_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class AlertData:
     raised_at: datetime
     notified_at: datetime | None
     resolved_at: datetime | None
+    newsletter_id: int = PRIMARY_ID
 
 
 def _data(row: AlertState) -> AlertData:
@@ -29,23 +31,38 @@ def _data(row: AlertState) -> AlertData:
         raised_at=row.raised_at,
         notified_at=row.notified_at,
         resolved_at=row.resolved_at,
+        newsletter_id=row.newsletter_id,
     )
 
 
-def _find(session: Session, day: date, problem: str) -> AlertState | None:
-    stmt = select(AlertState).where(col(AlertState.edition_date) == day, col(AlertState.problem) == problem)
+def _find(session: Session, newsletter_id: int, day: date, problem: str) -> AlertState | None:
+    stmt = select(AlertState).where(
+        col(AlertState.newsletter_id) == newsletter_id,
+        col(AlertState.edition_date) == day,
+        col(AlertState.problem) == problem,
+    )
     return session.exec(stmt).first()
 
 
-def raise_alert(session: Session, day: date, problem: str, subject: str, *, now: datetime) -> bool:
+def raise_alert(
+    session: Session, day: date, problem: str, subject: str, *, newsletter_id: int, now: datetime
+) -> bool:
     """Record the problem as open; True when the editors still have to be told about it.
 
     False when they were already told and it has not been resolved since: that is the one rule
     that keeps a problem retried every minute (or across restarts) to a single email.
     """
-    row = _find(session, day, problem)
+    row = _find(session, newsletter_id, day, problem)
     if row is None:
-        session.add(AlertState(edition_date=day, problem=problem, subject=subject[:300], raised_at=now))
+        session.add(
+            AlertState(
+                newsletter_id=newsletter_id,
+                edition_date=day,
+                problem=problem,
+                subject=subject[:300],
+                raised_at=now,
+            )
+        )
         session.flush()
         return True
     if row.resolved_at is None and row.notified_at is not None:
@@ -60,18 +77,22 @@ def raise_alert(session: Session, day: date, problem: str, subject: str, *, now:
     return True
 
 
-def mark_notified(session: Session, day: date, problem: str, *, now: datetime) -> None:
-    row = _find(session, day, problem)
+def mark_notified(session: Session, day: date, problem: str, *, newsletter_id: int, now: datetime) -> None:
+    row = _find(session, newsletter_id, day, problem)
     if row is not None:
         row.notified_at = now
         session.add(row)
         session.flush()
 
 
-def resolve(session: Session, day: date, problems: Iterable[str] | None, *, now: datetime) -> list[AlertData]:
-    """Close the open problems of an edition (all of them when `problems` is None); the ones closed."""
+def resolve(
+    session: Session, day: date, problems: Iterable[str] | None, *, newsletter_id: int, now: datetime
+) -> list[AlertData]:
+    """Close a newsletter's open problems of a date (all of them when `problems` is None); the ones closed."""
     stmt = select(AlertState).where(
-        col(AlertState.edition_date) == day, col(AlertState.resolved_at).is_(None)
+        col(AlertState.newsletter_id) == newsletter_id,
+        col(AlertState.edition_date) == day,
+        col(AlertState.resolved_at).is_(None),
     )
     if problems is not None:
         stmt = stmt.where(col(AlertState.problem).in_(list(problems)))
@@ -85,10 +106,17 @@ def resolve(session: Session, day: date, problems: Iterable[str] | None, *, now:
 
 
 def open_alerts(
-    session: Session, days: Iterable[date] | None = None, *, since: date | None = None
+    session: Session,
+    days: Iterable[date] | None = None,
+    *,
+    since: date | None = None,
+    newsletter_id: int | None = None,
 ) -> list[AlertData]:
-    """Problems not yet resolved, oldest first; for `briefing status` and the metrics."""
+    """Problems not yet resolved, oldest first (of one newsletter, or of all when None); for
+    `briefing status`, the metrics and the scheduler's re-check of a blocked edition."""
     stmt = select(AlertState).where(col(AlertState.resolved_at).is_(None))
+    if newsletter_id is not None:
+        stmt = stmt.where(col(AlertState.newsletter_id) == newsletter_id)
     if days is not None:
         stmt = stmt.where(col(AlertState.edition_date).in_(list(days)))
     if since is not None:

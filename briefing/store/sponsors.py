@@ -47,6 +47,7 @@ def _data(row: SponsorSlot) -> SponsorSlotData:
 
 
 def add_slot(session: Session, slot: SponsorSlotData, *, now: datetime) -> SponsorSlotData:
+    """Store a booking as given (service.sponsors.add_slot checks it first); `slot.id` is not read."""
     row = SponsorSlot(
         newsletter_id=slot.newsletter_id,
         starts_on=slot.starts_on,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,11 +12,12 @@ from sqlmodel import Session, col, select
 
 from briefing.domain import SUPPRESSED_STATUSES, SubscriberData, SubscriberInput, SubscriberStatus
 from briefing.errors import Conflict, NotFound
-from briefing.models import Delivery, Subscriber
+from briefing.models import Delivery, Subscriber, Subscription
 from briefing.newsletter import PRIMARY_ID
 from briefing.store import subscriptions as subscription_store
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
+U = Subscription.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
@@ -112,12 +113,26 @@ def iter_subscribers(
     search: str = "",
     batch: int = 1000,
     limit: int | None = None,
+    newsletter_id: int | None = None,
 ) -> Iterator[SubscriberData]:
-    """Stream subscribers by id in batches, so an export of a million rows stays small in memory."""
+    """Stream subscribers by id in batches, so an export of a million rows stays small in memory.
+
+    `newsletter_id`: only readers whose subscription to that newsletter is active.
+    """
     last_id = 0
     yielded = 0
     while True:
         stmt = select(Subscriber).where(col(Subscriber.id) > last_id)
+        if newsletter_id is not None:
+            stmt = stmt.where(
+                sa.select(sa.literal(1))
+                .where(
+                    U.c.subscriber_id == Subscriber.id,
+                    U.c.newsletter_id == newsletter_id,
+                    U.c.status == subscription_store.ACTIVE,
+                )
+                .exists()
+            )
         if status:
             stmt = stmt.where(Subscriber.status == status)
         if search:
@@ -218,6 +233,7 @@ def import_batch(
     first_new_id: int,
     counts: ImportCounts,
     newsletter_ids: Sequence[int] = (PRIMARY_ID,),
+    named: Mapping[str, Sequence[int]] | None = None,
     now: datetime,
 ) -> None:
     """Upsert one batch of validated rows.
@@ -228,6 +244,9 @@ def import_batch(
     is never re-activated, only suppressed more firmly (SUPPRESSION_RANK).
     `first_new_id` is the first id this import could have created: a stored row at or above it
     came from earlier in the same file, which makes the row a duplicate, not an update.
+    A new row goes on `newsletter_ids`, or on those `named` gives for its address key (the file
+    or the command named them); a reader already on the list is added to the named ones only,
+    and never put back on one they left.
     """
     if not items:
         return
@@ -243,6 +262,7 @@ def import_batch(
         for row in session.exec(select(Subscriber).where(col(Subscriber.email_key).in_(list(unique)))).all()
     }
     new_rows: list[dict[str, Any]] = []
+    known: dict[tuple[int, ...], list[int]] = {}  # readers on the list, by the newsletters named for them
     for key, item in unique.items():
         wanted = _wanted_status(item, status)
         row = existing.get(key)
@@ -252,6 +272,7 @@ def import_batch(
             counts.added += wanted not in SUPPRESSED_STATUSES
         elif row.id is not None and row.id >= first_new_id:
             counts.duplicates += 1
+            continue
         elif row.status in SUPPRESSED_STATUSES or wanted in SUPPRESSED_STATUSES:
             if _suppress(session, row, item, wanted, now):
                 counts.suppressed += 1
@@ -261,11 +282,24 @@ def import_batch(
             counts.updated += 1
         else:
             counts.unchanged += 1
+        if row is not None and row.id is not None and named and key in named:
+            known.setdefault(tuple(sorted(set(named[key]))), []).append(row.id)
     if new_rows:
         session.execute(sa.insert(Subscriber), new_rows)
         keys = [row["email_key"] for row in new_rows]
-        new_ids = session.exec(select(Subscriber.id).where(col(Subscriber.email_key).in_(keys))).all()
-        subscription_store.subscribe(session, [i for i in new_ids if i is not None], newsletter_ids, now=now)
+        new_ids = session.exec(
+            select(Subscriber.id, Subscriber.email_key).where(col(Subscriber.email_key).in_(keys))
+        ).all()
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for new_id, new_key in new_ids:
+            if new_id is None:
+                continue
+            wanted_ids = named.get(new_key, newsletter_ids) if named else newsletter_ids
+            groups.setdefault(tuple(sorted(set(wanted_ids))), []).append(new_id)
+        for ids, members in groups.items():
+            subscription_store.subscribe(session, members, ids, now=now)
+    for ids, members in known.items():
+        subscription_store.subscribe(session, members, ids, reactivate=False, now=now)
     session.flush()
 
 
@@ -370,17 +404,23 @@ class LinkState:
 
 
 def unsubscribe_by_link(
-    conn: sa.Connection, subscriber_id: int, max_version: int, *, now: datetime
+    conn: sa.Connection,
+    subscriber_id: int,
+    max_version: int,
+    *,
+    newsletter_id: int = PRIMARY_ID,
+    now: datetime,
 ) -> LinkState | None:
-    """The one-click unsubscribe in two Core statements on a plain connection.
+    """The one-click unsubscribe from one newsletter, in Core statements on a plain connection.
 
     It is the hot path when mail providers POST for a whole list: an ORM session costs about as
-    much again as the two statements themselves.
+    much again as the statements themselves.
 
-    The same rule as `briefing.store.subscribers.unsubscribe`: idempotent, the first timestamp is
-    kept, and a bounced or complained address keeps its status. None when the id is unknown or
-    the link's version is newer than the row's (a forgery that happens to verify cannot exist, but
-    a deleted subscriber can).
+    The reader leaves that newsletter only. When it was the last one they were on, the address
+    is unsubscribed as `briefing.store.subscribers.unsubscribe` does it: idempotent, the first
+    timestamp is kept, and a bounced or complained address keeps its status. None when the id is
+    unknown or the link's version is newer than the row's (a forgery that happens to verify
+    cannot exist, but a deleted subscriber can).
     """
     found = conn.execute(
         sa.select(S.c.email, S.c.name, S.c.status, S.c.token_version, S.c.updated_at).where(
@@ -389,8 +429,22 @@ def unsubscribe_by_link(
     ).first()
     if found is None or max_version > found.token_version:
         return None
+    conn.execute(
+        sa.update(U)
+        .where(
+            U.c.subscriber_id == subscriber_id,
+            U.c.newsletter_id == newsletter_id,
+            U.c.status == subscription_store.ACTIVE,
+        )
+        .values(status=subscription_store.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+    )
+    still_on = conn.execute(
+        sa.select(U.c.id)
+        .where(U.c.subscriber_id == subscriber_id, U.c.status == subscription_store.ACTIVE)
+        .limit(1)
+    ).first()
     status = found.status
-    if status not in SUPPRESSED_STATUSES:
+    if still_on is None and status not in SUPPRESSED_STATUSES:
         conn.execute(
             sa.update(S)
             .where(S.c.id == subscriber_id, S.c.status.not_in([s.value for s in SUPPRESSED_STATUSES]))

@@ -40,9 +40,18 @@ def _data(row: Subscription) -> SubscriptionData:
 
 
 def subscribe(
-    session: Session, subscriber_ids: Sequence[int], newsletter_ids: Iterable[int], *, now: datetime
+    session: Session,
+    subscriber_ids: Sequence[int],
+    newsletter_ids: Iterable[int],
+    *,
+    reactivate: bool = True,
+    now: datetime,
 ) -> int:
-    """Put readers on newsletters (again, for one who had left one); returns the rows it changed."""
+    """Put readers on newsletters (again, for one who had left one); returns the rows it changed.
+
+    `reactivate=False` only adds the missing rows: an import naming a newsletter a reader left
+    must not put them back on it (leaving one newsletter is that reader's word, as unsubscribing is).
+    """
     wanted = sorted(set(newsletter_ids))
     if not subscriber_ids or not wanted:
         return 0
@@ -75,7 +84,7 @@ def subscribe(
         if new:
             session.execute(sa.insert(Subscription), new)
             changed += len(new)
-        for row in have.values():
+        for row in have.values() if reactivate else ():
             if row.status != ACTIVE:
                 row.status, row.unsubscribed_at, row.updated_at = ACTIVE, None, now
                 session.add(row)
@@ -155,6 +164,82 @@ def active_counts(session: Session) -> dict[int, int]:
         .group_by(col(Subscription.newsletter_id))
     )
     return {int(nid): int(n) for nid, n in session.exec(stmt).all()}
+
+
+def has_active(session: Session, subscriber_id: int) -> bool:
+    """Whether the reader is still on any newsletter (an address on none of them has left them all)."""
+    stmt = select(Subscription.id).where(
+        Subscription.subscriber_id == subscriber_id, Subscription.status == ACTIVE
+    )
+    return session.exec(stmt.limit(1)).first() is not None
+
+
+def restore_last_left(session: Session, subscriber_id: int, *, now: datetime) -> list[int]:
+    """Undo the reader's last leaving: the newsletters left together at the latest moment.
+
+    "Leave everything" takes a reader off every newsletter at one moment, so "subscribe again"
+    puts back exactly those, not one they had left on its own before. Returns the newsletter ids.
+    """
+    last = session.exec(
+        select(sa.func.max(Subscription.unsubscribed_at)).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.status == UNSUBSCRIBED
+        )
+    ).one()
+    if last is None:
+        return []
+    rows = session.exec(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber_id,
+            Subscription.status == UNSUBSCRIBED,
+            Subscription.unsubscribed_at == last,
+        )
+    ).all()
+    for row in rows:
+        row.status, row.unsubscribed_at, row.updated_at = ACTIVE, None, now
+        session.add(row)
+    session.flush()
+    return sorted(row.newsletter_id for row in rows)
+
+
+def active_slugs(session: Session, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The newsletters each reader is on, as slugs in the editors' order (export, lists)."""
+    from briefing.models import Newsletter
+
+    found: dict[int, list[str]] = {}
+    for start in range(0, len(subscriber_ids), 500):
+        chunk = list(subscriber_ids[start : start + 500])
+        stmt = (
+            select(Subscription.subscriber_id, Newsletter.slug)
+            .join(Newsletter, col(Newsletter.id) == col(Subscription.newsletter_id))
+            .where(col(Subscription.subscriber_id).in_(chunk), Subscription.status == ACTIVE)
+            .order_by(col(Newsletter.position), col(Newsletter.id))
+        )
+        for sid, slug in session.exec(stmt).all():
+            found.setdefault(int(sid), []).append(str(slug))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class NewsletterRef:
+    """The newsletter a reader's link names, read on the link's own connection."""
+
+    id: int
+    slug: str
+    name: str
+    paused: bool
+
+
+def newsletter_ref(
+    conn: sa.Connection, *, slug: str = "", newsletter_id: int | None = None
+) -> NewsletterRef | None:
+    """By slug or id, in one Core statement (the one-click unsubscribe names its list by slug)."""
+    from briefing.models import Newsletter
+
+    N = Newsletter.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(N.c.id, N.c.slug, N.c.name, N.c.paused)
+    stmt = stmt.where(N.c.id == newsletter_id) if newsletter_id is not None else stmt.where(N.c.slug == slug)
+    row = conn.execute(stmt).first()
+    return NewsletterRef(int(row.id), str(row.slug), str(row.name), bool(row.paused)) if row else None
 
 
 def _row(session: Session, subscriber_id: int, newsletter_id: int) -> Subscription | None:

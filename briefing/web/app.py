@@ -279,6 +279,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(queue.router)
     app.include_router(editions.router)
+    app.include_router(_optional_router("briefing.web.specials"))  # special editions: form, preview, send
     app.include_router(subscribers.router)
     app.include_router(webhooks.router)  # bounces and complaints from mail providers
     app.include_router(metrics.router)  # GET /metrics for Prometheus, off until a token is set

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -29,9 +30,11 @@ from briefing.db import session_scope
 from briefing.domain import Clock
 from briefing.links import ClockedTimestampSigner, LinkSigner
 from briefing.mail.transport import Transport
+from briefing.newsletter import NewsletterData
 from briefing.service import editions as edition_service
 from briefing.service import editors as editor_service
 from briefing.service.setup import EditionSetup
+from briefing.store import newsletters as newsletter_store
 from briefing.web.ratelimit import SlidingWindow
 from briefing.web.sessions import SessionManager
 from briefing.wiring import edition_setup_now
@@ -42,23 +45,27 @@ FLASH_MAX_AGE = 120
 
 
 class PreviewCache:
-    """The last preview per date, so the preview page's two frames do not render the edition again."""
+    """The last preview per edition, so the preview page's two frames do not render it again.
+
+    Keyed by whatever names one edition (newsletter, date, kind): two newsletters' previews of
+    the same morning never stand in for each other.
+    """
 
     def __init__(self, clock: Clock, ttl: float = PREVIEW_TTL) -> None:
         self._clock = clock
         self._ttl = ttl
-        self._items: dict[date, tuple[float, str]] = {}
+        self._items: dict[Hashable, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
-    def put(self, day: date, html: str) -> None:
+    def put(self, key: Hashable, html: str) -> None:
         now = self._clock.monotonic()
         with self._lock:
             self._items = {d: v for d, v in self._items.items() if now - v[0] < self._ttl}
-            self._items[day] = (now, html)
+            self._items[key] = (now, html)
 
-    def get(self, day: date) -> str | None:
+    def get(self, key: Hashable) -> str | None:
         with self._lock:
-            found = self._items.get(day)
+            found = self._items.get(key)
         if found is None or self._clock.monotonic() - found[0] >= self._ttl:
             return None
         return found[1]
@@ -91,8 +98,8 @@ class WebContext:
     web_dir: Path
     previews: PreviewCache
     stop: threading.Event = field(default_factory=threading.Event)
-    # Background "retry failed" sends, by edition date; one at a time per date in this process.
-    retries: dict[date, threading.Thread] = field(default_factory=dict)
+    # Background "retry failed" sends, by edition id; one at a time per edition in this process.
+    retries: dict[int, threading.Thread] = field(default_factory=dict)
     retry_lock: threading.Lock = field(default_factory=threading.Lock)
     # SQLite takes its write lock at BEGIN (briefing.db), and a thread that finds it taken sleeps in
     # SQLite's busy handler (1, 2, 5 ... 100 ms). Under load that backoff, not the work, sets the
@@ -100,6 +107,9 @@ class WebContext:
     gate: AbstractContextManager[Any] = field(default_factory=threading.RLock)
     # Checks sign-in passwords (argon2); never called with the gate held.
     hasher: editor_service.Hasher = editor_service.DEFAULT_HASHER
+    # Each newsletter's last setup, the base its next one is built from (see current_setup).
+    setups: dict[int, EditionSetup] = field(default_factory=dict)
+    setup_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def signer(self) -> LinkSigner:
@@ -129,12 +139,39 @@ class WebContext:
         with self.gate, self.engine.begin() as conn:
             yield conn
 
-    def current_setup(self) -> EditionSetup:
-        """The setup with today's skip dates from the database (editors may add one at any time)."""
-        return edition_setup_now(self.settings, self.engine, base=self.setup, gate=self.gate)
+    def current_setup(self, newsletter: NewsletterData | None = None) -> EditionSetup:
+        """A newsletter's setup (the first one's by default) with its values and skip dates as
+        stored now: editors may edit a newsletter or skip a date at any time.
 
-    def next_edition(self) -> date:
-        return edition_service.default_edition_date(self.current_setup().plan, self.now())
+        The renderer and signer of each newsletter are built once and reused (`base`), so a
+        request costs a read of the newsletter, not a new template environment.
+        """
+        wanted = newsletter.id if newsletter is not None else self.setup.newsletter.id
+        with self.setup_lock:
+            base = self.setups.get(wanted, self.setup)
+        current = edition_setup_now(
+            self.settings, self.engine, base=base, gate=self.gate, newsletter=newsletter or wanted
+        )
+        with self.setup_lock:
+            self.setups[current.newsletter.id] = current
+        return current
+
+    def newsletters(self) -> list[NewsletterData]:
+        with self.reading() as session:
+            return newsletter_store.list_newsletters(session)
+
+    def newsletter(self, slug: str) -> NewsletterData:
+        """The newsletter a page or form names (`?newsletter=<slug>`); none named means the first.
+
+        An unknown slug is NotFound naming the field, so the page answers 404, never 500.
+        """
+        with self.reading() as session:
+            if not slug.strip():
+                return newsletter_store.primary(session)
+            return newsletter_store.get_by_slug(session, slug[:60])
+
+    def next_edition(self, newsletter: NewsletterData | None = None) -> date:
+        return edition_service.default_edition_date(self.current_setup(newsletter).plan, self.now())
 
 
 class Pages:
@@ -151,6 +188,7 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.globals.update(globals_)
+        self.env.globals["newsletter_url"] = newsletter_url
         self.env.filters["local"] = lambda moment, fmt="%Y-%m-%d %H:%M": (
             moment.astimezone(zone).strftime(fmt) if moment else ""
         )
@@ -218,6 +256,29 @@ class Pages:
         except (BadSignature, ValueError, TypeError):
             return {"kind": "ok", "message": ""}  # still delete the cookie
         return {"kind": str(kind), "message": str(message)}
+
+
+def newsletter_url(path: str, newsletter: NewsletterData | None, anchor: str = "", **params: str) -> str:
+    """An editors' page of a newsletter. The first one's keep the addresses they had before there
+    were several (no `newsletter=`), so bookmarks and the links in alerts still work."""
+    query: dict[str, str] = {}
+    if newsletter is not None and not newsletter.primary:
+        query["newsletter"] = newsletter.slug
+    query.update({k: v for k, v in params.items() if v})
+    return f"{path}{'?' + urlencode(query) if query else ''}{anchor}"
+
+
+def newsletter_choice(ctx: WebContext, newsletter: NewsletterData | None) -> dict[str, Any]:
+    """What the newsletter select at the top of an editors' page and its forms' hidden field need."""
+    choices = [(n, n.name or ctx.settings.newsletter_name) for n in ctx.newsletters()]
+    return {
+        "newsletter": newsletter,
+        "newsletter_label": (newsletter.name or ctx.settings.newsletter_name) if newsletter else "",
+        "newsletter_choices": choices,
+        "newsletter_field": Markup('<input type="hidden" name="newsletter" value="{}">').format(
+            newsletter.slug if newsletter else ""
+        ),
+    }
 
 
 def get_ctx(request: Request) -> WebContext:

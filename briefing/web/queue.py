@@ -10,22 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from briefing import inputs
 from briefing.domain import StoryItem, StoryStatus
-from briefing.errors import BriefingError, InvalidInput
-from briefing.newsletter import PRIMARY_ID
+from briefing.errors import BriefingError, InvalidInput, NotFound
+from briefing.newsletter import REGULAR, NewsletterData, check_kind
 from briefing.service import editions as edition_service
 from briefing.service import queue as queue_service
 from briefing.service import stories as story_service
 from briefing.service.editors import EditorAccount
 from briefing.store import articles as article_store
 from briefing.web.auth import logout_response, require_editor
-from briefing.web.context import WebContext, get_ctx
+from briefing.web.context import WebContext, get_ctx, newsletter_choice, newsletter_url
 from briefing.web.errors import status_for
 from briefing.web.params import RowId, form_id
 
@@ -33,6 +32,7 @@ router = APIRouter(prefix="/editor", dependencies=[Depends(require_editor)])
 Ctx = Annotated[WebContext, Depends(get_ctx)]
 Editor = Annotated[EditorAccount, Depends(require_editor)]
 Text = Annotated[str, Form(max_length=10_000)]
+Slug = Annotated[str, Form(max_length=60)]
 READ = ["GET", "HEAD"]
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -46,13 +46,16 @@ PREVIEW_CSP = (
 )
 
 
-def _day(ctx: WebContext, value: str) -> date:
-    return inputs.local_date(value) if value.strip() else ctx.next_edition()
+def _day(ctx: WebContext, value: str, newsletter: NewsletterData) -> date:
+    return inputs.local_date(value) if value.strip() else ctx.next_edition(newsletter)
 
 
-def _queue_url(day: date | None, anchor: str = "") -> str:
-    query = f"?{urlencode({'date': day.isoformat()})}" if day else ""
-    return f"/editor/queue{query}{anchor}"
+def _queue_url(day: date | None, newsletter: NewsletterData, anchor: str = "") -> str:
+    return newsletter_url("/editor/queue", newsletter, anchor, date=day.isoformat() if day else "")
+
+
+def _preview_url(path: str, day: date, newsletter: NewsletterData, kind: str) -> str:
+    return newsletter_url(path, newsletter, date=day.isoformat(), kind="" if kind == REGULAR else kind)
 
 
 def _moment(ctx: WebContext, value: str, field: str) -> datetime | None:
@@ -122,6 +125,7 @@ def _queue_page(
     request: Request,
     ctx: WebContext,
     day: date,
+    newsletter: NewsletterData,
     *,
     error: str = "",
     form: dict[str, Any] | None = None,
@@ -129,7 +133,7 @@ def _queue_page(
     status: int = 200,
 ) -> HTMLResponse:
     """The queue; after a refused add or edit, that form shows what the editor typed (escaped)."""
-    setup = ctx.current_setup()
+    setup = ctx.current_setup(newsletter)
     with ctx.reading() as session:
         view = queue_service.queue_view(
             session,
@@ -141,11 +145,12 @@ def _queue_page(
         )[0]
         articles = article_store.list_articles(session, not_queued=True, limit=RECENT_ARTICLES)
     stories = [entry.story for entry in view.entries]
-    next_day = ctx.next_edition()
+    next_day = edition_service.default_edition_date(setup.plan, ctx.now())
     return ctx.pages.render(
         request,
         "queue.html",
         {
+            **newsletter_choice(ctx, setup.newsletter),
             "title": f"Queue for {day.isoformat()}",
             "day": day,
             "next_day": next_day,
@@ -167,8 +172,9 @@ def _queue_page(
 
 
 @router.api_route("/queue", methods=READ, response_class=HTMLResponse)
-def queue(request: Request, ctx: Ctx, date: str = "") -> HTMLResponse:
-    return _queue_page(request, ctx, _day(ctx, date))
+def queue(request: Request, ctx: Ctx, date: str = "", newsletter: str = "") -> HTMLResponse:
+    chosen = ctx.newsletter(newsletter)
+    return _queue_page(request, ctx, _day(ctx, date, chosen), chosen)
 
 
 @router.post("/stories", response_class=HTMLResponse)
@@ -177,6 +183,7 @@ def add_story(
     ctx: Ctx,
     editor: Editor,
     day: Annotated[str, Form(max_length=20)] = "",
+    newsletter: Slug = "",
     article_id: Annotated[str, Form(max_length=20)] = "",
     url: Text = "",
     headline: Text = "",
@@ -188,7 +195,8 @@ def add_story(
     expires_at: Annotated[str, Form(max_length=40)] = "",
     lead: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    back = _day(ctx, day)
+    chosen = ctx.newsletter(newsletter)
+    back = _day(ctx, day, chosen)
     form = {
         "article_id": article_id,
         "url": url,
@@ -202,11 +210,11 @@ def add_story(
         "lead": bool(lead),
     }
     try:
-        chosen = form_id(article_id, field="article")
-        if chosen is not None and url.strip():
+        article = form_id(article_id, field="article")
+        if article is not None and url.strip():
             raise InvalidInput("pick a stored article or give a URL, not both", field="url")
         request_ = story_service.StoryRequest(
-            article_id=chosen,
+            article_id=article,
             url=url,
             headline=headline,
             blurb=blurb,
@@ -217,13 +225,16 @@ def add_story(
             expires_at=_moment(ctx, expires_at, "expiry"),
             lead=bool(lead),
             created_by=editor.email,
+            newsletter_id=chosen.id,
         )
         with ctx.writing() as session:
             story = story_service.add_story(session, request_, now=ctx.now())
     except BriefingError as exc:
-        return _queue_page(request, ctx, back, error=str(exc), form=form, status=400)
+        return _queue_page(request, ctx, back, chosen, error=str(exc), form=form, status=400)
     return ctx.pages.redirect(
-        _queue_url(back, f"#story-{story.id}"), f"Queued “{story.headline}”.", secure=ctx.secure_cookies
+        _queue_url(back, chosen, f"#story-{story.id}"),
+        f"Queued “{story.headline}”.",
+        secure=ctx.secure_cookies,
     )
 
 
@@ -233,6 +244,7 @@ def edit_story(
     ctx: Ctx,
     story_id: RowId,
     day: Annotated[str, Form(max_length=20)] = "",
+    newsletter: Slug = "",
     headline: Text = "",
     url: Text = "",
     blurb: Text = "",
@@ -243,7 +255,8 @@ def edit_story(
     expires_at: Annotated[str, Form(max_length=40)] = "",
     lead: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    back = _day(ctx, day)
+    chosen = ctx.newsletter(newsletter)
+    back = _day(ctx, day, chosen)
     typed = {
         "headline": headline,
         "url": url,
@@ -271,9 +284,13 @@ def edit_story(
             story = story_service.edit_story(session, story_id, changes, now=ctx.now())
     except BriefingError as exc:
         error = f"Story {story_id} was not saved. {exc}"
-        return _queue_page(request, ctx, back, error=error, edits={story_id: typed}, status=status_for(exc))
+        return _queue_page(
+            request, ctx, back, chosen, error=error, edits={story_id: typed}, status=status_for(exc)
+        )
     return ctx.pages.redirect(
-        _queue_url(back, f"#story-{story.id}"), f"Saved “{story.headline}”.", secure=ctx.secure_cookies
+        _queue_url(back, chosen, f"#story-{story.id}"),
+        f"Saved “{story.headline}”.",
+        secure=ctx.secure_cookies,
     )
 
 
@@ -283,11 +300,13 @@ def move_story(
     story_id: RowId,
     direction: Annotated[str, Form(max_length=10)] = "",
     day: Annotated[str, Form(max_length=20)] = "",
+    newsletter: Slug = "",
 ) -> Response:
-    back = _day(ctx, day)
+    chosen = ctx.newsletter(newsletter)
+    back = _day(ctx, day, chosen)
     with ctx.writing() as session:
         story = story_service.nudge_story(session, story_id, direction, now=ctx.now())
-    return ctx.pages.redirect(_queue_url(back, f"#story-{story.id}"), "", secure=ctx.secure_cookies)
+    return ctx.pages.redirect(_queue_url(back, chosen, f"#story-{story.id}"), "", secure=ctx.secure_cookies)
 
 
 @router.post("/note")
@@ -295,13 +314,15 @@ def set_note(
     ctx: Ctx,
     note: Annotated[str, Form(max_length=2000)] = "",
     day: Annotated[str, Form(max_length=20)] = "",
+    newsletter: Slug = "",
 ) -> Response:
     """The editor's note for one edition, shown near its top; empty removes it."""
-    back = _day(ctx, day)
+    chosen = ctx.newsletter(newsletter)
+    back = _day(ctx, day, chosen)
     with ctx.writing() as session:
-        edition_service.set_note(session, back, note, newsletter_id=PRIMARY_ID, now=ctx.now())
+        edition_service.set_note(session, back, note, newsletter_id=chosen.id, now=ctx.now())
     message = "The editor's note is saved." if note.strip() else "The editor's note is removed."
-    return ctx.pages.redirect(_queue_url(back, "#note"), message, secure=ctx.secure_cookies)
+    return ctx.pages.redirect(_queue_url(back, chosen, "#note"), message, secure=ctx.secure_cookies)
 
 
 @router.post("/stories/{story_id}/status")
@@ -310,14 +331,16 @@ def set_story_status(
     story_id: RowId,
     status: Annotated[str, Form(max_length=20)] = "",
     day: Annotated[str, Form(max_length=20)] = "",
+    newsletter: Slug = "",
 ) -> Response:
     """Mark ready, back to draft, or drop (a dropped story leaves the queue but stays on record)."""
-    back = _day(ctx, day)
+    chosen = ctx.newsletter(newsletter)
+    back = _day(ctx, day, chosen)
     with ctx.writing() as session:
         story = story_service.change_status(session, story_id, status, now=ctx.now())
     words = {"ready": "is ready", "draft": "is back to draft", "dropped": "was dropped"}
     return ctx.pages.redirect(
-        _queue_url(back, "" if status == "dropped" else f"#story-{story.id}"),
+        _queue_url(back, chosen, "" if status == "dropped" else f"#story-{story.id}"),
         f"“{story.headline}” {words[status]}.",
         secure=ctx.secure_cookies,
     )
@@ -327,42 +350,69 @@ def set_story_status(
 
 
 @router.api_route("/preview", methods=READ, response_class=HTMLResponse)
-def preview(request: Request, ctx: Ctx, date: str = "") -> HTMLResponse:
-    day = _day(ctx, date)
-    values: dict[str, Any] = {"title": f"Preview of {day.isoformat()}", "day": day, "result": None}
+def preview(request: Request, ctx: Ctx, date: str = "", newsletter: str = "", kind: str = "") -> HTMLResponse:
+    chosen = ctx.newsletter(newsletter)
+    which = check_kind(kind) if kind.strip() else REGULAR
+    day = _day(ctx, date, chosen)
+    values: dict[str, Any] = {
+        **newsletter_choice(ctx, chosen),
+        "title": f"Preview of {day.isoformat()}",
+        "day": day,
+        "kind": which,
+        "result": None,
+        "frame_url": _preview_url("/editor/preview/frame", day, chosen, which),
+        "queue_url": _queue_url(day, chosen),
+    }
     try:
-        setup = ctx.current_setup()
+        setup = ctx.current_setup(chosen)
         with ctx.gate:
-            result = edition_service.preview(ctx.engine, setup, day, clock=ctx.clock)
+            result = edition_service.preview(ctx.engine, setup, day, clock=ctx.clock, kind=which)
     except BriefingError as exc:
         values["error"] = str(exc)
-        return ctx.pages.render(request, "preview.html", values, status_code=409, headers=NO_STORE)
-    ctx.previews.put(day, result.html)
+        status = 404 if isinstance(exc, NotFound) else 409
+        return ctx.pages.render(request, "preview.html", values, status_code=status, headers=NO_STORE)
+    ctx.previews.put((chosen.id, day, which), result.html)
     values["result"] = result
     values["report"] = result.prepared.report
     return ctx.pages.render(request, "preview.html", values, headers=NO_STORE)
 
 
 @router.api_route("/preview/frame", methods=READ, response_class=HTMLResponse)
-def preview_frame(ctx: Ctx, date: str = "") -> HTMLResponse:
+def preview_frame(ctx: Ctx, date: str = "", newsletter: str = "", kind: str = "") -> HTMLResponse:
     """The email's HTML alone, for the sandboxed frames of the preview page."""
-    day = _day(ctx, date)
-    html = ctx.previews.get(day)
+    chosen = ctx.newsletter(newsletter)
+    which = check_kind(kind) if kind.strip() else REGULAR
+    day = _day(ctx, date, chosen)
+    html = ctx.previews.get((chosen.id, day, which))
     if html is None:
-        setup = ctx.current_setup()
+        setup = ctx.current_setup(chosen)
         with ctx.gate:
-            html = edition_service.preview(ctx.engine, setup, day, clock=ctx.clock).html
-        ctx.previews.put(day, html)
+            html = edition_service.preview(ctx.engine, setup, day, clock=ctx.clock, kind=which).html
+        ctx.previews.put((chosen.id, day, which), html)
     return HTMLResponse(html, headers={"Content-Security-Policy": PREVIEW_CSP, **NO_STORE})
 
 
 @router.post("/preview/test")
-def send_test(ctx: Ctx, editor: Editor, day: Annotated[str, Form(max_length=20)] = "") -> Response:
-    when = _day(ctx, day)
-    back = f"/editor/preview?{urlencode({'date': when.isoformat()})}"
+def send_test(
+    ctx: Ctx,
+    editor: Editor,
+    day: Annotated[str, Form(max_length=20)] = "",
+    newsletter: Slug = "",
+    kind: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    chosen = ctx.newsletter(newsletter)
+    which = check_kind(kind) if kind.strip() else REGULAR
+    when = _day(ctx, day, chosen)
+    back = _preview_url("/editor/preview", when, chosen, which)
     try:
         edition_service.send_test(
-            ctx.engine, ctx.current_setup(), when, editor.email, ctx.transport, clock=ctx.clock
+            ctx.engine,
+            ctx.current_setup(chosen),
+            when,
+            editor.email,
+            ctx.transport,
+            clock=ctx.clock,
+            kind=which,
         )
     except BriefingError as exc:
         return ctx.pages.redirect(
