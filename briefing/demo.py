@@ -33,6 +33,7 @@ from briefing.newsletter import PRIMARY_ID, NewsletterData
 from briefing.service import editions as edition_service
 from briefing.service import feeds as feed_service
 from briefing.service import newsletters as newsletter_service
+from briefing.service import preferences as preference_service
 from briefing.service import queue as queue_service
 from briefing.service import specials as special_service
 from briefing.service import stories as story_service
@@ -101,12 +102,12 @@ def set_up_newsletters(engine: sa.Engine, clock: Clock) -> NewsletterData:
             for email in {*AMERICAS_READERS, LEAVES_OUT_ECONOMY, NO_SPECIALS}
         }
         for email in AMERICAS_READERS:
-            subscriber_service.set_subscription(session, readers[email], americas.id, on=True, now=now)
-        subscriber_service.set_subscription(session, readers[AMERICAS_ONLY], PRIMARY_ID, on=False, now=now)
-        subscriber_service.set_subscription(
+            preference_service.set_subscription(session, readers[email], americas.id, on=True, now=now)
+        preference_service.set_subscription(session, readers[AMERICAS_ONLY], PRIMARY_ID, on=False, now=now)
+        preference_service.set_subscription(
             session, readers[LEAVES_OUT_ECONOMY], PRIMARY_ID, on=True, excluded=["Economy"], now=now
         )
-        subscriber_service.set_subscription(
+        preference_service.set_subscription(
             session, readers[NO_SPECIALS], PRIMARY_ID, on=True, specials=False, now=now
         )
     console.print(

@@ -74,6 +74,8 @@ class Newsletter(SQLModel, table=True):
     brand_colour: str = Field(default="", max_length=20)
     accent_colour: str = Field(default="", max_length=20)
     logo_url: str = Field(default="", max_length=2000)
+    # The standing blocks' words and links it has of its own (tip_contact, support_url, ...).
+    standing: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     template_set: str = Field(default="", max_length=60)  # a folder under templates/email; "" = the default
     archive: str = Field(default="web", max_length=10)  # web: on the site for all; email: only by email
     paused: bool = Field(default=False)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from briefing.errors import InvalidInput
 
@@ -19,6 +20,22 @@ REGULAR = "regular"
 ARCHIVE_CHOICES = ("web", "email")  # web: every edition on the site for all; email: only by email
 _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _SPECIAL_RE = re.compile(r"^special-([1-9][0-9]{0,3})$")
+# The standing blocks a newsletter may word and link for itself (ComposeOptions' fields of the same name).
+STANDING_KEYS = (
+    "tip_heading",
+    "tip_text",
+    "tip_contact",
+    "support_heading",
+    "support_text",
+    "support_label",
+    "support_url",
+    "partner_name",
+    "partner_text",
+    "partner_url",
+    "partner_label",
+    "postal_address",
+    "why_text",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +57,7 @@ class NewsletterData:
     brand_colour: str = ""
     accent_colour: str = ""
     logo_url: str = ""
+    standing: Mapping[str, str] = field(default_factory=dict)  # its own standing-block words and links
     template_set: str = ""
     archive: str = "web"
     paused: bool = False

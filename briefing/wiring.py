@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from briefing.domain import Clock, ComposeOptions
 from briefing.errors import ConfigError, InvalidInput
-from briefing.newsletter import NewsletterData
+from briefing.newsletter import STANDING_KEYS, NewsletterData
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -94,7 +94,7 @@ def compose_options(settings: Settings, newsletter: NewsletterData | None = None
         web_url = f"{public}/archive/{n.slug}/{{date}}" if n.on_web else ""
         subscribe = f"{public}/subscribe/{n.slug}"
     base = ComposeOptions()
-    return replace(
+    options = replace(
         base,
         newsletter_name=newsletter_name(settings, newsletter),
         site_name=settings.site_name,
@@ -117,6 +117,8 @@ def compose_options(settings: Settings, newsletter: NewsletterData | None = None
         partner_url=settings.partner_url,
         postal_address=settings.postal_address,
     )
+    own = {k: v for k, v in n.standing.items() if k in STANDING_KEYS and v}
+    return replace(options, **own) if own else options  # type: ignore[arg-type]
 
 
 def mailing(settings: Settings, newsletter: NewsletterData | None = None) -> Mailing:

@@ -24,6 +24,7 @@ from briefing.service import editions as edition_service
 from briefing.service import schedule as schedule_service
 from briefing.store import bounce_rates as rate_store
 from briefing.store import editions as edition_store
+from briefing.store import newsletters as newsletter_store
 from tests.fixtures.clock import ManualClock
 from tests.fixtures.ledger_copies import (
     AMBIGUOUS,
@@ -108,6 +109,25 @@ def test_the_last_30_editions_are_read_in_one_query(engine: sa.Engine) -> None:
         earlier = rate_service.recent_rates(session, limit=5, until=first + timedelta(days=10))
     assert newest is not None and newest.edition_date == first + timedelta(days=32)
     assert [x.edition_date for x in earlier] == [first + timedelta(days=n) for n in range(6, 11)]
+
+
+def test_the_chart_of_one_newsletter_shows_only_its_editions(engine: sa.Engine) -> None:
+    add_readers(engine, ["r0@example.com", "r1@example.com"])
+    morning = send_copies(engine, EDITION - timedelta(days=2), {})
+    other = send_copies(engine, EDITION - timedelta(days=1), {})
+    with session_scope(engine) as session:
+        weekend = newsletter_store.add_newsletter(session, "weekend", {"name": "Weekend"}, now=SENT_AT)
+    with engine.begin() as conn:  # the second edition is the weekend newsletter's
+        conn.execute(
+            sa.text("UPDATE edition SET newsletter_id = :n WHERE id = :e"), {"n": weekend.id, "e": other}
+        )
+    with Session(engine) as session:
+        first = rate_service.recent_rates(session, newsletter_id=1)
+        second = rate_service.recent_rates(session, newsletter_id=weekend.id)
+        both = rate_service.recent_rates(session)
+    assert [x.edition_id for x in first] == [morning]
+    assert [x.edition_id for x in second] == [other]
+    assert [x.edition_id for x in both] == [morning, other]
 
 
 def test_an_edition_with_no_copy_sent_has_no_rate(engine: sa.Engine) -> None:

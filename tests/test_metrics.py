@@ -10,11 +10,15 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from briefing.db import session_scope
+from briefing.domain import EditionData, LedgerCounts
 from briefing.mail.transport import MemoryTransport
 from briefing.service import schedule as schedule_service
+from briefing.service.health import EditionNumbers, Numbers
+from briefing.web.metrics import families
 from tests.fixtures import web
 
 TOKEN = "scrape-token-0123456789"
@@ -67,11 +71,13 @@ def test_metrics_give_copies_per_edition_the_last_state_and_the_heartbeat_age(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     found = samples(response.text)
-    assert found[("briefing_edition_copies", (("edition", DAY), ("status", "sent")))] == 3
-    assert found[("briefing_edition_copies", (("edition", DAY), ("status", "failed")))] == 0
-    assert found[("briefing_edition_copies", (("edition", DAY), ("status", "deferred")))] == 0
-    assert found[("briefing_last_edition_state", (("edition", DAY), ("state", "sent")))] == 1
-    assert found[("briefing_last_edition_state", (("edition", DAY), ("state", "expired")))] == 0
+    one = (("edition", DAY), ("kind", "regular"), ("newsletter", "briefing"))
+    assert found[("briefing_edition_copies", (*one, ("status", "sent")))] == 3
+    assert found[("briefing_edition_copies", (*one, ("status", "failed")))] == 0
+    assert found[("briefing_edition_copies", (*one, ("status", "deferred")))] == 0
+    last = (("edition", DAY), ("newsletter", "briefing"))
+    assert found[("briefing_last_edition_state", (*last, ("state", "sent")))] == 1
+    assert found[("briefing_last_edition_state", (*last, ("state", "expired")))] == 0
     assert found[("briefing_scheduler_heartbeat_age_seconds", ())] == 45
     assert found[("briefing_open_alerts", ())] == 0
     assert "@" not in response.text, "no address in the metrics"
@@ -98,3 +104,47 @@ def test_a_settled_edition_is_counted_once_not_at_every_scrape(
     assert len(ledger_reads) == 1
     assert [s for s in statements if "FROM delivery" in s] == []
     assert samples(first) == samples(second)
+
+
+def test_two_newsletters_editions_of_one_date_are_two_series_and_each_has_its_last_state() -> None:
+    day = web.EDITION_DAY
+    sent = LedgerCounts(sent=3)
+    numbers = Numbers(
+        editions=(
+            EditionNumbers(day, "sent", sent, "briefing", "regular"),
+            EditionNumbers(day, "sent", LedgerCounts(sent=2), "weekend", "regular"),
+            EditionNumbers(day, "sent", LedgerCounts(sent=1), "briefing", "special-1"),
+        ),
+        last=None,
+        heartbeat_age=None,
+        open_alerts=0,
+        last_by_newsletter=(
+            ("briefing", EditionData(id=1, edition_date=day, status="sent")),
+            ("weekend", EditionData(id=2, edition_date=day, status="partial", newsletter_id=2)),
+        ),
+    )
+
+    found = samples(generate_latest(_Families(numbers)).decode())
+
+    copies = {
+        (dict(labels)["newsletter"], dict(labels)["kind"]): value
+        for (name, labels), value in found.items()
+        if name == "briefing_edition_copies" and dict(labels)["status"] == "sent"
+    }
+    assert copies == {("briefing", "regular"): 3, ("weekend", "regular"): 2, ("briefing", "special-1"): 1}
+    states = {
+        dict(labels)["newsletter"]: dict(labels)["state"]
+        for (name, labels), value in found.items()
+        if name == "briefing_last_edition_state" and value == 1
+    }
+    assert states == {"briefing": "sent", "weekend": "partial"}
+
+
+class _Families:
+    """A registry of the families made from fixed numbers, as a scrape would make them."""
+
+    def __init__(self, numbers: Numbers) -> None:
+        self.numbers = numbers
+
+    def collect(self) -> Iterator[Any]:
+        return iter(families(self.numbers))

@@ -174,6 +174,16 @@ def test_add_list_edit_pause_and_resume_round_trip(env: dict[str, str]) -> None:
         ("--sections", "World,world", "--sections: names 'world' twice"),
         ("--name", "", "--name:"),
         ("--name", "x" * 201, "--name:"),
+        ("--block", "nope=1", "--block: 'nope' is not a block"),
+        ("--block", "tip_contact", "--block: 'tip_contact' is not KEY=VALUE"),
+        ("--block", "support_url=http://news.example.com/s", "--block support_url: must be an https://"),
+        ("--block", "tip_contact=not an address", "--block tip_contact:"),
+        ("--block", "why_text=You get {secret}", "--block why_text: unknown field {secret}"),
+        (
+            "--block",
+            "postal_address=1 Road\r\nBcc: x@example.net",
+            "--block postal_address: must be one line",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_option_and_nothing_is_written(
@@ -374,6 +384,29 @@ def test_preview_and_preflight_build_the_chosen_newsletters_edition(
     assert "Edition of 2026-11-29 (weekend)" in ok(
         smtp_env, "preflight", "--newsletter", "weekend", "--date", SUNDAY
     )
+
+
+def test_a_newsletters_own_standing_blocks_show_in_its_edition_only_and_an_empty_one_goes_back(
+    smtp_env: dict[str, str], tmp_path: Path
+) -> None:
+    ok(
+        smtp_env,
+        *("newsletters", "edit", "weekend"),
+        *("--block", "postal_address=Weekend Desk, 2 Side Street"),
+        *("--block", "support_url=https://news.example.com/weekend-support"),
+    )
+
+    ok(smtp_env, "preview", "--newsletter", "weekend", "--date", SUNDAY, "--out", str(tmp_path / "w"))
+    ok(smtp_env, "preview", "--date", MONDAY, "--out", str(tmp_path / "m"))
+    weekend = (tmp_path / "w" / "briefing.html").read_text(encoding="utf-8")
+    first = (tmp_path / "m" / "briefing.html").read_text(encoding="utf-8")
+    assert "Weekend Desk, 2 Side Street" in weekend and "weekend-support" in weekend
+    assert "Weekend Desk" not in first and "weekend-support" not in first
+
+    ok(smtp_env, "newsletters", "edit", "weekend", "--block", "postal_address=")
+    ok(smtp_env, "preview", "--newsletter", "weekend", "--date", SUNDAY, "--out", str(tmp_path / "w2"))
+    again = (tmp_path / "w2" / "briefing.html").read_text(encoding="utf-8")
+    assert "Weekend Desk" not in again and "weekend-support" in again  # only the emptied one went back
 
 
 # --------------------------------------------------------------------------- status

@@ -31,6 +31,7 @@ from briefing.db import session_scope
 from briefing.domain import SubscriberInput
 from briefing.mail.transport import MemoryTransport
 from briefing.newsletter import NewsletterData
+from briefing.service import every_newsletter
 from briefing.service import schedule as schedule_service
 from briefing.service import specials as special_service
 from briefing.service import stories as story_service
@@ -142,8 +143,8 @@ class Desk:
                 return None, 0
             return found.status, len(ledger.rows(s, found.id, limit=1000))
 
-    def every_newsletter(self, mail: MemoryTransport, clock: ManualClock) -> schedule_service.EveryNewsletter:
-        return schedule_service.EveryNewsletter(
+    def every_newsletter(self, mail: MemoryTransport, clock: ManualClock) -> every_newsletter.EveryNewsletter:
+        return every_newsletter.EveryNewsletter(
             schedule_service.DailyContext(
                 engine=self.engine,
                 setup=lambda: self.setup_of(self.first.id),

@@ -16,6 +16,7 @@ from briefing.cli.common import (
     state,
     styled,
 )
+from briefing.newsletter import STANDING_KEYS
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -64,6 +65,15 @@ TemplateSetOpt = Annotated[
 ArchiveOpt = Annotated[
     str | None, typer.Option("--archive", help="web (every edition on the site) or email (by email only).")
 ]
+BlockOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--block",
+        help="One of its standing blocks' words or links, KEY=VALUE (repeat it): tip_contact, "
+        "support_url, support_text, partner_name, postal_address, why_text, ... An empty value "
+        "goes back to the setting.",
+    ),
+]
 SlugArg = Annotated[str, typer.Argument(help="The newsletter's slug (see `briefing newsletters list`).")]
 
 
@@ -84,6 +94,8 @@ OPTION_OF = {
     "logo_url": "--logo-url",
     "template_set": "--template-set",
     "archive": "--archive",
+    "standing": "--block",
+    **{key: f"--block {key}" for key in STANDING_KEYS},
     "slug": "SLUG",
     "newsletter": "SLUG",
 }
@@ -138,6 +150,7 @@ def add(
     logo_url: LogoOpt = None,
     template_set: TemplateSetOpt = None,
     archive: ArchiveOpt = None,
+    block: BlockOpt = None,
 ) -> None:
     """Add a newsletter; what you leave out follows the BRIEFING_ settings. It starts with no
     readers: they choose it on its sign-up page (/subscribe/SLUG) or their preferences page.
@@ -164,6 +177,7 @@ def add(
         logo_url=logo_url,
         template_set=template_set,
         archive=archive,
+        standing=block or None,
     )
     checks = _checks()
     with _options_named(), session_scope(state().engine) as session:
@@ -191,11 +205,13 @@ def edit(
     logo_url: LogoOpt = None,
     template_set: TemplateSetOpt = None,
     archive: ArchiveOpt = None,
+    block: BlockOpt = None,
 ) -> None:
     """Change a newsletter; only the options you give change, and an empty value ("") goes back to
     what the BRIEFING_ settings say. The next edition uses the new values.
 
     Example: briefing newsletters edit weekend --send-time 07:30 --archive email
+    Example: briefing newsletters edit weekend --block tip_contact=weekend@news.example.com
     """
     from briefing.db import session_scope
     from briefing.errors import InvalidInput
@@ -217,6 +233,7 @@ def edit(
         logo_url=logo_url,
         template_set=template_set,
         archive=archive,
+        standing=block or None,
     )
     if not raw:
         raise InvalidInput("give at least one option to change (see --help)", field="edit")

@@ -67,6 +67,7 @@ def schedule(
     from briefing.db import session_scope
     from briefing.locks import acquire_scheduler_lock, acquire_send_lock
     from briefing.scheduler import Calendar, PeriodicJob, next_send_of, run_scheduler
+    from briefing.service import every_newsletter
     from briefing.service import feeds as feed_service
     from briefing.service import schedule as schedule_service
     from briefing.service.setup import EditionSetup
@@ -149,7 +150,7 @@ def schedule(
                 report.failed,
             )
 
-    senders = schedule_service.EveryNewsletter(
+    senders = every_newsletter.EveryNewsletter(
         schedule_service.DailyContext(
             engine=engine,
             setup=lambda: setup_of(base.newsletter.id),  # each newsletter's sender has its own

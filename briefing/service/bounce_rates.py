@@ -80,10 +80,15 @@ def rates_of(session: Session, edition_ids: Sequence[int]) -> dict[int, EditionR
 
 
 def recent_rates(
-    session: Session, *, limit: int = CHART_EDITIONS, until: date | None = None
+    session: Session,
+    *,
+    limit: int = CHART_EDITIONS,
+    until: date | None = None,
+    newsletter_id: int | None = None,
 ) -> list[EditionRates]:
-    """The newest `limit` editions that sent copies, oldest first (the order a chart reads)."""
-    return [edition_rates_from(c) for c in reversed(rate_store.recent(session, limit=limit, until=until))]
+    """The newest `limit` editions that sent copies (of one newsletter, or all), oldest first."""
+    found = rate_store.recent(session, limit=limit, until=until, newsletter_id=newsletter_id)
+    return [edition_rates_from(c) for c in reversed(found)]
 
 
 def last_sent(session: Session, *, until: date | None = None) -> EditionRates | None:

@@ -193,6 +193,8 @@ class EditionNumbers:
     edition_date: date
     status: str
     counts: LedgerCounts
+    newsletter: str = ""  # its slug: two newsletters' editions of one date are two series
+    kind: str = "regular"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,8 @@ class Numbers:
     last: EditionData | None  # the newest edition due by now, whatever its state
     heartbeat_age: float | None  # seconds; None when no scheduler ever ran
     open_alerts: int
+    # Each newsletter's newest regular edition due by now, by slug.
+    last_by_newsletter: tuple[tuple[str, EditionData], ...] = ()
 
 
 class MetricsReader:
@@ -215,15 +219,31 @@ class MetricsReader:
     def read(self, now: datetime) -> Numbers:
         with Session(self.engine) as session:
             recent = edition_store.list_editions(session, limit=self.editions * 2)
+            slugs = {n.id: n.slug for n in newsletter_store.list_newsletters(session)}
             with_ledger = [e for e in recent if e.snapshot_size][: self.editions]
             numbers = tuple(
-                EditionNumbers(e.edition_date, e.status, self._counts(session, e)) for e in with_ledger
+                EditionNumbers(
+                    e.edition_date, e.status, self._counts(session, e), slugs.get(e.newsletter_id, ""), e.kind
+                )
+                for e in with_ledger
             )
-            last = next((e for e in recent if _due_by(e, now)), None)
+            regular = [e for e in recent if e.kind == "regular"]
+            last = next((e for e in regular if _due_by(e, now)), None)
+            lasts: dict[str, EditionData] = {}
+            for e in regular:
+                slug = slugs.get(e.newsletter_id, "")
+                if slug not in lasts and _due_by(e, now):
+                    lasts[slug] = e
             beat = schedule_store.heartbeat(session)
             open_count = len(alert_store.open_alerts(session, since=now.date() - ALERTS_COUNTED_FOR))
         age = (now - beat.beat_at).total_seconds() if beat and beat.beat_at else None
-        return Numbers(editions=numbers, last=last, heartbeat_age=age, open_alerts=open_count)
+        return Numbers(
+            editions=numbers,
+            last=last,
+            heartbeat_age=age,
+            open_alerts=open_count,
+            last_by_newsletter=tuple(lasts.items()),
+        )
 
     def _counts(self, session: Session, edition: EditionData) -> LedgerCounts:
         if edition.status not in SETTLED:

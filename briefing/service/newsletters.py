@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,8 +20,10 @@ from sqlmodel import Session
 
 from briefing import calendar as cal
 from briefing import inputs
+from briefing.domain import ComposeOptions
+from briefing.edition.compose import validate_options
 from briefing.errors import Conflict, InvalidInput
-from briefing.newsletter import ARCHIVE_CHOICES, NewsletterData, check_slug
+from briefing.newsletter import ARCHIVE_CHOICES, STANDING_KEYS, NewsletterData, check_slug
 from briefing.store import newsletters as newsletter_store
 
 MAX_NAME = 200  # the column's size, and what a From display name can sensibly hold
@@ -43,7 +45,9 @@ TEXT_FIELDS = (
     "template_set",
     "archive",
 )
-FIELDS = frozenset({*TEXT_FIELDS, "section_order", "sections_optional"})
+FIELDS = frozenset({*TEXT_FIELDS, "section_order", "sections_optional", "standing"})
+MAX_BLOCK_TEXT = 500  # a standing block's line of words
+_URL_BLOCKS = ("support_url", "partner_url")
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 # RFC 2919: the list-id is a dot-atom (RFC 5322 atext), a label and at least one more part.
@@ -71,6 +75,8 @@ def add(
     values = _checked(raw, checks)
     if not values.get("name"):
         raise InvalidInput("is required for a new newsletter", field="name")
+    if "standing" in values:
+        values["standing"] = {k: v for k, v in values["standing"].items() if v}  # type: ignore[attr-defined]
     _list_id_free(session, values, None)
     return newsletter_store.add_newsletter(session, clean_slug, values, now=now)
 
@@ -85,6 +91,9 @@ def edit(
     values = _checked(raw, checks)
     if "name" in values and not values["name"]:
         raise InvalidInput("cannot be blank", field="name")
+    if "standing" in values:  # the blocks named change; an empty one goes back to the settings'
+        merged = {**current.standing, **values["standing"]}  # type: ignore[dict-item]
+        values["standing"] = {k: v for k, v in merged.items() if v}
     _list_id_free(session, values, current.id)
     return newsletter_store.update_newsletter(session, current.id, values, now=now)
 
@@ -139,6 +148,8 @@ def _check_field(name: str, value: object, checks: Checks) -> object:
         return _flag(value, field=name)
     if name == "section_order":
         return _sections(value)
+    if name == "standing":
+        return _standing(value)
     text = "" if value is None else str(value)
     if name == "name":
         return inputs.one_line(text, field=name, max_len=MAX_NAME)
@@ -162,6 +173,49 @@ def _check_field(name: str, value: object, checks: Checks) -> object:
         return _template_set(text, checks.email_templates)
     assert name == "archive"
     return _archive(text)
+
+
+def _standing(value: object) -> dict[str, str]:
+    """The standing blocks' own words and links, from {key: value} or "key=value" items.
+
+    An empty value takes the key back to the settings' (`edit` drops it). Links must be https;
+    the tip contact is an address or an https link; the "why you get this" line may name only
+    {newsletter} and {site}, as BRIEFING_ templates may.
+    """
+    items: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        items = [(str(k), "" if v is None else str(v)) for k, v in value.items()]
+    else:
+        for item in [value] if isinstance(value, str) else list(value):  # type: ignore[call-overload]
+            key, sep, text = str(item).partition("=")
+            if not sep:
+                raise InvalidInput(
+                    f"{str(item)[:40]!r} is not KEY=VALUE (for example tip_contact=tips@news.example.com)",
+                    field="standing",
+                )
+            items.append((key, text))
+    found: dict[str, str] = {}
+    for key, text in items:
+        key = key.strip().lower()
+        if key not in STANDING_KEYS:
+            raise InvalidInput(
+                f"{key[:40]!r} is not a block (use {', '.join(STANDING_KEYS)})", field="standing"
+            )
+        clean = inputs.one_line(text, field=key, max_len=MAX_BLOCK_TEXT)
+        if clean and key in _URL_BLOCKS:
+            clean = inputs.web_url(clean, field=key)
+            if not clean.startswith("https://"):
+                raise InvalidInput("must be an https:// address", field=key)
+        elif clean and key == "tip_contact" and "@" in clean and not clean.startswith("https://"):
+            clean = inputs.email_address(clean, field=key)
+        elif clean and key == "tip_contact":
+            clean = inputs.web_url(clean, field=key)
+            if not clean.startswith("https://"):
+                raise InvalidInput("must be an email address or an https:// address", field=key)
+        elif clean and key == "why_text":
+            validate_options(replace(ComposeOptions(), why_text=clean))
+        found[key] = clean
+    return found
 
 
 def _flag(value: object, *, field: str) -> bool:

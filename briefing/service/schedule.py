@@ -4,19 +4,16 @@ The scheduler only decides *when*; these functions decide *whether*, from the da
 already sent is not sent again, a held one waits, one past its window expires and says so, a
 paused newsletter sends nothing. The calendar's writes (skipping a date, the scheduler's
 heartbeat) are use cases here too, so the CLI and any later door share one rule for what a skip
-reason may be. One `DailySender` runs one newsletter's jobs; `EveryNewsletter` runs them all in
-one process, with one lock so that only one edition is sent at a time.
+reason may be. One `DailySender` runs one newsletter's jobs; `every_newsletter.EveryNewsletter`
+runs them all in one process, with one lock so that only one edition is sent at a time.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import partial
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -26,7 +23,7 @@ from briefing.db import session_scope
 from briefing.domain import Clock, EditionData, EditionStatus
 from briefing.errors import BriefingError, InvalidInput, LockHeld, PreflightFailed
 from briefing.mail.transport import Transport
-from briefing.newsletter import REGULAR, NewsletterData, edition_label, is_special
+from briefing.newsletter import REGULAR, edition_label, is_special
 from briefing.service import alerts, claim_owners, send_alerts
 from briefing.service import editions as edition_service
 from briefing.service import worker as worker_service
@@ -433,70 +430,3 @@ def _waiting(edition: EditionData | None, now: datetime) -> str:
     elif edition.status != EditionStatus.SCHEDULED:
         return f"edition is {edition.status}"
     return ""
-
-
-class _Named(logging.LoggerAdapter):
-    """Log lines that start with the newsletter's slug, so one process's lines say whose they are."""
-
-    def process(self, msg: object, kwargs: Any) -> tuple[str, Any]:
-        return f"[{(self.extra or {}).get('newsletter', '')}] {msg}", kwargs
-
-
-class EveryNewsletter:
-    """Every newsletter's jobs in one process: a `DailySender` each, one lock for all their sends.
-
-    `ctx` is shared; its `setup` is replaced by `setup_of(newsletter id)` for each newsletter and
-    its log lines name the newsletter. The watch reads the newsletters afresh each time, so one
-    added or paused while the scheduler runs counts within a minute; a paused one is never sent.
-    """
-
-    def __init__(
-        self,
-        ctx: DailyContext,
-        *,
-        newsletters: Callable[[], Sequence[NewsletterData]],
-        setup_of: Callable[[int], EditionSetup],
-    ) -> None:
-        self.ctx = ctx
-        self.newsletters = newsletters
-        self.setup_of = setup_of
-        self.lock = threading.Lock()
-        self._senders: dict[int, DailySender] = {}
-
-    def sender(self, newsletter: NewsletterData) -> DailySender:
-        found = self._senders.get(newsletter.id)
-        if found is None:
-            log = _Named(self.ctx.log, {"newsletter": newsletter.slug})
-            ctx = replace(self.ctx, setup=partial(self.setup_of, newsletter.id), log=log)
-            found = self._senders[newsletter.id] = DailySender(ctx, lock=self.lock)
-        return found
-
-    def send_job(self, newsletter: NewsletterData) -> Callable[[date, datetime], str]:
-        return lambda day, scheduled_utc: self._run(newsletter, lambda s: s.send_job(day, scheduled_utc))
-
-    def preflight_job(self, newsletter: NewsletterData) -> Callable[[date], str]:
-        return lambda day: self._run(newsletter, lambda s: s.preflight_job(day))
-
-    def watch_job(self) -> str:
-        """Every newsletter read now, each watched in turn (`DailySender.watch_job`)."""
-        try:
-            current = list(self.newsletters())
-        except sa.exc.SQLAlchemyError as exc:
-            self.ctx.log.error(
-                "the database is unavailable (%s); trying again at the next run", one_line(exc)
-            )
-            return "database unavailable"
-        done = []
-        for newsletter in current:
-            if self.ctx.stop.is_set():
-                break
-            result = "paused" if newsletter.paused else self._run(newsletter, DailySender.watch_job)
-            done.append(f"{newsletter.slug}: {result}")
-        return "; ".join(done) or "no newsletters"
-
-    def _run(self, newsletter: NewsletterData, job: Callable[[DailySender], str]) -> str:
-        try:
-            return job(self.sender(newsletter))
-        except BriefingError as exc:  # its stored values cannot be used (templates gone): the others go on
-            self.ctx.log.error("[%s] %s", newsletter.slug, exc)
-            return "error"

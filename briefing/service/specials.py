@@ -20,7 +20,6 @@ from sqlmodel import Session
 from briefing import inputs
 from briefing.domain import Clock, EditionData, EditionStatus, StoryStatus
 from briefing.errors import Conflict, InvalidInput, NotFound, PreflightFailed
-from briefing.models import Edition
 from briefing.newsletter import check_kind, is_special, special_kind, special_number
 from briefing.reader_copy import personalise
 from briefing.service.edition_content import Prepared, prepare
@@ -142,7 +141,7 @@ def _make(
     when = _checked_send_at(setup, day, send_at, now)
 
     edition = _new_special(session, setup, day, when, now)
-    _fill(session, edition.id, subject=text_subject, story_ids=ids, now=now)
+    edition_store.set_special_content(session, edition.id, subject=text_subject, story_ids=ids, now=now)
     return edition_store.set_note(session, edition.id, text_note, now=now)
 
 
@@ -288,15 +287,3 @@ def _new_special(
 def _next_number(session: Session, setup: EditionSetup, day: date) -> int:
     editions = edition_store.editions_of_date(session, day, newsletter_id=setup.newsletter.id)
     return 1 + max((special_number(e.kind) or 0 for e in editions), default=0)
-
-
-def _fill(session: Session, edition_id: int, *, subject: str, story_ids: list[int], now: datetime) -> None:
-    """The special's subject and stories, written before anything is frozen (its content is its editor's)."""
-    row = session.get(Edition, edition_id)
-    if row is None:
-        raise NotFound(f"no edition with id {edition_id}", field="edition")
-    row.subject = subject
-    row.story_ids = list(story_ids)
-    row.updated_at = now
-    session.add(row)
-    session.flush()

@@ -142,8 +142,12 @@ def for_editions(session: Session, edition_ids: Sequence[int]) -> list[BounceCou
     return _run(session, _counts(_with_copies_sent(chosen, "editions")))
 
 
-def recent(session: Session, *, limit: int = 30, until: date | None = None) -> list[BounceCounts]:
+def recent(
+    session: Session, *, limit: int = 30, until: date | None = None, newsletter_id: int | None = None
+) -> list[BounceCounts]:
     """The newest `limit` editions that sent at least one copy (dated `until` or before), newest first.
+
+    Of one newsletter when `newsletter_id` is given, else of all of them.
 
     The editions are picked newest first by date, each with an indexed look into its ledger, so the
     cost follows `limit`, not the years of ledger behind it.
@@ -158,5 +162,7 @@ def recent(session: Session, *, limit: int = 30, until: date | None = None) -> l
     chosen = sa.select(E.c.id, E.c.edition_date).where(sa.or_(answered, refused))
     if until is not None:
         chosen = chosen.where(E.c.edition_date <= until)
+    if newsletter_id is not None:
+        chosen = chosen.where(E.c.newsletter_id == newsletter_id)
     chosen = chosen.order_by(E.c.edition_date.desc()).limit(limit)
     return _run(session, _counts(_with_copies_sent(chosen, "editions")))

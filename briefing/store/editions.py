@@ -267,6 +267,27 @@ def set_hold(session: Session, edition_id: int, held: bool, *, now: datetime) ->
     return to_data(row)
 
 
+def set_special_content(
+    session: Session, edition_id: int, *, subject: str, story_ids: Sequence[int], now: datetime
+) -> EditionData:
+    """A special's subject and stories, as its editor gave them; only before it is frozen."""
+    row = _row(session, edition_id)
+    if row.kind == REGULAR:
+        raise Conflict(
+            f"the edition of {row.edition_date} is the regular one; it takes its stories from the queue"
+        )
+    if row.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):
+        raise Conflict(
+            f"the edition of {_label(row.edition_date, row.kind)} is {row.status}; its content is fixed"
+        )
+    row.subject = subject
+    row.story_ids = list(story_ids)
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return to_data(row)
+
+
 def set_note(session: Session, edition_id: int, note: str, *, now: datetime) -> EditionData:
     row = _row(session, edition_id)
     if row.status not in (EditionStatus.SCHEDULED, EditionStatus.HELD):

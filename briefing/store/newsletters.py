@@ -26,6 +26,7 @@ EDITABLE = frozenset(
         "brand_colour",
         "accent_colour",
         "logo_url",
+        "standing",
         "template_set",
         "archive",
         "paused",
@@ -52,6 +53,7 @@ def to_data(row: Newsletter) -> NewsletterData:
         brand_colour=row.brand_colour,
         accent_colour=row.accent_colour,
         logo_url=row.logo_url,
+        standing=dict(row.standing or {}),
         template_set=row.template_set,
         archive=row.archive,
         paused=row.paused,
@@ -116,7 +118,11 @@ def update_newsletter(
     if row is None:
         raise NotFound(f"no newsletter with id {newsletter_id}", field="newsletter")
     for name, value in changes.items():
-        setattr(row, name, list(value) if name == "section_order" else value)  # type: ignore[call-overload]
+        if name == "section_order":
+            value = list(value)  # type: ignore[call-overload]
+        elif name == "standing":
+            value = dict(value)  # type: ignore[call-overload]
+        setattr(row, name, value)
     row.updated_at = now
     session.add(row)
     session.flush()

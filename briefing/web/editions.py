@@ -114,7 +114,9 @@ def editions(request: Request, ctx: Ctx, newsletter: str = "") -> HTMLResponse:
             session, limit=EDITIONS_SHOWN, newsletter_id=chosen.id if chosen else None
         )
         rates = rate_service.rates_of(session, [e.id for e in shown])
-        chart = rate_chart(rate_service.recent_rates(session), limits)
+        chart = rate_chart(
+            rate_service.recent_rates(session, newsletter_id=chosen.id if chosen else None), limits
+        )
         lines = [_line(session, e, rates.get(e.id), now=ctx.now()) for e in shown]
     named = []
     for line in lines:

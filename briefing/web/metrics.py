@@ -46,22 +46,23 @@ def families(numbers: Numbers) -> list[Metric]:
     copies = GaugeMetricFamily(
         "briefing_edition_copies",
         "Copies of a recent edition by delivery status (the ledger)",
-        labels=["edition", "status"],
+        labels=["edition", "newsletter", "kind", "status"],
     )
     for edition in numbers.editions:
+        day = edition.edition_date.isoformat()
         for status in DeliveryStatus:
             copies.add_metric(
-                [edition.edition_date.isoformat(), status.value], getattr(edition.counts, status)
+                [day, edition.newsletter, edition.kind, status.value], getattr(edition.counts, status)
             )
     state = GaugeMetricFamily(
         "briefing_last_edition_state",
-        "1 for the state the last edition due is in, 0 for the others",
-        labels=["edition", "state"],
+        "1 for the state each newsletter's last regular edition due is in, 0 for the others",
+        labels=["edition", "newsletter", "state"],
     )
-    if numbers.last is not None:
-        day = numbers.last.edition_date.isoformat()
+    for slug, last in numbers.last_by_newsletter:
+        day = last.edition_date.isoformat()
         for value in EditionStatus:
-            state.add_metric([day, value.value], 1.0 if numbers.last.status == value else 0.0)
+            state.add_metric([day, slug, value.value], 1.0 if last.status == value else 0.0)
     heartbeat = GaugeMetricFamily(
         "briefing_scheduler_heartbeat_age_seconds",
         "Seconds since the scheduler's last heartbeat (absent when none ever ran)",

@@ -22,6 +22,7 @@ from briefing import inputs, wiring
 from briefing.errors import BriefingError, InvalidInput, NotFound, TokenExpired
 from briefing.newsletter import NewsletterData
 from briefing.service import confirmations
+from briefing.service import preferences as preference_service
 from briefing.service import subscribers as subscriber_service
 from briefing.service.setup import EditionSetup
 from briefing.service.subscribers import Confirmation
@@ -378,7 +379,7 @@ def _preferences_page(
     error: str = "",
 ) -> HTMLResponse:
     with ctx.reading() as session:
-        state, rows = subscriber_service.preferences(
+        state, rows = preference_service.preferences(
             session, subscriber_id, version, default_sections=ctx.settings.section_order
         )
     return ctx.pages.render(
@@ -406,7 +407,7 @@ def preferences_page(request: Request, ctx: Ctx, token: str) -> HTMLResponse:
 
 def _choices(
     shown: list[str], newsletter: list[str], specials: list[str], sectioned: list[str], section: list[str]
-) -> list[subscriber_service.NewsletterChoice]:
+) -> list[preference_service.NewsletterChoice]:
     """The form's fields as one choice per newsletter it showed (`section` values are "slug:name")."""
     if any(len(v) > MAX_CHOICES for v in (shown, newsletter, specials, sectioned)) or len(section) > 1000:
         raise InvalidInput("too many values", field="newsletter")
@@ -420,7 +421,7 @@ def _choices(
         {v.strip().lower() for v in values} for values in (newsletter, specials, sectioned)
     )
     return [
-        subscriber_service.NewsletterChoice(
+        preference_service.NewsletterChoice(
             slug=slug[:60],
             on=slug in on,
             specials=slug in extra,
@@ -450,7 +451,7 @@ def preferences(
         choices = _choices(shown or [], newsletter or [], specials or [], sectioned or [], section or [])
         try:
             with ctx.writing() as session:
-                subscriber_service.save_preferences(
+                preference_service.save_preferences(
                     session,
                     subscriber_id,
                     version,

@@ -47,6 +47,7 @@ def _carry_forward() -> None:
         sa.column("slug", sa.String),
         *(sa.column(c, sa.String) for c in text_columns),
         sa.column("section_order", sa.JSON),
+        sa.column("standing", sa.JSON),
         sa.column("sections_optional", sa.Boolean),
         sa.column("archive", sa.String),
         sa.column("paused", sa.Boolean),
@@ -55,7 +56,7 @@ def _carry_forward() -> None:
         sa.column("updated_at", sa.DateTime(timezone=True)),
     )
     bind.execute(sa.insert(newsletter).values(
-        id=1, slug=_first_slug(), created_at=stamp, updated_at=stamp, section_order=[],
+        id=1, slug=_first_slug(), created_at=stamp, updated_at=stamp, section_order=[], standing={},
         sections_optional=False, archive="web", paused=False, position=0,
         **{c: "" for c in text_columns},
     ))
@@ -86,6 +87,7 @@ def upgrade() -> None:
     sa.Column('brand_colour', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('accent_colour', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('logo_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('standing', sa.JSON(), nullable=False),
     sa.Column('template_set', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
     sa.Column('archive', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('paused', sa.Boolean(), nullable=False),
