@@ -18,6 +18,8 @@ from sqlmodel import Session, create_engine
 from briefing.errors import ConfigError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -82,11 +84,14 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: sa.Engine, revision: str = "head", *, newsletter_name: str = "") -> None:
+def upgrade(
+    engine: sa.Engine, revision: str = "head", *, newsletter_name: str = "", now: datetime | None = None
+) -> None:
     """Create or upgrade the schema; safe to run on every start.
 
     `newsletter_name` names the first newsletter when a database from before several newsletters
-    is carried forward (its slug comes from it); the edges pass BRIEFING_NEWSLETTER_NAME.
+    is carried forward (its slug comes from it); the edges pass BRIEFING_NEWSLETTER_NAME, and
+    `now` from their clock for the rows a migration writes (without it, the database's clock).
 
     A database already at the newest revision is the common case (every command checks), and it
     is answered with one query: Alembic, which takes a tenth of a second to import, is loaded only
@@ -100,6 +105,7 @@ def upgrade(engine: sa.Engine, revision: str = "head", *, newsletter_name: str =
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         cfg.attributes["newsletter_name"] = newsletter_name
+        cfg.attributes["now"] = now
         command.upgrade(cfg, revision)
 
 

@@ -214,8 +214,8 @@ def main(folder: Path = ROOT / "demo") -> int:
     maildir = folder / "maildir"
     database_url = f"sqlite:///{db_path}"
     engine = make_engine(database_url)
-    upgrade(engine, newsletter_name="The Morning Briefing")
     clock = demo_clock(load_settings(_env_file=None))
+    upgrade(engine, newsletter_name="The Morning Briefing", now=clock.now())
     console.print(
         f"The demo runs as of {clock.now():%A %d %B %Y, %H:%M} UTC: within the London edition's send window, "
         "so a special can follow the morning edition that same day."

@@ -103,7 +103,7 @@ class AppState:
             from briefing.db import make_engine, upgrade
 
             self._engine = make_engine(self.settings.database_url)
-            upgrade(self._engine, newsletter_name=self.settings.newsletter_name)
+            upgrade(self._engine, newsletter_name=self.settings.newsletter_name, now=self.now())
         return self._engine
 
 

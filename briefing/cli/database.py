@@ -22,7 +22,7 @@ def db_upgrade() -> None:
 
     engine = make_engine(state().settings.database_url)
     before = current_revision(engine)
-    upgrade(engine, newsletter_name=state().settings.newsletter_name)
+    upgrade(engine, newsletter_name=state().settings.newsletter_name, now=state().now())
     after = current_revision(engine)
     if before == after:
         show(f"Already at the newest schema ({after}).")

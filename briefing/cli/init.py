@@ -40,7 +40,7 @@ def init() -> None:
     settings = state().settings  # every setting checked before anything is written
     did = ensure_secret_key(ENV_FILE, os.environ)
     engine = make_engine(settings.database_url)
-    upgrade(engine, newsletter_name=settings.newsletter_name)
+    upgrade(engine, newsletter_name=settings.newsletter_name, now=state().now())
     show(did)
     show(f"Database ready at schema {current_revision(engine)} ({engine.url.render_as_string()}).")
 

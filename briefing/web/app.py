@@ -240,11 +240,11 @@ def create_app(
     `hasher` checks sign-in passwords (argon2 by default; a test may pass one it controls).
     """
     own_engine = engine is None
+    clock = clock or wiring.clock(settings)
     if engine is None:
         engine = make_engine(settings.database_url)
-        upgrade(engine, newsletter_name=settings.newsletter_name)
+        upgrade(engine, newsletter_name=settings.newsletter_name, now=clock.now())
     own_transport = transport is None
-    clock = clock or wiring.clock(settings)
     mail: Transport = transport if transport is not None else open_transport(settings, clock)
     ctx = build_context(settings, engine, mail, clock, hasher or editor_service.DEFAULT_HASHER)
 

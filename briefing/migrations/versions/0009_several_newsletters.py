@@ -12,7 +12,7 @@ as they were, so every link in an email already sent keeps working.
 """
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Sequence, Union
 
 from alembic import op
@@ -35,10 +35,19 @@ def _first_slug() -> str:
     return slug or "briefing"
 
 
+def _moment(sqlite: bool) -> sa.ColumnElement:
+    """When the upgrade runs: the clock its caller passed to briefing.db.upgrade, else the database's."""
+    config = op.get_context().config
+    given = config.attributes.get("now") if config is not None else None
+    if given is None:
+        return sa.func.current_timestamp()
+    moment = given.astimezone(UTC)
+    return sa.literal(moment.replace(tzinfo=None) if sqlite else moment, sa.DateTime(timezone=True))
+
+
 def _carry_forward() -> None:
-    now = datetime.now(UTC)
     bind = op.get_bind()
-    stamp = now.replace(tzinfo=None) if bind.dialect.name == "sqlite" else now
+    stamp = _moment(bind.dialect.name == "sqlite")
     text_columns = ("name", "sender_name", "sender_address", "reply_to", "list_id", "send_days",
                     "send_time", "timezone", "brand_colour", "accent_colour", "logo_url", "template_set")
     newsletter = sa.table(
@@ -61,11 +70,21 @@ def _carry_forward() -> None:
         **{c: "" for c in text_columns},
     ))
     # Every reader of the one newsletter reads it still; their address-level status is unchanged.
-    bind.execute(sa.text(
-        "INSERT INTO subscription (subscriber_id, newsletter_id, status, excluded_sections, variant, "
-        "specials, created_at, updated_at, unsubscribed_at) "
-        "SELECT id, 1, 'active', '[]', '', :yes, created_at, :now, NULL FROM subscriber"
-    ).bindparams(sa.bindparam("yes", True, sa.Boolean), sa.bindparam("now", stamp)))
+    subscriber = sa.table("subscriber", sa.column("id", sa.Integer), sa.column("created_at", sa.DateTime))
+    columns = ["subscriber_id", "newsletter_id", "status", "excluded_sections", "variant", "specials",
+               "created_at", "updated_at"]
+    subscription = sa.table("subscription", *(sa.column(c) for c in columns))
+    source = sa.select(
+        subscriber.c.id,
+        sa.literal_column("1"),
+        sa.literal_column("'active'"),
+        sa.literal_column("'[]'"),  # inline, so PostgreSQL reads it as the column's json
+        sa.literal_column("''"),
+        sa.true(),
+        subscriber.c.created_at,
+        stamp,
+    )
+    bind.execute(sa.insert(subscription).from_select(columns, source))
     if bind.dialect.name == "postgresql":
         bind.execute(sa.text("SELECT setval(pg_get_serial_sequence('newsletter', 'id'), 1)"))
 
